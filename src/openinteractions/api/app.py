@@ -1,0 +1,80 @@
+"""The Starlette application: wiring of settings, store, event log, backends and routes."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from ..backends.registry import BackendRegistry
+from ..config import Settings
+from ..engine.service import InteractionService
+from ..engine.signatures import ThoughtSigner, load_or_create_key
+from ..errors import ApiError
+from ..events.log import MemoryEventLog
+from ..schema.openapi import openapi_document
+from ..store.sql import SqlStore, sqlite_url
+from .auth import Authenticator
+from .routes import ROUTES
+
+logger = logging.getLogger(__name__)
+
+
+def build_service(settings: Settings, config_dir: Path) -> InteractionService:
+    data_dir = settings.data_dir()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    store = SqlStore(settings.store.url or sqlite_url(data_dir))
+    limits = settings.limits
+    log = MemoryEventLog(limits.max_events_per_interaction, limits.max_event_log_bytes)
+    registry = BackendRegistry.from_settings(settings.models, config_dir)
+    signer = ThoughtSigner(load_or_create_key(settings.signing_key, data_dir))
+    return InteractionService(settings, store, log, registry, signer)
+
+
+async def _api_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ApiError)
+    return Response(exc.body(), status_code=exc.http_status, media_type="application/json")
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    message = "no such path" if exc.status_code == 404 else str(exc.detail)
+    error = ApiError(exc.status_code, f"{message}: {request.method} {request.url.path}")
+    return await _api_error(request, error)
+
+
+async def _internal_error(request: Request, exc: Exception) -> Response:
+    logger.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return await _api_error(request, ApiError(500, "Internal error."))
+
+
+async def _openapi(request: Request) -> Response:
+    return JSONResponse(openapi_document())
+
+
+def create_app(settings: Settings, config_dir: Path | None = None) -> Starlette:
+    service = build_service(settings, config_dir or Path.cwd())
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await service.start()
+        try:
+            yield
+        finally:
+            await service.stop()
+
+    app = Starlette(
+        routes=ROUTES,
+        lifespan=lifespan,
+        exception_handlers={ApiError: _api_error, HTTPException: _http_error, Exception: _internal_error},
+    )
+    app.add_route("/openapi.json", _openapi, methods=["GET"])
+    app.state.service = service
+    app.state.auth = Authenticator(settings.auth.api_keys)
+    return app

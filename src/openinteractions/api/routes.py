@@ -1,0 +1,130 @@
+"""Endpoints under any API version prefix: ``/v1``, ``/v1beta``, ``/v1alpha`` and the like (spec §1)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable
+from typing import Any
+
+import anyio
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from ..engine.service import InteractionService
+from ..errors import invalid_argument, not_found
+from ..schema.base import WireModel
+from .auth import Authenticator
+from .body import parse_bool, parse_create, query_flags, read_body
+from .models import model_list, model_resource
+from .sse import EventStreamResponse
+
+_VERSION = re.compile(r"^v\d+((alpha|beta)\d*)?$")
+_NO_PARAMS: frozenset[str] = frozenset()
+_GET_PARAMS = frozenset({"stream", "include_input", "last_event_id"})
+
+
+def wire_response(model: WireModel) -> Response:
+    return Response(model.wire_json(), media_type="application/json")
+
+
+def _service(request: Request) -> InteractionService:
+    return request.app.state.service  # type: ignore[no-any-return]
+
+
+def _caller(request: Request) -> tuple[str, str]:
+    """(api version, owner); an unknown version prefix is a 404 like any unknown path."""
+    version = request.path_params["version"]
+    if not _VERSION.match(version):
+        raise not_found(f"no such path: {request.url.path}")
+    auth: Authenticator = request.app.state.auth
+    return version, auth.owner(request)
+
+
+async def create_interaction(request: Request) -> Response:
+    version, owner = _caller(request)
+    query_flags(request, _NO_PARAMS)
+    service = _service(request)
+    body = await read_body(request, service.settings.server.max_request_bytes)
+    req = parse_create(body)
+    run = await service.create(req, owner, version)
+    if req.stream:
+        return EventStreamResponse(service.creation_stream(run), on_disconnect=lambda: service.stop_run(run))
+    await _unless_disconnected(request, run.finished.wait(), lambda: service.stop_run(run))
+    return wire_response(service.result(run))
+
+
+async def _unless_disconnected(request: Request, work: Awaitable[Any], on_disconnect: Any) -> None:
+    """Wait for ``work``; if the client goes away first, call ``on_disconnect`` instead."""
+    gone = False
+    async with anyio.create_task_group() as group:
+
+        async def watch() -> None:
+            nonlocal gone
+            while (await request.receive())["type"] != "http.disconnect":
+                pass
+            gone = True
+            group.cancel_scope.cancel()
+
+        group.start_soon(watch)
+        await work
+        group.cancel_scope.cancel()
+    if gone:
+        with anyio.CancelScope(shield=True):
+            await on_disconnect()
+
+
+async def get_interaction(request: Request) -> Response:
+    _, owner = _caller(request)
+    params = query_flags(request, _GET_PARAMS)
+    stream = parse_bool(params, "stream")
+    service = _service(request)
+    interaction_id = request.path_params["id"]
+    last_event_id = params.get("last_event_id")
+    if stream:
+        return EventStreamResponse(await service.events(interaction_id, owner, last_event_id))
+    if last_event_id is not None:
+        raise invalid_argument("'last_event_id' can only be used with stream=true")
+    return wire_response(await service.get(interaction_id, owner, parse_bool(params, "include_input")))
+
+
+async def cancel_interaction(request: Request) -> Response:
+    _, owner = _caller(request)
+    query_flags(request, _NO_PARAMS)
+    return wire_response(await _service(request).cancel(request.path_params["id"], owner))
+
+
+async def delete_interaction(request: Request) -> Response:
+    _, owner = _caller(request)
+    query_flags(request, _NO_PARAMS)
+    await _service(request).delete(request.path_params["id"], owner)
+    return JSONResponse({})
+
+
+async def list_models(request: Request) -> Response:
+    _caller(request)
+    return JSONResponse(model_list(_service(request).registry))
+
+
+async def get_model(request: Request) -> Response:
+    _caller(request)
+    name = request.path_params["model"]
+    resource = model_resource(_service(request).registry, name)
+    if resource is None:
+        raise not_found(f"models/{name} is not found")
+    return JSONResponse(resource)
+
+
+async def healthz(request: Request) -> Response:
+    return JSONResponse({"status": "ok"})
+
+
+ROUTES = [
+    Route("/healthz", healthz, methods=["GET"]),
+    Route("/{version}/interactions", create_interaction, methods=["POST"]),
+    Route("/{version}/interactions/{id}", get_interaction, methods=["GET"]),
+    Route("/{version}/interactions/{id}", delete_interaction, methods=["DELETE"]),
+    Route("/{version}/interactions/{id}/cancel", cancel_interaction, methods=["POST"]),
+    Route("/{version}/models", list_models, methods=["GET"]),
+    Route("/{version}/models/{model}", get_model, methods=["GET"]),
+]

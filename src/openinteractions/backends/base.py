@@ -1,0 +1,122 @@
+"""The backend interface: a model that turns a conversation into a stream of model events.
+
+Backends know nothing of steps, event ids or SSE. The engine turns their events into steps.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+from ..schema.generation import GenerationConfig, TextResponseFormat
+from ..schema.steps import Step, ThoughtStep
+from ..schema.tools import FunctionTool
+
+
+@dataclass(frozen=True, slots=True)
+class TextChunk:
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class ThoughtChunk:
+    """Reasoning text. The engine streams it as summary deltas when asked and seals it into the signature."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class StepBreak:
+    """Ends the current step, so that the next chunk of the same kind opens a new one."""
+
+
+@dataclass(frozen=True, slots=True)
+class CallStart:
+    name: str
+    id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CallArguments:
+    """A fragment of the JSON arguments of the call opened by the last ``CallStart``."""
+
+    fragment: str
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    """A server-side tool call step (``google_search_call``...), emitted whole."""
+
+    tool: str
+    id: str
+    arguments: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class ToolResult:
+    tool: str
+    call_id: str
+    result: Any
+    is_error: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class UsageReport:
+    input_tokens: int = 0
+    output_tokens: int = 0
+    thought_tokens: int = 0
+    cached_tokens: int = 0
+    tool_use_tokens: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Finish:
+    reason: Literal["stop", "max_tokens"]
+
+
+ModelEvent = (
+    TextChunk | ThoughtChunk | StepBreak | CallStart | CallArguments | ToolCall | ToolResult | UsageReport | Finish
+)
+
+
+class BackendError(Exception):
+    """A failure of the model. ``code`` is the slug that the stream's ``error`` event carries."""
+
+    def __init__(self, message: str, code: str = "internal") -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a backend implements; the engine rejects with a 400 every request field outside it."""
+
+    generation_config: frozenset[str] = frozenset()
+    input_modalities: frozenset[str] = frozenset({"text"})
+    function_calling: bool = False
+    structured_output: bool = False
+    # Server-tool steps the backend itself produces. Only the scripted test double has any.
+    scripted_server_tools: frozenset[str] = frozenset()
+    test_double: bool = False
+
+
+@dataclass
+class GenerationRequest:
+    model: str
+    history: list[Step]
+    system_instruction: str | None = None
+    functions: list[FunctionTool] = field(default_factory=list)
+    server_tools: list[str] = field(default_factory=list)
+    config: GenerationConfig = field(default_factory=GenerationConfig)
+    response_format: TextResponseFormat | None = None
+    thought_text: Callable[[ThoughtStep], str] = lambda step: ""
+
+
+class Backend(Protocol):
+    capabilities: Capabilities
+
+    def generate(self, request: GenerationRequest) -> AsyncIterator[ModelEvent]: ...
+
+    async def aclose(self) -> None: ...

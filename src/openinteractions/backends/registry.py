@@ -1,0 +1,60 @@
+"""Model routing: the configured model names (and aliases) and the backend that serves each."""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..config import ModelSettings
+from .base import Backend
+
+# backend name -> module with ``create(options, base_dir) -> Backend``
+FACTORIES = {
+    "scripted": "openinteractions.backends.scripted",
+}
+
+
+@dataclass
+class Route:
+    name: str
+    backend_name: str
+    backend: Backend
+    description: str | None
+
+
+class BackendRegistry:
+    def __init__(self, routes: dict[str, Route], aliases: dict[str, str]) -> None:
+        self._routes = routes
+        self._aliases = aliases
+
+    @classmethod
+    def from_settings(cls, models: dict[str, ModelSettings], base_dir: Path) -> BackendRegistry:
+        routes: dict[str, Route] = {}
+        aliases: dict[str, str] = {}
+        for name, settings in models.items():
+            factory = FACTORIES.get(settings.backend)
+            if factory is None:
+                known = ", ".join(sorted(FACTORIES))
+                raise ValueError(f"model {name!r}: unknown backend {settings.backend!r} (known: {known})")
+            backend = importlib.import_module(factory).create(settings.options(), base_dir)
+            routes[name] = Route(name, settings.backend, backend, settings.description)
+            for alias in settings.aliases:
+                if alias in models or alias in aliases:
+                    raise ValueError(f"model alias {alias!r} is defined twice")
+                aliases[alias] = name
+        return cls(routes, aliases)
+
+    def resolve(self, model: str) -> Route | None:
+        name = model.removeprefix("models/")
+        return self._routes.get(self._aliases.get(name, name))
+
+    def routes(self) -> list[Route]:
+        return list(self._routes.values())
+
+    def aliases_of(self, name: str) -> list[str]:
+        return [alias for alias, target in self._aliases.items() if target == name]
+
+    async def aclose(self) -> None:
+        for route in self._routes.values():
+            await route.backend.aclose()

@@ -1,0 +1,269 @@
+"""The scripted backend: a deterministic test double for protocol tests, demos and benchmarks.
+
+It plays events from rules in a script file (JSON or TOML), or from a script sent as the input text when
+``inline`` is on. It is never a default, ``GET /models`` marks it as a test double, and it stands in for no
+feature: its "tool steps" are scripted, not run.
+
+Its tokenizer counts whitespace-separated words. ``max_output_tokens`` truncates at that count (status
+``incomplete``); ``stop_sequences`` cut a text chunk at the first sequence it contains. Sampling settings
+(temperature, top_p, seed, thinking_level) change nothing: a script is deterministic by construction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import tomllib
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from ..schema.steps import ThoughtStep, UserInputStep
+from ..schema.tools import SERVER_TOOL_TYPES
+from .base import (
+    BackendError,
+    CallArguments,
+    CallStart,
+    Capabilities,
+    Finish,
+    GenerationRequest,
+    ModelEvent,
+    StepBreak,
+    TextChunk,
+    ThoughtChunk,
+    ToolCall,
+    ToolResult,
+    UsageReport,
+)
+
+
+class When(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    input_contains: str | None = None
+    input_equals: str | None = None
+    last_step: str | None = None
+    tool: str | None = None
+    turn: int | None = None
+    system_contains: str | None = None
+
+
+class Rule(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    when: When = Field(default_factory=When)
+    events: list[dict[str, Any]]
+
+
+class Script(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    rules: list[Rule] = Field(default_factory=list)
+
+
+class ScriptedOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    script: Path | None = None
+    inline: bool = False  # play a {"script": [...]} JSON object sent as the input text
+    record: Path | None = None  # append every request the backend receives, as JSON lines
+
+
+def load_script(path: Path) -> Script:
+    raw = path.read_bytes()
+    data = tomllib.loads(raw.decode()) if path.suffix == ".toml" else json.loads(raw)
+    return Script.model_validate(data)
+
+
+def _user_text(request: GenerationRequest) -> str:
+    for step in reversed(request.history):
+        if isinstance(step, UserInputStep):
+            return "".join(c.text for c in step.content or [] if c.type == "text")
+    return ""
+
+
+def _words(text: str) -> int:
+    return len(text.split())
+
+
+def _history_words(request: GenerationRequest) -> int:
+    count = _words(request.system_instruction or "")
+    for step in request.history:
+        count += _words(json.dumps(step.wire()))
+    return count
+
+
+class ScriptedBackend:
+    def __init__(self, options: ScriptedOptions) -> None:
+        self.capabilities = Capabilities(
+            generation_config=frozenset(
+                {"temperature", "top_p", "seed", "max_output_tokens", "stop_sequences", "thinking_level",
+                 "thinking_summaries", "tool_choice"}
+            ),
+            function_calling=True,
+            scripted_server_tools=SERVER_TOOL_TYPES,
+            test_double=True,
+        )
+        self._options = options
+        self._script = load_script(options.script) if options.script else Script()
+
+    async def aclose(self) -> None:
+        return None
+
+    def _matches(self, when: When, request: GenerationRequest) -> bool:
+        text = _user_text(request)
+        tools = {f.name for f in request.functions} | set(request.server_tools)
+        checks = [
+            when.input_contains is None or when.input_contains.lower() in text.lower(),
+            when.input_equals is None or when.input_equals == text,
+            when.last_step is None or (bool(request.history) and request.history[-1].type == when.last_step),
+            when.tool is None or when.tool in tools,
+            when.turn is None or when.turn == sum(isinstance(s, UserInputStep) for s in request.history),
+            when.system_contains is None or when.system_contains in (request.system_instruction or ""),
+        ]
+        return all(checks)
+
+    def _events_for(self, request: GenerationRequest) -> list[dict[str, Any]]:
+        if self._options.inline:
+            try:
+                data = json.loads(_user_text(request))
+            except json.JSONDecodeError:
+                data = None
+            if isinstance(data, dict) and isinstance(data.get("script"), list):
+                return data["script"]
+        for rule in self._script.rules:
+            if self._matches(rule.when, request):
+                return rule.events
+        raise BackendError("no rule of the script matches this request", "failed_precondition")
+
+    def _record(self, request: GenerationRequest) -> None:
+        if self._options.record is None:
+            return
+        entry = {
+            "model": request.model,
+            "system_instruction": request.system_instruction,
+            "history": [step.wire() for step in request.history],
+            "thoughts": [request.thought_text(s) for s in request.history if isinstance(s, ThoughtStep)],
+            "functions": [f.wire() for f in request.functions],
+            "server_tools": list(request.server_tools),
+            "config": request.config.wire(),
+        }
+        with open(self._options.record, "a") as f:
+            f.write(json.dumps(entry) + "\n")
+
+    async def generate(self, request: GenerationRequest) -> AsyncIterator[ModelEvent]:
+        self._record(request)
+        player = _Player(request)
+        for spec in self._events_for(request):
+            async for event in player.play(spec):
+                yield event
+                if isinstance(event, Finish):
+                    return
+        yield player.usage()
+        yield Finish("stop")
+
+
+class _Player:
+    """Turns script entries into model events, applying the request's output limits."""
+
+    def __init__(self, request: GenerationRequest) -> None:
+        self.request = request
+        self.budget = request.config.max_output_tokens
+        self.out_words = 0
+        self.thought_words = 0
+        self.reported: UsageReport | None = None
+        choice = request.config.tool_choice
+        self.calls_allowed = choice != "none"
+
+    def usage(self) -> UsageReport:
+        return self.reported or UsageReport(
+            input_tokens=_history_words(self.request), output_tokens=self.out_words, thought_tokens=self.thought_words
+        )
+
+    async def play(self, spec: dict[str, Any]) -> AsyncIterator[ModelEvent]:
+        if "repeat" in spec:
+            for _ in range(int(spec["repeat"])):
+                for inner in spec.get("events", []):
+                    async for event in self.play(inner):
+                        yield event
+            return
+        if len(spec) != 1:
+            raise BackendError(f"a script event has exactly one key, got {sorted(spec)}", "invalid_script")
+        key, value = next(iter(spec.items()))
+        if key == "text":
+            for event in self._text(str(value)):
+                yield event
+        elif key == "thought":
+            self.thought_words += _words(str(value))
+            yield ThoughtChunk(str(value))
+        elif key == "break":
+            yield StepBreak()
+        elif key == "call" and self.calls_allowed:
+            for event in _call(value):
+                yield event
+        elif key in ("tool_call", "tool_result"):
+            yield _tool_event(key, value)
+        elif key == "usage":
+            self.reported = UsageReport(**value)
+        elif key == "finish":
+            yield self.usage()
+            yield Finish(value)
+        elif key == "error":
+            raise BackendError(value.get("message", "scripted error"), value.get("code", "internal"))
+        elif key == "sleep_ms":
+            await asyncio.sleep(float(value) / 1000)
+        elif key == "hang":
+            await asyncio.Event().wait()
+        elif key != "call":
+            raise BackendError(f"unknown script event {key!r}", "invalid_script")
+
+    def _text(self, text: str) -> list[ModelEvent]:
+        for stop in self.request.config.stop_sequences or []:
+            if stop and stop in text:
+                return [TextChunk(text[: text.index(stop)]), self.usage(), Finish("stop")]
+        if self.budget is not None:
+            words = text.split(" ")
+            room = self.budget - self.out_words
+            if _words(text) > room:
+                kept = " ".join(words[: max(room, 0)])
+                self.out_words = self.budget
+                return [TextChunk(kept), self.usage(), Finish("max_tokens")]
+        self.out_words += _words(text)
+        return [TextChunk(text)]
+
+
+def _call(value: dict[str, Any]) -> list[ModelEvent]:
+    events: list[ModelEvent] = [CallStart(name=value["name"], id=value.get("id"))]
+    if "fragments" in value:
+        return events + [CallArguments(f) for f in value["fragments"]]
+    text = json.dumps(value.get("arguments", {}))
+    chunks = max(int(value.get("chunks", 1)), 1)
+    size = -(-len(text) // chunks)
+    return events + [CallArguments(text[i : i + size]) for i in range(0, len(text), size)]
+
+
+def _tool_event(key: str, value: dict[str, Any]) -> ModelEvent:
+    try:
+        if key == "tool_call":
+            return ToolCall(tool=value["tool"], id=value["id"], arguments=value.get("arguments", {}))
+        return ToolResult(
+            tool=value["tool"], call_id=value["call_id"], result=value.get("result", []),
+            is_error=bool(value.get("is_error", False)),
+        )
+    except KeyError as exc:
+        raise BackendError(f"script {key} lacks {exc}", "invalid_script") from exc
+
+
+def create(options: dict[str, Any], base_dir: Path) -> ScriptedBackend:
+    try:
+        parsed = ScriptedOptions.model_validate(options)
+    except ValidationError as exc:
+        raise ValueError(f"scripted backend options: {exc}") from exc
+    for name in ("script", "record"):
+        path = getattr(parsed, name)
+        if path is not None and not path.is_absolute():
+            setattr(parsed, name, base_dir / path)
+    return ScriptedBackend(parsed)
+

@@ -1,0 +1,103 @@
+"""Settings: a TOML file, overridden by ``OPENINTERACTIONS_*`` environment variables.
+
+Nested keys use ``__`` in the environment: ``OPENINTERACTIONS_SERVER__PORT=9000``. Tables and lists take JSON:
+``OPENINTERACTIONS_AUTH__API_KEYS='["k1"]'``.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+DEFAULT_DATA_DIR = Path("~/.local/share/openinteractions")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ServerSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = 8080
+    # Without API keys the server is open; it refuses a non-loopback address unless this is set.
+    allow_unauthenticated_remote: bool = False
+    max_request_bytes: int = 20 * 1024 * 1024
+    keepalive_seconds: float = 15.0
+    log_level: str = "info"
+
+
+class ApiKey(_Section):
+    key: str = Field(min_length=8)
+    name: str | None = None
+
+
+class AuthSettings(_Section):
+    api_keys: list[ApiKey | str] = Field(default_factory=list)
+
+
+class StoreSettings(_Section):
+    data_dir: Path = DEFAULT_DATA_DIR
+    # A SQLAlchemy URL; by default a SQLite file in data_dir.
+    url: str | None = None
+    retention_seconds: int = Field(default=55 * 24 * 3600, gt=0)
+    max_interactions_per_owner: int = Field(default=100_000, gt=0)
+    sweep_interval_seconds: float = Field(default=300.0, gt=0)
+
+
+class LimitsSettings(_Section):
+    max_events_per_interaction: int = Field(default=200_000, gt=0)
+    max_event_log_bytes: int = Field(default=64 * 1024 * 1024, gt=0)
+    max_chain_length: int = Field(default=1_000, gt=0)
+    run_timeout_seconds: float = Field(default=900.0, gt=0)
+
+
+class ModelSettings(BaseModel):
+    """One served model. ``backend`` picks the implementation; the other keys are that backend's options."""
+
+    model_config = ConfigDict(extra="allow")
+
+    backend: str
+    aliases: list[str] = Field(default_factory=list)
+    description: str | None = None
+
+    def options(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="OPENINTERACTIONS_", env_nested_delimiter="__", extra="forbid")
+
+    server: ServerSettings = Field(default_factory=ServerSettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
+    store: StoreSettings = Field(default_factory=StoreSettings)
+    limits: LimitsSettings = Field(default_factory=LimitsSettings)
+    models: dict[str, ModelSettings] = Field(default_factory=dict)
+    # Key for thought signatures; when unset one is generated once and kept in data_dir.
+    signing_key: str | None = None
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The environment wins over the file, which arrives as init kwargs.
+        return (env_settings, init_settings)
+
+    def data_dir(self) -> Path:
+        return self.store.data_dir.expanduser()
+
+
+def load_settings(path: str | Path | None = None) -> Settings:
+    data: dict[str, Any] = {}
+    if path is not None:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    return Settings(**data)

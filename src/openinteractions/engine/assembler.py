@@ -1,0 +1,116 @@
+"""The one assembler: folds an interaction's events into its steps, status, usage and errors.
+
+The stream, GET and non-stream create all show this fold of the same events, so they cannot disagree.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from ..schema.events import Event
+from ..schema.steps import Step
+
+_MEDIA = frozenset({"image", "audio", "video", "document"})
+_MEDIA_FIELDS = {
+    "image": ("data", "uri", "mime_type", "resolution"),
+    "audio": ("data", "uri", "mime_type", "sample_rate", "channels"),
+    "video": ("data", "uri", "mime_type", "resolution"),
+    "document": ("data", "uri", "mime_type"),
+}
+
+
+class _Draft:
+    """One step being built from its start and deltas."""
+
+    __slots__ = ("args", "content", "fields", "summary")
+
+    def __init__(self, step: Step) -> None:
+        self.fields: dict[str, Any] = step.wire()
+        self.content: list[dict[str, Any]] = []
+        self.summary: list[dict[str, Any]] = []
+        self.args: list[str] = []
+
+    def apply(self, delta: Any) -> None:
+        kind = delta.type
+        if kind == "text":
+            self._text_block(self.content)["_parts"].append(delta.text)
+        elif kind == "thought_summary":
+            content = delta.content
+            if content is not None and content.type == "text":
+                self._text_block(self.summary)["_parts"].append(content.text)
+            elif content is not None:
+                self.summary.append(content.wire())
+        elif kind == "arguments_delta":
+            self.args.append(delta.arguments or "")
+        elif kind == "thought_signature":
+            self.fields["signature"] = delta.signature
+        elif kind == "text_annotation_delta":
+            self._text_block(self.content).setdefault("annotations", []).extend(
+                a.wire() for a in delta.annotations or []
+            )
+        elif kind in _MEDIA:
+            wire = delta.wire()
+            self.content.append({"type": kind, **{k: wire[k] for k in _MEDIA_FIELDS[kind] if k in wire}})
+        else:  # tool call / result deltas carry the step's own fields
+            self.fields.update({k: v for k, v in delta.wire().items() if k != "type"})
+
+    @staticmethod
+    def _text_block(blocks: list[dict[str, Any]]) -> dict[str, Any]:
+        if blocks and blocks[-1]["type"] == "text":
+            return blocks[-1]
+        block: dict[str, Any] = {"type": "text", "_parts": []}
+        blocks.append(block)
+        return block
+
+    def build(self) -> dict[str, Any]:
+        out = dict(self.fields)
+        if self.content:
+            out["content"] = [_finish_block(b) for b in self.content]
+        if self.summary:
+            out["summary"] = [_finish_block(b) for b in self.summary]
+        if out["type"] == "function_call" and self.args:
+            try:
+                out["arguments"] = json.loads("".join(self.args))
+            except json.JSONDecodeError:
+                out["arguments"] = {}  # only on a failed run, whose call never completed
+        return out
+
+
+def _finish_block(block: dict[str, Any]) -> dict[str, Any]:
+    if "_parts" not in block:
+        return block
+    out: dict[str, Any] = {"type": "text", "text": "".join(block["_parts"])}
+    if "annotations" in block:
+        out["annotations"] = block["annotations"]
+    return out
+
+
+class Assembler:
+    def __init__(self) -> None:
+        self.summary: dict[str, Any] = {}
+        self.errors: list[dict[str, str]] = []
+        self._drafts: list[_Draft] = []
+
+    @property
+    def status(self) -> str | None:
+        return self.summary.get("status")
+
+    def apply(self, event: Event) -> None:
+        kind = event.event_type
+        if kind == "step.delta":
+            self._drafts[event.index].apply(event.delta)
+        elif kind == "step.start":
+            if event.index != len(self._drafts):
+                raise ValueError(f"step.start index {event.index}, expected {len(self._drafts)}")
+            self._drafts.append(_Draft(event.step))
+        elif kind in ("interaction.created", "interaction.completed"):
+            self.summary.update(event.interaction.wire())
+        elif kind == "interaction.status_update":
+            self.summary["status"] = event.status
+        elif kind == "error":
+            self.summary["status"] = "failed"
+            self.errors.append(event.error.wire())
+
+    def steps(self) -> list[dict[str, Any]]:
+        return [draft.build() for draft in self._drafts]

@@ -1,0 +1,230 @@
+"""A run: one interaction's generation, from backend events to its event log and its stored record.
+
+A run never writes to a socket. It appends events, folds them with the assembler and, when it ends, persists
+the result. Whatever happens, its log ends with a terminal event: ``interaction.completed`` (completed,
+requires_action, incomplete, cancelled) or ``error`` (failed), with every open step closed first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from contextlib import aclosing
+from dataclasses import dataclass
+from typing import Any
+
+from ..backends.base import Backend, BackendError, Finish, GenerationRequest, UsageReport
+from ..events.log import LogLimitExceeded, MemoryEventLog
+from ..ids import rfc3339_from_epoch
+from ..schema.errors import StreamError
+from ..schema.events import (
+    ErrorEvent,
+    Event,
+    InteractionCompletedEvent,
+    InteractionCreatedEvent,
+    InteractionStatusUpdateEvent,
+)
+from ..schema.interaction import InteractionSummary
+from ..schema.steps import Step
+from ..schema.usage import ModalityTokens, Usage
+from ..store.base import FinalState, Store, StoredInteraction
+from .assembler import Assembler
+from .signatures import ThoughtSigner
+from .steps import StepWriter
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class RunSpec:
+    interaction_id: str
+    owner: str
+    model: str
+    store: bool
+    created_at: float
+    expires_at: float
+    previous_interaction_id: str | None
+    input_steps: list[Step]
+    echo: dict[str, Any]  # request fields shown on the resource, and the raw input
+    generation: GenerationRequest
+    summaries: bool
+    timeout: float
+
+
+@dataclass
+class _Tally:
+    usage: UsageReport | None = None
+    finish: str = "stop"
+
+    def add(self, report: UsageReport) -> None:
+        if self.usage is None:
+            self.usage = report
+            return
+        u = self.usage
+        self.usage = UsageReport(
+            u.input_tokens + report.input_tokens,
+            u.output_tokens + report.output_tokens,
+            u.thought_tokens + report.thought_tokens,
+            u.cached_tokens + report.cached_tokens,
+            u.tool_use_tokens + report.tool_use_tokens,
+        )
+
+
+def usage_model(report: UsageReport | None) -> Usage | None:
+    if report is None:
+        return None
+    total = report.input_tokens + report.output_tokens + report.thought_tokens + report.tool_use_tokens
+    return Usage(
+        total_tokens=total,
+        total_input_tokens=report.input_tokens,
+        input_tokens_by_modality=[ModalityTokens(modality="text", tokens=report.input_tokens)],
+        total_cached_tokens=report.cached_tokens,
+        total_output_tokens=report.output_tokens,
+        total_tool_use_tokens=report.tool_use_tokens,
+        total_thought_tokens=report.thought_tokens,
+    )
+
+
+class Run:
+    def __init__(
+        self, spec: RunSpec, backend: Backend, log: MemoryEventLog, store: Store, signer: ThoughtSigner, clock: Any
+    ) -> None:
+        self.spec = spec
+        self.id = spec.interaction_id
+        self.assembler = Assembler()
+        self.finished = asyncio.Event()
+        self.task: asyncio.Task[None] | None = None
+        self._backend = backend
+        self._log = log
+        self._store = store
+        self._signer = signer
+        self._clock = clock
+        self._ending = False
+        self._inserted = False
+        self.updated_at = spec.created_at
+
+    def summary(self, status: str, usage: Usage | None = None) -> InteractionSummary:
+        return InteractionSummary(
+            id=self.id,
+            status=status,  # type: ignore[arg-type]
+            model=self.spec.model,
+            created=rfc3339_from_epoch(self.spec.created_at),
+            updated=rfc3339_from_epoch(self.updated_at),
+            service_tier="standard",
+            usage=usage,
+        )
+
+    async def emit(self, event: Event) -> None:
+        await self._log.append(self.id, event, terminal=self._ending)
+        self.assembler.apply(event)
+
+    async def execute(self) -> None:
+        writer = StepWriter(self.emit, self._signer, self.spec.summaries)
+        tally = _Tally()
+        try:
+            await self.emit(InteractionCreatedEvent(interaction=self.summary("in_progress")))
+            await self.emit(InteractionStatusUpdateEvent(interaction_id=self.id, status="in_progress"))
+            if self.spec.store:
+                await self._store.insert(self._record())
+                self._inserted = True
+            async with asyncio.timeout(self.spec.timeout):
+                await self._generate(writer, tally)
+            await writer.close()
+            await self._complete(_status(writer, tally), tally)
+        except asyncio.CancelledError:
+            await self._close_steps(writer)
+            await self._complete("cancelled", tally)
+        except BackendError as exc:
+            await self._close_steps(writer)
+            await self._fail(exc.code, exc.message)
+        except TimeoutError:
+            await self._close_steps(writer)
+            await self._fail("deadline_exceeded", f"the run took longer than {self.spec.timeout:g} s")
+        except LogLimitExceeded as exc:
+            await self._close_steps(writer)
+            await self._fail("resource_exhausted", f"event log limit reached: {exc}")
+        except Exception:
+            logger.exception("run %s failed", self.id)
+            await self._close_steps(writer)
+            await self._fail("internal", "internal error while generating")
+        finally:
+            await self._persist()
+
+    async def recover(self, code: str, message: str) -> None:
+        """Give a run that a previous process left unfinished its terminal events and stored result."""
+        self._inserted = True
+        await self.emit(InteractionCreatedEvent(interaction=self.summary("in_progress")))
+        self._ending = True
+        await self._fail(code, message)
+        await self._persist()
+
+    async def _generate(self, writer: StepWriter, tally: _Tally) -> None:
+        async with aclosing(self._backend.generate(self.spec.generation)) as events:
+            async for event in events:
+                if isinstance(event, UsageReport):
+                    tally.add(event)
+                elif isinstance(event, Finish):
+                    tally.finish = event.reason
+                else:
+                    await writer.feed(event)
+
+    async def _close_steps(self, writer: StepWriter) -> None:
+        """On the way out, close what is open; from here on appends bypass the log limits."""
+        self._ending = True
+        await writer.close(strict=False)
+
+    async def _complete(self, status: str, tally: _Tally) -> None:
+        self._ending = True
+        self.updated_at = self._clock()
+        summary = self.summary(status, usage_model(tally.usage))
+        await self.emit(InteractionCompletedEvent(interaction=summary))
+
+    async def _fail(self, code: str, message: str) -> None:
+        self.updated_at = self._clock()
+        await self.emit(ErrorEvent(error=StreamError(code=code, message=message)))
+
+    async def _persist(self) -> None:
+        try:
+            if self._inserted:
+                await self._store.finish(self.id, self.final_state(), self._log.entries(self.id))
+        except Exception:
+            logger.exception("could not store the result of interaction %s", self.id)
+        finally:
+            await self._log.close(self.id)
+            self.finished.set()
+
+    def final_state(self) -> FinalState:
+        summary = self.assembler.summary
+        return FinalState(
+            status=summary.get("status", "failed"),
+            updated_at=self.updated_at,
+            steps=_dumps(self.assembler.steps()),
+            usage=_dumps(summary["usage"]) if summary.get("usage") else None,
+            errors=_dumps(self.assembler.errors) if self.assembler.errors else None,
+        )
+
+    def _record(self) -> StoredInteraction:
+        spec = self.spec
+        return StoredInteraction(
+            id=spec.interaction_id,
+            owner=spec.owner,
+            status="in_progress",
+            model=spec.model,
+            previous_interaction_id=spec.previous_interaction_id,
+            created_at=spec.created_at,
+            updated_at=spec.created_at,
+            expires_at=spec.expires_at,
+            request=spec.echo,
+            input_steps=_dumps([s.wire() for s in spec.input_steps]),
+        )
+
+
+def _status(writer: StepWriter, tally: _Tally) -> str:
+    if writer.function_calls:
+        return "requires_action"
+    return "incomplete" if tally.finish == "max_tokens" else "completed"
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)

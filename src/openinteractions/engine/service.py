@@ -1,0 +1,349 @@
+"""The interactions service: what the HTTP layer calls. It starts runs and hands out their event logs.
+
+create → validate → history → run (appends to the event log) ; get / stream / cancel / delete read the
+live run or the store, always scoped to the caller's owner id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from pydantic import TypeAdapter, ValidationError
+
+from ..backends.base import GenerationRequest
+from ..backends.registry import BackendRegistry, Route
+from ..config import Settings
+from ..errors import failed_precondition, invalid_argument, not_found, validation_error
+from ..events.log import LoggedEvent, MemoryEventLog
+from ..ids import new_interaction_id, rfc3339_from_epoch
+from ..schema.interaction import Interaction
+from ..schema.requests import CreateInteractionRequest, InputShapeError, normalize_input
+from ..schema.steps import Step, ThoughtStep
+from ..schema.tools import FunctionTool
+from ..store.base import Store, StoredInteraction
+from .history import chained_history, verify_input
+from .run import Run, RunSpec
+from .signatures import InvalidSignature, ThoughtSigner
+from .validate import check_capabilities, check_request_shape, text_response_format
+
+logger = logging.getLogger(__name__)
+
+# Request fields that the Interaction resource echoes back.
+ECHO_FIELDS = frozenset(
+    {"system_instruction", "tools", "generation_config", "response_format", "response_mime_type",
+     "response_modalities", "safety_settings", "labels"}
+)
+_steps = TypeAdapter(list[Step])
+
+
+class InteractionService:
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        log: MemoryEventLog,
+        registry: BackendRegistry,
+        signer: ThoughtSigner,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.log = log
+        self.registry = registry
+        self.signer = signer
+        self.clock = clock
+        self.runs: dict[str, Run] = {}
+        self._sweeper: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        await self.store.start()
+        await self._fail_interrupted()
+        self._sweeper = asyncio.create_task(self._sweep_forever())
+
+    async def stop(self) -> None:
+        if self._sweeper:
+            self._sweeper.cancel()
+        for run in list(self.runs.values()):
+            if run.task and not run.task.done():
+                run.task.cancel()
+        await asyncio.gather(*(r.finished.wait() for r in list(self.runs.values())))
+        await self.registry.aclose()
+        await self.store.close()
+
+    # ---- create -------------------------------------------------------------------------------------
+
+    async def create(self, req: CreateInteractionRequest, owner: str, api_version: str) -> Run:
+        check_request_shape(req)
+        route = self._route(req.model or "", api_version)
+        try:
+            inputs = normalize_input(req.input)
+        except InputShapeError as exc:
+            raise invalid_argument(str(exc)) from exc
+        except ValidationError as exc:
+            raise validation_error(exc, req.input, "input") from exc
+        if not inputs and req.previous_interaction_id is None:
+            raise invalid_argument("'input' is required")
+        check_capabilities(req, route.backend.capabilities, route.name, inputs)
+        now = self.clock()
+        history: list[Step] = []
+        if req.previous_interaction_id is not None:
+            history = await chained_history(
+                self.store, owner, req.previous_interaction_id, now, self.settings.limits.max_chain_length
+            )
+        verify_input(inputs, history, self.signer)
+        store = req.store is not False
+        if store:
+            await self._check_quota(owner, now)
+        spec = self._spec(req, route, owner, inputs, history + inputs, store, now)
+        return self._launch(spec, route)
+
+    def _route(self, model: str, api_version: str) -> Route:
+        route = self.registry.resolve(model)
+        if route is None:
+            raise not_found(
+                f"models/{model.removeprefix('models/')} is not found for API version {api_version}, "
+                "or is not supported for interactions. List the served models with GET /"
+                f"{api_version}/models."
+            )
+        return route
+
+    async def _check_quota(self, owner: str, now: float) -> None:
+        limit = self.settings.store.max_interactions_per_owner
+        if await self.store.count(owner, now) >= limit:
+            raise failed_precondition(
+                f"storage quota reached: this key already stores {limit} interactions; delete some, "
+                "send 'store': false, or raise store.max_interactions_per_owner"
+            )
+
+    def _spec(
+        self,
+        req: CreateInteractionRequest,
+        route: Route,
+        owner: str,
+        inputs: list[Step],
+        history: list[Step],
+        store: bool,
+        now: float,
+    ) -> RunSpec:
+        config = req.generation_config
+        generation = GenerationRequest(
+            model=route.name,
+            history=history,
+            system_instruction=req.system_instruction,
+            functions=[t for t in req.tools or [] if isinstance(t, FunctionTool)],
+            server_tools=[t.type for t in req.tools or [] if not isinstance(t, FunctionTool)],
+            response_format=text_response_format(req),
+            thought_text=self._thought_text,
+        )
+        if config is not None:
+            generation.config = config
+        echo = req.model_dump(mode="json", include=set(ECHO_FIELDS), exclude_none=True, by_alias=True)
+        echo["input"] = req.input
+        return RunSpec(
+            interaction_id=new_interaction_id(),
+            owner=owner,
+            model=req.model or route.name,
+            store=store,
+            created_at=now,
+            expires_at=now + self.settings.store.retention_seconds,
+            previous_interaction_id=req.previous_interaction_id,
+            input_steps=inputs,
+            echo=echo,
+            generation=generation,
+            summaries=bool(config and config.thinking_summaries == "auto"),
+            timeout=self.settings.limits.run_timeout_seconds,
+        )
+
+    def _thought_text(self, step: ThoughtStep) -> str:
+        if not step.signature:
+            return ""
+        try:
+            return self.signer.open(step.signature)
+        except InvalidSignature:
+            return ""
+
+    def _launch(self, spec: RunSpec, route: Route) -> Run:
+        run = Run(spec, route.backend, self.log, self.store, self.signer, self.clock)
+        self.log.open(run.id)
+        self.runs[run.id] = run
+        run.task = asyncio.create_task(run.execute(), name=f"run {run.id}")
+        run.task.add_done_callback(lambda _: self._forget(run))
+        return run
+
+    def _forget(self, run: Run) -> None:
+        self.runs.pop(run.id, None)
+        self.log.drop(run.id)
+
+    # ---- read ---------------------------------------------------------------------------------------
+
+    def _live(self, interaction_id: str, owner: str) -> Run | None:
+        run = self.runs.get(interaction_id)
+        if run is None or run.spec.owner != owner or not run.spec.store:
+            return None
+        return run
+
+    async def _stored(self, interaction_id: str, owner: str) -> StoredInteraction:
+        record = await self.store.get(interaction_id, owner, self.clock())
+        if record is None:
+            raise not_found(f"interaction {interaction_id!r} was not found")
+        return record
+
+    async def get(self, interaction_id: str, owner: str, include_input: bool = False) -> Interaction:
+        run = self._live(interaction_id, owner)
+        if run is not None:
+            return render_run(run, include_input)
+        return render_record(await self._stored(interaction_id, owner), include_input)
+
+    def result(self, run: Run) -> Interaction:
+        return render_run(run, include_input=False)
+
+    async def events(self, interaction_id: str, owner: str, last_event_id: str | None) -> AsyncIterator[bytes]:
+        """The SSE frames after ``last_event_id``, following the run if it is still going."""
+        after = _event_position(last_event_id)
+        run = self._live(interaction_id, owner)
+        if run is not None and self.log.has(interaction_id):
+            _check_position(after, len(self.log.entries(interaction_id)), last_event_id)
+            return self.log.read(interaction_id, after, self.settings.server.keepalive_seconds)
+        await self._stored(interaction_id, owner)
+        stored = await self.store.events(interaction_id, 0)
+        _check_position(after, len(stored), last_event_id)
+        return _replay(stored[after:])
+
+    def creation_stream(self, run: Run) -> AsyncIterator[bytes]:
+        return self.log.read(run.id, 0, self.settings.server.keepalive_seconds)
+
+    # ---- cancel / delete ----------------------------------------------------------------------------
+
+    async def cancel(self, interaction_id: str, owner: str) -> Interaction:
+        run = self._live(interaction_id, owner)
+        if run is None:
+            record = await self._stored(interaction_id, owner)
+            raise failed_precondition(
+                f"interaction {interaction_id!r} is {record.status}; only a running interaction can be cancelled"
+            )
+        await self.stop_run(run)
+        return render_run(run, include_input=False)
+
+    async def stop_run(self, run: Run) -> None:
+        if run.task is not None and not run.finished.is_set():
+            run.task.cancel()
+        await run.finished.wait()
+
+    async def delete(self, interaction_id: str, owner: str) -> None:
+        run = self._live(interaction_id, owner)
+        if run is not None:
+            await self.stop_run(run)
+        if not await self.store.delete(interaction_id, owner):
+            raise not_found(f"interaction {interaction_id!r} was not found")
+
+    # ---- housekeeping -------------------------------------------------------------------------------
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            try:
+                removed = await self.store.sweep(self.clock())
+                if removed:
+                    logger.info("retention: deleted %d expired interactions", removed)
+            except Exception:
+                logger.exception("retention sweep failed")
+            await asyncio.sleep(self.settings.store.sweep_interval_seconds)
+
+    async def _fail_interrupted(self) -> None:
+        """A run that a previous process left unfinished ends as failed, with a proper event log."""
+        for record in await self.store.unfinished():
+            run = Run(_recovered_spec(record), _NoBackend(), self.log, self.store, self.signer, self.clock)
+            self.log.open(run.id)
+            await run.recover("aborted", "the server stopped before this interaction finished")
+            self.log.drop(run.id)
+            logger.warning("interaction %s was left unfinished by a previous process: marked failed", run.id)
+
+
+class _NoBackend:
+    capabilities: Any = None
+
+    def generate(self, request: GenerationRequest) -> AsyncIterator[Any]:
+        raise RuntimeError("a recovered run does not generate")
+
+    async def aclose(self) -> None:
+        return None
+
+
+def _recovered_spec(record: StoredInteraction) -> RunSpec:
+    return RunSpec(
+        interaction_id=record.id,
+        owner=record.owner,
+        model=record.model or "",
+        store=True,
+        created_at=record.created_at,
+        expires_at=record.expires_at,
+        previous_interaction_id=record.previous_interaction_id,
+        input_steps=[],
+        echo=record.request or {},
+        generation=GenerationRequest(model=record.model or "", history=[]),
+        summaries=False,
+        timeout=0.0,
+    )
+
+
+def _event_position(last_event_id: str | None) -> int:
+    if last_event_id is None:
+        return 0
+    if not last_event_id.isdigit():
+        raise invalid_argument(f"'last_event_id' {last_event_id!r} is not an event id of this server")
+    return int(last_event_id)
+
+
+def _check_position(after: int, available: int, last_event_id: str | None) -> None:
+    if after > available:
+        raise invalid_argument(f"'last_event_id' {last_event_id!r} is not an event of this interaction")
+
+
+async def _replay(events: list[LoggedEvent]) -> AsyncIterator[bytes]:
+    if events:
+        yield b"".join(e.frame for e in events)
+
+
+# ---- rendering the resource ------------------------------------------------------------------------
+
+
+def _resource(summary: dict[str, Any], steps: Any, errors: Any, echo: dict[str, Any], extra: dict[str, Any],
+              include_input: bool) -> Interaction:
+    fields = {k: v for k, v in echo.items() if k != "input"}
+    fields.update(summary)
+    fields.update(extra)
+    fields["steps"] = steps
+    if errors:
+        fields["errors"] = errors
+    if include_input and echo.get("input") is not None:
+        fields["input"] = echo["input"]
+    return Interaction.model_validate(fields)
+
+
+def render_run(run: Run, include_input: bool) -> Interaction:
+    summary = dict(run.assembler.summary)
+    summary["updated"] = rfc3339_from_epoch(run.updated_at)
+    extra = {"previous_interaction_id": run.spec.previous_interaction_id}
+    return _resource(summary, run.assembler.steps(), run.assembler.errors, run.spec.echo,
+                     {k: v for k, v in extra.items() if v}, include_input)
+
+
+def render_record(record: StoredInteraction, include_input: bool) -> Interaction:
+    summary: dict[str, Any] = {
+        "id": record.id,
+        "status": record.status,
+        "model": record.model,
+        "created": rfc3339_from_epoch(record.created_at),
+        "updated": rfc3339_from_epoch(record.updated_at),
+        "service_tier": "standard",
+    }
+    if record.usage:
+        summary["usage"] = json.loads(record.usage)
+    extra = {"previous_interaction_id": record.previous_interaction_id} if record.previous_interaction_id else {}
+    errors = json.loads(record.errors) if record.errors else None
+    return _resource(summary, json.loads(record.steps), errors, record.request or {}, extra, include_input)
+

@@ -1,0 +1,155 @@
+"""The step state machine: model events in, ``step.start`` / ``step.delta`` / ``step.stop`` events out.
+
+One step is open at a time and indices count up from the first step of the interaction. A thought step always
+ends with exactly one ``thought_signature`` delta; a function call's ``arguments_delta`` fragments
+concatenate to exactly the JSON object its final ``arguments`` hold.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from pydantic import TypeAdapter
+
+from ..backends.base import (
+    BackendError,
+    CallArguments,
+    CallStart,
+    ModelEvent,
+    StepBreak,
+    TextChunk,
+    ThoughtChunk,
+    ToolCall,
+    ToolResult,
+)
+from ..ids import new_call_id
+from ..schema.content import TextContent
+from ..schema.deltas import (
+    ArgumentsDelta,
+    Delta,
+    TextDelta,
+    ThoughtSignatureDelta,
+    ThoughtSummaryDelta,
+)
+from ..schema.events import Event, StepDeltaEvent, StepStartEvent, StepStopEvent
+from ..schema.steps import FunctionCallStep, ModelOutputStep, Step, ThoughtStep
+from .signatures import ThoughtSigner
+
+_step = TypeAdapter(Step)
+_delta = TypeAdapter(Delta)
+
+Emit = Callable[[Event], Awaitable[Any]]
+
+
+class StepWriter:
+    def __init__(self, emit: Emit, signer: ThoughtSigner, summaries: bool, first_index: int = 0) -> None:
+        self._emit = emit
+        self._signer = signer
+        self._summaries = summaries
+        self._next_index = first_index
+        self._open: str | None = None
+        self._thought: list[str] = []
+        self._arguments: list[str] = []
+        self.function_calls: list[FunctionCallStep] = []
+
+    @property
+    def open_step(self) -> str | None:
+        return self._open
+
+    async def feed(self, event: ModelEvent) -> None:
+        match event:
+            case TextChunk(text=text):
+                await self._ensure("model_output")
+                if text:
+                    await self._delta(TextDelta(text=text))
+            case ThoughtChunk(text=text):
+                await self._ensure("thought")
+                self._thought.append(text)
+                if text and self._summaries:
+                    await self._delta(ThoughtSummaryDelta(content=TextContent(text=text)))
+            case CallStart(name=name, id=call_id):
+                await self.close()
+                step = FunctionCallStep(id=call_id or new_call_id(), name=name, arguments={})
+                self.function_calls.append(step)
+                await self._start(step)
+            case CallArguments(fragment=fragment):
+                if self._open != "function_call":
+                    raise BackendError("function arguments arrived outside a function call")
+                self._arguments.append(fragment)
+                if fragment:
+                    await self._delta(ArgumentsDelta(arguments=fragment))
+            case ToolCall(tool=tool, id=call_id, arguments=arguments):
+                await self._whole_step(
+                    {"type": f"{tool}_call", "id": call_id, "arguments": {}},
+                    {"type": f"{tool}_call", "arguments": arguments},
+                )
+            case ToolResult(tool=tool, call_id=call_id, result=result, is_error=is_error):
+                empty: Any = "" if tool == "code_execution" else []
+                await self._whole_step(
+                    {"type": f"{tool}_result", "call_id": call_id, "result": empty},
+                    {"type": f"{tool}_result", "result": result, "is_error": is_error},
+                )
+            case StepBreak():
+                await self.close()
+
+    async def close(self, *, strict: bool = True) -> None:
+        """Close the open step. ``strict=False`` is for failure paths: no validation, no exceptions."""
+        kind, self._open = self._open, None
+        if kind is None:
+            return
+        index = self._next_index - 1
+        if kind == "thought":
+            signature = self._signer.sign("".join(self._thought))
+            self._thought = []
+            await self._emit(StepDeltaEvent(index=index, delta=ThoughtSignatureDelta(signature=signature)))
+        elif kind == "function_call":
+            text, self._arguments = "".join(self._arguments), []
+            call = self.function_calls[-1]
+            call.arguments = _parse_arguments(text, call.name) if strict else _try_parse(text)
+        await self._emit(StepStopEvent(index=index))
+
+    async def _ensure(self, kind: str) -> None:
+        if self._open != kind:
+            await self.close()
+            await self._start(ModelOutputStep() if kind == "model_output" else ThoughtStep())
+
+    async def _start(self, step: Any) -> None:
+        self._open = step.type
+        await self._emit(StepStartEvent(index=self._next_index, step=step))
+        self._next_index += 1
+
+    async def _delta(self, delta: Any) -> None:
+        await self._emit(StepDeltaEvent(index=self._next_index - 1, delta=delta))
+
+    async def _whole_step(self, start: dict[str, Any], delta: dict[str, Any]) -> None:
+        await self.close()
+        try:
+            step, body = _step.validate_python(start), _delta.validate_python(delta)
+        except ValueError as exc:
+            raise BackendError(f"malformed {start['type']} step: {exc}") from exc
+        await self._start(step)
+        await self._delta(body)
+        self._open = "tool"
+        await self.close()
+
+
+def _parse_arguments(text: str, name: str) -> dict[str, Any]:
+    if not text.strip():
+        return {}
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise BackendError(f"the model produced invalid JSON arguments for {name}", "invalid_function_call") from exc
+    if not isinstance(value, dict):
+        raise BackendError(f"the arguments for {name} are not a JSON object", "invalid_function_call")
+    return value
+
+
+def _try_parse(text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        return {}
+    return value if isinstance(value, dict) else {}

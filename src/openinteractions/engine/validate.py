@@ -1,0 +1,135 @@
+"""Every request field is implemented or rejected here with a 400 that names it; none is silently ignored."""
+
+from __future__ import annotations
+
+from ..backends.base import Capabilities
+from ..errors import failed_precondition, invalid_argument, not_supported
+from ..schema.generation import GenerationConfig, TextResponseFormat, ToolChoiceConfig
+from ..schema.requests import CreateInteractionRequest
+from ..schema.steps import Step
+from ..schema.tools import SERVER_TOOL_TYPES, FunctionTool
+
+_HONOURED_THRESHOLDS = frozenset({"block_none", "off"})
+
+
+def check_request_shape(req: CreateInteractionRequest) -> None:
+    """Checks that need no model: the variant, and the fields no configuration of this server implements."""
+    if req.model is not None and req.agent is not None:
+        raise invalid_argument("'model' and 'agent' are mutually exclusive: set exactly one of them")
+    if req.agent is not None or req.agent_config is not None:
+        raise not_supported("'agent' (agent interactions)")
+    if not req.model:
+        raise invalid_argument("'model' is required")
+    if req.background:
+        raise not_supported("'background'")
+    if req.cached_content is not None:
+        raise not_supported("'cached_content'")
+    if req.continuation_token is not None:
+        raise invalid_argument("'continuation_token' is unknown: this server never issues continuation tokens")
+    if req.webhook_config is not None:
+        raise not_supported("'webhook_config'")
+    if req.environment is not None:
+        raise not_supported("'environment'")
+    if req.service_tier not in (None, "standard"):
+        raise not_supported(f"'service_tier' {req.service_tier!r}", "not offered by this server (only 'standard')")
+    for modality in req.response_modalities or []:
+        if modality != "text":
+            raise not_supported(f"'response_modalities' {modality!r}")
+    for i, setting in enumerate(req.safety_settings or []):
+        if setting.threshold not in _HONOURED_THRESHOLDS:
+            raise invalid_argument(
+                f"'safety_settings[{i}].threshold' {setting.threshold!r} cannot be honoured: this server runs no "
+                "safety classifier, so only 'block_none' and 'off' are accepted"
+            )
+
+
+def text_response_format(req: CreateInteractionRequest) -> TextResponseFormat | None:
+    """The text format the model must produce, from ``response_format`` or the older ``response_mime_type``."""
+    formats = req.response_format if isinstance(req.response_format, list) else [req.response_format]
+    text_formats: list[TextResponseFormat] = []
+    for fmt in formats:
+        if fmt is None:
+            continue
+        if not isinstance(fmt, TextResponseFormat):
+            raise not_supported(f"'response_format' of type {fmt.type!r} ({fmt.type} output)")
+        text_formats.append(fmt)
+    if len(text_formats) > 1:
+        raise invalid_argument("'response_format' lists more than one text format")
+    if req.response_mime_type is not None:
+        if req.response_mime_type not in ("text/plain", "application/json"):
+            raise invalid_argument(f"'response_mime_type' {req.response_mime_type!r} is not supported")
+        if text_formats:
+            raise invalid_argument("set 'response_format' or 'response_mime_type', not both")
+        text_formats.append(TextResponseFormat(mime_type=req.response_mime_type))
+    return text_formats[0] if text_formats else None
+
+
+def check_capabilities(req: CreateInteractionRequest, caps: Capabilities, model: str, inputs: list[Step]) -> None:
+    """Checks against what the chosen backend implements."""
+    _check_generation_config(req.generation_config, caps, model)
+    functions = _check_tools(req, caps, model)
+    _check_tool_choice(req.generation_config, functions)
+    fmt = text_response_format(req)
+    wants_json = fmt is not None and (fmt.mime_type == "application/json" or fmt.schema_ is not None)
+    if wants_json and not caps.structured_output:
+        raise not_supported("structured output ('response_format' with JSON)", f"not supported by model {model!r}")
+    for i, step in enumerate(inputs):
+        for block in getattr(step, "content", None) or []:
+            if block.type not in caps.input_modalities:
+                raise not_supported(f"{block.type} input (input step {i})", f"not supported by model {model!r}")
+
+
+def _check_generation_config(config: GenerationConfig | None, caps: Capabilities, model: str) -> None:
+    if config is None:
+        return
+    for name in config.model_fields_set:
+        if getattr(config, name) is not None and name not in caps.generation_config:
+            raise not_supported(f"'generation_config.{name}'", f"not supported by model {model!r}")
+
+
+def _check_tools(req: CreateInteractionRequest, caps: Capabilities, model: str) -> list[FunctionTool]:
+    functions: list[FunctionTool] = []
+    seen: set[str] = set()
+    for i, tool in enumerate(req.tools or []):
+        if isinstance(tool, FunctionTool):
+            functions.append(_check_function(tool, i, seen))
+        elif tool.type in SERVER_TOOL_TYPES:
+            if tool.type not in caps.scripted_server_tools:
+                raise not_supported(f"the {tool.type!r} tool (tools[{i}])")
+        else:
+            raise not_supported(f"the {tool.type!r} tool (tools[{i}])")
+    if functions and not caps.function_calling:
+        raise not_supported("function calling", f"not supported by model {model!r}")
+    return functions
+
+
+def _check_function(tool: FunctionTool, i: int, seen: set[str]) -> FunctionTool:
+    if not tool.name:
+        raise invalid_argument(f"'tools[{i}].name' is required for a function tool")
+    if not tool.name.replace("_", "").replace("-", "").replace(".", "").isalnum() or len(tool.name) > 128:
+        raise invalid_argument(f"'tools[{i}].name' {tool.name!r} must be 1-128 letters, digits, '_', '-' or '.'")
+    if tool.name in seen:
+        raise invalid_argument(f"'tools[{i}].name' {tool.name!r} is declared twice")
+    seen.add(tool.name)
+    params = tool.parameters
+    if params is not None and params.get("type", "object") != "object":
+        raise invalid_argument(f"'tools[{i}].parameters' must be a JSON schema of type 'object'")
+    if tool.defer_loading:
+        raise not_supported(f"'tools[{i}].defer_loading'")
+    return tool
+
+
+def _check_tool_choice(config: GenerationConfig | None, functions: list[FunctionTool]) -> None:
+    choice = config.tool_choice if config else None
+    if choice is None:
+        return
+    names = {f.name for f in functions}
+    if isinstance(choice, ToolChoiceConfig):
+        for name in choice.allowed_tools.tools or []:
+            if name not in names:
+                raise invalid_argument(f"'generation_config.tool_choice.allowed_tools' names unknown function {name!r}")
+        mode = choice.allowed_tools.mode
+    else:
+        mode = choice
+    if mode in ("any", "validated") and not functions:
+        raise failed_precondition(f"'generation_config.tool_choice' {mode!r} needs at least one function tool")

@@ -1,0 +1,82 @@
+"""Errors as values: a code, an HTTP status and a message, mapped in one place to the Google error shape.
+
+Status choices follow google.rpc. A condition that a retry cannot fix never gets 409 or 5xx: both SDKs retry
+408, 409, 429 and 5xx four times.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import ValidationError
+
+from .schema.errors import HttpErrorBody, HttpErrorDetail
+
+_STATUS_NAMES = {
+    400: "INVALID_ARGUMENT",
+    401: "UNAUTHENTICATED",
+    403: "PERMISSION_DENIED",
+    404: "NOT_FOUND",
+    405: "INVALID_ARGUMENT",
+    413: "INVALID_ARGUMENT",
+    429: "RESOURCE_EXHAUSTED",
+    500: "INTERNAL",
+    501: "UNIMPLEMENTED",
+    503: "UNAVAILABLE",
+    504: "DEADLINE_EXCEEDED",
+}
+
+
+class ApiError(Exception):
+    def __init__(self, http_status: int, message: str, status: str | None = None) -> None:
+        super().__init__(message)
+        self.http_status = http_status
+        self.message = message
+        self.status = status or _STATUS_NAMES.get(http_status, "UNKNOWN")
+
+    def body(self) -> bytes:
+        detail = HttpErrorDetail(code=self.http_status, message=self.message, status=self.status)
+        return HttpErrorBody(error=detail).model_dump_json().encode()
+
+
+def invalid_argument(message: str) -> ApiError:
+    return ApiError(400, message)
+
+
+def failed_precondition(message: str) -> ApiError:
+    return ApiError(400, message, "FAILED_PRECONDITION")
+
+
+def not_supported(what: str, reason: str = "not supported yet") -> ApiError:
+    return ApiError(400, f"{what} is {reason}")
+
+
+def not_found(message: str) -> ApiError:
+    return ApiError(404, message)
+
+
+def _path(loc: tuple[Any, ...], data: Any, root: str) -> str:
+    """A readable location like ``input[0].content[1].text``, without pydantic's union tags."""
+    out = root
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+            data = data[part] if isinstance(data, list) and part < len(data) else None
+        elif isinstance(data, dict) and part not in data and data.get("type") == part:
+            continue  # a discriminated-union tag, not a field
+        else:
+            out += f".{part}" if out else str(part)
+            data = data.get(part) if isinstance(data, dict) else None
+    return out
+
+
+def validation_error(exc: ValidationError, data: Any, root: str = "") -> ApiError:
+    """One 400 that names every offending field, in Google's 'Invalid value at ...' style."""
+    messages = []
+    for err in exc.errors(include_url=False):
+        where = _path(tuple(err["loc"]), data, root) or "(body)"
+        if err["type"] == "extra_forbidden":
+            messages.append(f"Unknown name {where.rsplit('.', 1)[-1]!r} at {where!r}: Cannot find field.")
+        else:
+            messages.append(f"Invalid value at {where!r}: {err['msg']}")
+    return invalid_argument("; ".join(messages[:10]))

@@ -1,0 +1,91 @@
+"""The OpenAPI document, generated from the wire models (served at ``/openapi.json``)."""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any, Literal
+
+from pydantic import TypeAdapter
+
+from .. import __version__
+from .errors import HttpErrorBody
+from .events import Event
+from .interaction import Interaction
+from .requests import CreateInteractionRequest
+
+_REF = "#/components/schemas/{model}"
+
+
+def _schemas() -> dict[str, Any]:
+    components: dict[str, Any] = {}
+    named: list[tuple[str, Any, Literal["validation", "serialization"]]] = [
+        ("CreateInteractionRequest", CreateInteractionRequest, "validation"),
+        ("Interaction", Interaction, "serialization"),
+        ("InteractionEvent", Event, "serialization"),
+        ("Error", HttpErrorBody, "serialization"),
+    ]
+    for name, model, mode in named:
+        schema = TypeAdapter(model).json_schema(mode=mode, ref_template=_REF)
+        components.update(schema.pop("$defs", {}))
+        components[name] = schema
+    return components
+
+
+def _json(ref: str) -> dict[str, Any]:
+    return {"application/json": {"schema": {"$ref": f"#/components/schemas/{ref}"}}}
+
+
+_ERRORS = {str(code): {"description": text, "content": _json("Error")} for code, text in [
+    (400, "Invalid argument"), (401, "No API key"), (403, "Wrong API key"), (404, "Not found"),
+    (413, "Body over the limit"),
+]}
+_ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
+_VERSION = {"name": "version", "in": "path", "required": True, "schema": {"type": "string", "example": "v1beta"}}
+
+
+def _op(summary: str, ok: dict[str, Any], params: list[dict[str, Any]], body: bool = False) -> dict[str, Any]:
+    op: dict[str, Any] = {"summary": summary, "parameters": params, "responses": {"200": ok, **_ERRORS}}
+    if body:
+        op["requestBody"] = {"required": True, "content": _json("CreateInteractionRequest")}
+    return op
+
+
+@cache
+def openapi_document() -> dict[str, Any]:
+    interaction_or_stream = {
+        "description": "The Interaction, or with stream=true a text/event-stream of InteractionEvent ending "
+        "with 'data: [DONE]'",
+        "content": {
+            **_json("Interaction"),
+            "text/event-stream": {"schema": {"$ref": _REF.format(model="InteractionEvent")}},
+        },
+    }
+    query = [
+        {"name": "stream", "in": "query", "schema": {"type": "boolean"}},
+        {"name": "last_event_id", "in": "query", "schema": {"type": "string"}},
+        {"name": "include_input", "in": "query", "schema": {"type": "boolean"}},
+    ]
+    paths = {
+        "/{version}/interactions": {
+            "post": _op("Create an interaction", interaction_or_stream, [_VERSION], body=True),
+        },
+        "/{version}/interactions/{id}": {
+            "get": _op("Get an interaction, or replay and follow its events", interaction_or_stream,
+                       [_VERSION, _ID, *query]),
+            "delete": _op("Delete an interaction", {"description": "Deleted"}, [_VERSION, _ID]),
+        },
+        "/{version}/interactions/{id}/cancel": {
+            "post": _op("Cancel a running interaction", {"description": "The cancelled Interaction",
+                                                          "content": _json("Interaction")}, [_VERSION, _ID]),
+        },
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "OpenInteractions", "version": __version__},
+        "paths": paths,
+        "components": {
+            "schemas": _schemas(),
+            "securitySchemes": {"apiKey": {"type": "apiKey", "in": "header", "name": "x-goog-api-key"}},
+        },
+        "security": [{"apiKey": []}],
+    }

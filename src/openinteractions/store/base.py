@@ -1,0 +1,77 @@
+"""The store interface: interactions and their event logs, always scoped to an owner."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from ..events.log import LoggedEvent
+
+
+class BrokenChain(Exception):
+    """A link of a ``previous_interaction_id`` chain is missing (deleted or expired)."""
+
+    def __init__(self, missing_id: str) -> None:
+        super().__init__(missing_id)
+        self.missing_id = missing_id
+
+
+class ChainTooLong(Exception):
+    pass
+
+
+@dataclass
+class StoredInteraction:
+    id: str
+    owner: str
+    status: str
+    created_at: float
+    updated_at: float
+    expires_at: float
+    model: str | None = None
+    agent: str | None = None
+    previous_interaction_id: str | None = None
+    request: dict[str, Any] | None = None  # request fields echoed on the resource, and the raw input
+    input_steps: str = "[]"  # JSON, exactly as normalised at creation
+    steps: str = "[]"  # JSON, exactly as assembled from the event log
+    usage: str | None = None
+    errors: str | None = None
+
+
+@dataclass
+class FinalState:
+    status: str
+    updated_at: float
+    steps: str
+    usage: str | None
+    errors: str | None
+
+
+class Store(Protocol):
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def insert(self, record: StoredInteraction) -> None: ...
+
+    async def finish(self, interaction_id: str, final: FinalState, events: list[LoggedEvent]) -> None: ...
+
+    async def get(self, interaction_id: str, owner: str, now: float) -> StoredInteraction | None: ...
+
+    async def chain(self, interaction_id: str, owner: str, now: float, limit: int) -> list[StoredInteraction]:
+        """The chain ending at ``interaction_id``, oldest first; [] if that one is unknown."""
+        ...
+
+    async def events(self, interaction_id: str, after: int) -> list[LoggedEvent]: ...
+
+    async def delete(self, interaction_id: str, owner: str) -> bool: ...
+
+    async def count(self, owner: str, now: float) -> int: ...
+
+    async def sweep(self, now: float) -> int:
+        """Delete what has expired; returns how many interactions went."""
+        ...
+
+    async def unfinished(self) -> list[StoredInteraction]:
+        """Interactions whose run a previous process left in progress."""
+        ...
