@@ -75,8 +75,24 @@ class Finish:
     reason: Literal["stop", "max_tokens"]
 
 
+@dataclass(frozen=True, slots=True)
+class ForeignEvent:
+    """Test doubles only: an event of a type this server does not define, passed through to the stream."""
+
+    payload: dict[str, Any]
+
+
 ModelEvent = (
-    TextChunk | ThoughtChunk | StepBreak | CallStart | CallArguments | ToolCall | ToolResult | UsageReport | Finish
+    ForeignEvent
+    | TextChunk
+    | ThoughtChunk
+    | StepBreak
+    | CallStart
+    | CallArguments
+    | ToolCall
+    | ToolResult
+    | UsageReport
+    | Finish
 )
 
 

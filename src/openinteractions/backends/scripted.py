@@ -28,6 +28,7 @@ from .base import (
     CallStart,
     Capabilities,
     Finish,
+    ForeignEvent,
     GenerationRequest,
     ModelEvent,
     StepBreak,
@@ -99,8 +100,16 @@ class ScriptedBackend:
     def __init__(self, options: ScriptedOptions) -> None:
         self.capabilities = Capabilities(
             generation_config=frozenset(
-                {"temperature", "top_p", "seed", "max_output_tokens", "stop_sequences", "thinking_level",
-                 "thinking_summaries", "tool_choice"}
+                {
+                    "temperature",
+                    "top_p",
+                    "seed",
+                    "max_output_tokens",
+                    "stop_sequences",
+                    "thinking_level",
+                    "thinking_summaries",
+                    "tool_choice",
+                }
             ),
             function_calling=True,
             scripted_server_tools=SERVER_TOOL_TYPES,
@@ -205,6 +214,8 @@ class _Player:
                 yield event
         elif key in ("tool_call", "tool_result"):
             yield _tool_event(key, value)
+        elif key == "future_event":
+            yield ForeignEvent(dict(value))
         elif key == "usage":
             self.reported = UsageReport(**value)
         elif key == "finish":
@@ -249,7 +260,9 @@ def _tool_event(key: str, value: dict[str, Any]) -> ModelEvent:
         if key == "tool_call":
             return ToolCall(tool=value["tool"], id=value["id"], arguments=value.get("arguments", {}))
         return ToolResult(
-            tool=value["tool"], call_id=value["call_id"], result=value.get("result", []),
+            tool=value["tool"],
+            call_id=value["call_id"],
+            result=value.get("result", []),
             is_error=bool(value.get("is_error", False)),
         )
     except KeyError as exc:
@@ -266,4 +279,3 @@ def create(options: dict[str, Any], base_dir: Path) -> ScriptedBackend:
         if path is not None and not path.is_absolute():
             setattr(parsed, name, base_dir / path)
     return ScriptedBackend(parsed)
-

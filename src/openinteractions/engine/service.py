@@ -35,8 +35,16 @@ logger = logging.getLogger(__name__)
 
 # Request fields that the Interaction resource echoes back.
 ECHO_FIELDS = frozenset(
-    {"system_instruction", "tools", "generation_config", "response_format", "response_mime_type",
-     "response_modalities", "safety_settings", "labels"}
+    {
+        "system_instruction",
+        "tools",
+        "generation_config",
+        "response_format",
+        "response_mime_type",
+        "response_modalities",
+        "safety_settings",
+        "labels",
+    }
 )
 _steps = TypeAdapter(list[Step])
 
@@ -311,8 +319,9 @@ async def _replay(events: list[LoggedEvent]) -> AsyncIterator[bytes]:
 # ---- rendering the resource ------------------------------------------------------------------------
 
 
-def _resource(summary: dict[str, Any], steps: Any, errors: Any, echo: dict[str, Any], extra: dict[str, Any],
-              include_input: bool) -> Interaction:
+def _resource(
+    summary: dict[str, Any], steps: Any, errors: Any, echo: dict[str, Any], extra: dict[str, Any], include_input: bool
+) -> Interaction:
     fields = {k: v for k, v in echo.items() if k != "input"}
     fields.update(summary)
     fields.update(extra)
@@ -328,8 +337,14 @@ def render_run(run: Run, include_input: bool) -> Interaction:
     summary = dict(run.assembler.summary)
     summary["updated"] = rfc3339_from_epoch(run.updated_at)
     extra = {"previous_interaction_id": run.spec.previous_interaction_id}
-    return _resource(summary, run.assembler.steps(), run.assembler.errors, run.spec.echo,
-                     {k: v for k, v in extra.items() if v}, include_input)
+    return _resource(
+        summary,
+        run.assembler.steps(),
+        run.assembler.errors,
+        run.spec.echo,
+        {k: v for k, v in extra.items() if v},
+        include_input,
+    )
 
 
 def render_record(record: StoredInteraction, include_input: bool) -> Interaction:
@@ -346,4 +361,3 @@ def render_record(record: StoredInteraction, include_input: bool) -> Interaction
     extra = {"previous_interaction_id": record.previous_interaction_id} if record.previous_interaction_id else {}
     errors = json.loads(record.errors) if record.errors else None
     return _resource(summary, json.loads(record.steps), errors, record.request or {}, extra, include_input)
-

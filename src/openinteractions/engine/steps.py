@@ -17,6 +17,7 @@ from ..backends.base import (
     BackendError,
     CallArguments,
     CallStart,
+    ForeignEvent,
     ModelEvent,
     StepBreak,
     TextChunk,
@@ -33,7 +34,7 @@ from ..schema.deltas import (
     ThoughtSignatureDelta,
     ThoughtSummaryDelta,
 )
-from ..schema.events import Event, StepDeltaEvent, StepStartEvent, StepStopEvent
+from ..schema.events import Event, FutureEvent, StepDeltaEvent, StepStartEvent, StepStopEvent
 from ..schema.steps import FunctionCallStep, ModelOutputStep, Step, ThoughtStep
 from .signatures import ThoughtSigner
 
@@ -93,6 +94,8 @@ class StepWriter:
                 )
             case StepBreak():
                 await self.close()
+            case ForeignEvent(payload=payload):
+                await self._emit(FutureEvent.model_validate(payload))  # type: ignore[arg-type]
 
     async def close(self, *, strict: bool = True) -> None:
         """Close the open step. ``strict=False`` is for failure paths: no validation, no exceptions."""

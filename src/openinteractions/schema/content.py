@@ -12,11 +12,29 @@ ImageMime = Literal[
     "image/png", "image/jpeg", "image/webp", "image/heic", "image/heif", "image/gif", "image/bmp", "image/tiff"
 ]
 AudioMime = Literal[
-    "audio/wav", "audio/mp3", "audio/aiff", "audio/aac", "audio/ogg", "audio/flac", "audio/mpeg", "audio/m4a",
-    "audio/l16", "audio/opus", "audio/alaw", "audio/mulaw", "audio/webm",
+    "audio/wav",
+    "audio/mp3",
+    "audio/aiff",
+    "audio/aac",
+    "audio/ogg",
+    "audio/flac",
+    "audio/mpeg",
+    "audio/m4a",
+    "audio/l16",
+    "audio/opus",
+    "audio/alaw",
+    "audio/mulaw",
+    "audio/webm",
 ]
 VideoMime = Literal[
-    "video/mp4", "video/mpeg", "video/mpg", "video/mov", "video/avi", "video/x-flv", "video/webm", "video/wmv",
+    "video/mp4",
+    "video/mpeg",
+    "video/mpg",
+    "video/mov",
+    "video/avi",
+    "video/x-flv",
+    "video/webm",
+    "video/wmv",
     "video/3gpp",
 ]
 Resolution = Literal["low", "medium", "high", "ultra_high"]
@@ -138,6 +156,4 @@ Content = Annotated[
 ]
 
 # A thought summary is text or an image.
-SummaryContent = Annotated[
-    TextContent | ImageContent, Field(discriminator="type"), BeforeValidator(_default_text_type)
-]
+SummaryContent = Annotated[TextContent | ImageContent, Field(discriminator="type"), BeforeValidator(_default_text_type)]

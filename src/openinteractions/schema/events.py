@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
 from .base import WireModel
 from .deltas import Delta
@@ -70,3 +70,13 @@ Event = Annotated[
     | ErrorEvent,
     Field(discriminator="event_type"),
 ]
+
+
+class FutureEvent(WireModel):
+    """An event type this server does not define. Only the scripted test double sends one, to show that
+    clients skip what they do not know (the seed's "unknown events" section). Not part of ``Event``."""
+
+    model_config = ConfigDict(extra="allow")
+
+    event_type: str
+    event_id: str | None = None

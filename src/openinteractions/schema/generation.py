@@ -68,8 +68,16 @@ ResponseFormat = Annotated[
 ]
 
 HarmCategory = Literal[
-    "hate_speech", "dangerous_content", "harassment", "sexually_explicit", "civic_integrity", "image_hate",
-    "image_dangerous_content", "image_harassment", "image_sexually_explicit", "jailbreak",
+    "hate_speech",
+    "dangerous_content",
+    "harassment",
+    "sexually_explicit",
+    "civic_integrity",
+    "image_hate",
+    "image_dangerous_content",
+    "image_harassment",
+    "image_sexually_explicit",
+    "jailbreak",
 ]
 HarmThreshold = Literal["block_low_and_above", "block_medium_and_above", "block_only_high", "block_none", "off"]
 

@@ -21,9 +21,7 @@ Status = Literal[
     "budget_exceeded",
     "requires_continuation",
 ]
-TERMINAL_STATUSES = frozenset(
-    {"requires_action", "completed", "failed", "cancelled", "incomplete", "budget_exceeded"}
-)
+TERMINAL_STATUSES = frozenset({"requires_action", "completed", "failed", "cancelled", "incomplete", "budget_exceeded"})
 ServiceTier = Literal["flex", "standard", "priority", "deferred"]
 
 

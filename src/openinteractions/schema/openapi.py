@@ -35,10 +35,16 @@ def _json(ref: str) -> dict[str, Any]:
     return {"application/json": {"schema": {"$ref": f"#/components/schemas/{ref}"}}}
 
 
-_ERRORS = {str(code): {"description": text, "content": _json("Error")} for code, text in [
-    (400, "Invalid argument"), (401, "No API key"), (403, "Wrong API key"), (404, "Not found"),
-    (413, "Body over the limit"),
-]}
+_ERRORS = {
+    str(code): {"description": text, "content": _json("Error")}
+    for code, text in [
+        (400, "Invalid argument"),
+        (401, "No API key"),
+        (403, "Wrong API key"),
+        (404, "Not found"),
+        (413, "Body over the limit"),
+    ]
+}
 _ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
 _VERSION = {"name": "version", "in": "path", "required": True, "schema": {"type": "string", "example": "v1beta"}}
 
@@ -70,13 +76,17 @@ def openapi_document() -> dict[str, Any]:
             "post": _op("Create an interaction", interaction_or_stream, [_VERSION], body=True),
         },
         "/{version}/interactions/{id}": {
-            "get": _op("Get an interaction, or replay and follow its events", interaction_or_stream,
-                       [_VERSION, _ID, *query]),
+            "get": _op(
+                "Get an interaction, or replay and follow its events", interaction_or_stream, [_VERSION, _ID, *query]
+            ),
             "delete": _op("Delete an interaction", {"description": "Deleted"}, [_VERSION, _ID]),
         },
         "/{version}/interactions/{id}/cancel": {
-            "post": _op("Cancel a running interaction", {"description": "The cancelled Interaction",
-                                                          "content": _json("Interaction")}, [_VERSION, _ID]),
+            "post": _op(
+                "Cancel a running interaction",
+                {"description": "The cancelled Interaction", "content": _json("Interaction")},
+                [_VERSION, _ID],
+            ),
         },
     }
     return {

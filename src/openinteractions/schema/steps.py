@@ -192,9 +192,22 @@ Step = Annotated[
 STEP_TYPES = frozenset(
     cls.model_fields["type"].default
     for cls in (
-        UserInputStep, ModelOutputStep, ThoughtStep, FunctionCallStep, FunctionResultStep,
-        CodeExecutionCallStep, CodeExecutionResultStep, UrlContextCallStep, UrlContextResultStep,
-        GoogleSearchCallStep, GoogleSearchResultStep, GoogleMapsCallStep, GoogleMapsResultStep,
-        FileSearchCallStep, FileSearchResultStep, McpServerToolCallStep, McpServerToolResultStep,
+        UserInputStep,
+        ModelOutputStep,
+        ThoughtStep,
+        FunctionCallStep,
+        FunctionResultStep,
+        CodeExecutionCallStep,
+        CodeExecutionResultStep,
+        UrlContextCallStep,
+        UrlContextResultStep,
+        GoogleSearchCallStep,
+        GoogleSearchResultStep,
+        GoogleMapsCallStep,
+        GoogleMapsResultStep,
+        FileSearchCallStep,
+        FileSearchResultStep,
+        McpServerToolCallStep,
+        McpServerToolResultStep,
     )
 )

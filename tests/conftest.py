@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from google import genai
+
+from live import FIXTURES, LiveServer
+
+SEED_MODEL = "gemini-3-flash-preview"
+
+
+def scripted_model(record: Path | None = None, **extra: object) -> dict[str, object]:
+    model: dict[str, object] = {
+        "backend": "scripted",
+        "script": FIXTURES / "seed.json",
+        "inline": True,
+        "aliases": ["gemini-2.5-flash", "gemini-3.5-flash", "gemini-3.1-flash-image-preview"],
+    }
+    if record is not None:
+        model["record"] = record
+    model.update(extra)
+    return model
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    workdir = tmp_path_factory.mktemp("server")
+    live = LiveServer(workdir, {f"models.{SEED_MODEL}": scripted_model(record=workdir / "requests.jsonl")})
+    live.start()
+    yield live
+    live.stop()
+
+
+@pytest.fixture
+def client(server: LiveServer) -> genai.Client:
+    return genai.Client(api_key="test-key", http_options={"base_url": server.url})
+
+
+@pytest.fixture
+def sdk_env(server: LiveServer, monkeypatch: pytest.MonkeyPatch) -> LiveServer:
+    """Point unmodified ``genai.Client()`` / ``new GoogleGenAI({})`` at the live server, as a user would."""
+    monkeypatch.setenv("GOOGLE_GEMINI_BASE_URL", server.url)
+    monkeypatch.setenv("GEMINI_API_KEY", "test-key")
+    monkeypatch.delenv("GOOGLE_API_KEY", raising=False)
+    monkeypatch.delenv("GOOGLE_GENAI_API_VERSION", raising=False)
+    return server

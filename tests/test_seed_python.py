@@ -1,0 +1,59 @@
+"""The seed's Python examples, verbatim, through google-genai against the live server."""
+
+from __future__ import annotations
+
+import runpy
+from pathlib import Path
+
+import pytest
+
+from live import LiveServer
+
+SEED = Path(__file__).parent / "seed_py"
+
+
+def run_seed(name: str, capsys: pytest.CaptureFixture[str]) -> str:
+    runpy.run_path(str(SEED / f"{name}.py"), run_name="__main__")
+    return capsys.readouterr().out
+
+
+def test_count_to_25(sdk_env: LiveServer, capsys: pytest.CaptureFixture[str]) -> None:
+    out = run_seed("count", capsys)
+    assert out == ", ".join(str(n) for n in range(1, 26))
+
+
+def test_function_calling_two_turns(sdk_env: LiveServer, capsys: pytest.CaptureFixture[str]) -> None:
+    out = run_seed("function_calling", capsys)
+    assert out == "The weather is sunny, 22°C."
+
+
+def test_function_and_search_tool_steps(sdk_env: LiveServer, capsys: pytest.CaptureFixture[str]) -> None:
+    out = run_seed("multi_tool", capsys)
+    assert "--- Step 0: google_search_call ---\n  Search ID: mkutnkgn" in out
+    assert "  Queries: queries=['largest mountain in Europe']" in out
+    assert "--- Step 1: google_search_result ---\n  Result for: mkutnkgn" in out
+    assert "--- Step 2: thought ---" in out
+    assert "--- Step 3: function_call ---\n  Function: get_weather({})" in out
+    args = out.split("--- Step 3: function_call ---")[1]
+    assert "Args chunk: " in args
+    fragments = [part.split("\n")[0] for part in args.split("  Args chunk: ")[1:]]
+    assert "".join(fragments) == '{"location": "Mount Elbrus, Russia"}'
+    assert out.endswith("Status: requires_action\nAction required: provide function call results to continue.\n")
+
+
+def test_thinking_summaries(sdk_env: LiveServer, capsys: pytest.CaptureFixture[str]) -> None:
+    out = run_seed("thinking", capsys)
+    assert out.startswith("\n--- Step: thought ---\n**Implementing Euclidean Algorithm**")
+    assert out.endswith("\n--- Step: model_output ---\nThe greatest common divisor of 1071 and 462 is 21.")
+
+
+@pytest.mark.parametrize("name, refused", [("agent", "'agent'"), ("image", "'response_format' of type 'image'")])
+def test_later_features_are_refused_clearly(
+    sdk_env: LiveServer, capsys: pytest.CaptureFixture[str], name: str, refused: str
+) -> None:
+    from google.genai._interactions import BadRequestError
+
+    with pytest.raises(BadRequestError) as err:
+        run_seed(name, capsys)
+    assert err.value.status_code == 400
+    assert refused in str(err.value)
