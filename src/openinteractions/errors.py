@@ -58,11 +58,11 @@ def not_found(message: str) -> ApiError:
 def _path(loc: tuple[Any, ...], data: Any, root: str) -> str:
     """A readable location like ``input[0].content[1].text``, without pydantic's union tags."""
     out = root
-    for part in loc:
+    for i, part in enumerate(loc):
         if isinstance(part, int):
             out += f"[{part}]"
             data = data[part] if isinstance(data, list) and part < len(data) else None
-        elif isinstance(data, dict) and part not in data and data.get("type") == part:
+        elif isinstance(data, dict) and data.get("type") == part and i < len(loc) - 1:
             continue  # a discriminated-union tag, not a field
         else:
             out += f".{part}" if out else str(part)

@@ -1,0 +1,106 @@
+"""Configured limits are enforced with clear errors, and a crash never leaves a run looking alive."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from live import LiveServer, sse_events
+
+MODEL = "gemini-3-flash-preview"
+
+
+def script(*events: dict[str, object]) -> str:
+    return json.dumps({"script": list(events)})
+
+
+@pytest.fixture(scope="module")
+def limited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    server = LiveServer(
+        tmp_path_factory.mktemp("limited"),
+        {
+            "limits": {"max_events_per_interaction": 20, "run_timeout_seconds": 0.5},
+            "store": {"max_interactions_per_owner": 3},
+            f"models.{MODEL}": {"backend": "scripted", "inline": True},
+        },
+    ).start()
+    yield server
+    server.stop()
+
+
+def test_event_limit_fails_the_run_cleanly(limited: LiveServer) -> None:
+    with limited.http() as http:
+        text = http.post(
+            "/v1beta/interactions",
+            json={
+                "model": MODEL,
+                "input": script({"repeat": 50, "events": [{"text": "x"}]}),
+                "stream": True,
+                "store": False,
+            },
+        ).text
+    events = sse_events(text)
+    assert events[-1] == "[DONE]"
+    assert events[-3]["event_type"] == "step.stop"
+    assert events[-2]["event_type"] == "error"
+    assert events[-2]["error"]["code"] == "resource_exhausted"
+
+
+def test_run_timeout(limited: LiveServer) -> None:
+    with limited.http() as http:
+        result = http.post(
+            "/v1beta/interactions",
+            json={"model": MODEL, "input": script({"text": "slow"}, {"hang": True}), "store": False},
+        ).json()
+    assert result["status"] == "failed"
+    assert result["errors"] == [{"code": "deadline_exceeded", "message": "the run took longer than 0.5 s"}]
+    assert result["steps"] == [{"type": "model_output", "content": [{"type": "text", "text": "slow"}]}]
+
+
+def test_storage_quota(limited: LiveServer) -> None:
+    with limited.http() as http:
+        for _ in range(3):
+            assert (
+                http.post("/v1beta/interactions", json={"model": MODEL, "input": script({"text": "a"})}).status_code
+                == 200
+            )
+        refused = http.post("/v1beta/interactions", json={"model": MODEL, "input": script({"text": "a"})})
+        assert refused.status_code == 400
+        assert refused.json()["error"]["status"] == "FAILED_PRECONDITION"
+        assert "storage quota" in refused.json()["error"]["message"]
+        stateless = http.post(
+            "/v1beta/interactions", json={"model": MODEL, "input": script({"text": "a"}), "store": False}
+        )
+        assert stateless.status_code == 200
+
+
+def test_a_crash_mid_run_leaves_a_failed_interaction(tmp_path: Path) -> None:
+    server = LiveServer(tmp_path, {f"models.{MODEL}": {"backend": "scripted", "inline": True}}).start()
+    with (
+        server.http() as http,
+        http.stream(
+            "POST",
+            "/v1beta/interactions",
+            json={"model": MODEL, "input": script({"text": "half"}, {"hang": True}), "stream": True},
+        ) as response,
+    ):
+        lines = response.iter_lines()
+        assert next(lines) == "event: interaction.created"
+        interaction_id = json.loads(next(lines)[6:])["interaction"]["id"]
+        for line in lines:
+            if '"text":"half"' in line:
+                break
+        server.kill()
+    server.start()
+    try:
+        with server.http() as http:
+            got = http.get(f"/v1beta/interactions/{interaction_id}").json()
+            events = sse_events(http.get(f"/v1beta/interactions/{interaction_id}?stream=true").text)
+    finally:
+        server.stop()
+    assert got["status"] == "failed"
+    assert got["errors"][0]["code"] == "aborted"
+    assert [e if isinstance(e, str) else e["event_type"] for e in events] == ["interaction.created", "error", "[DONE]"]

@@ -1,0 +1,142 @@
+"""Unit tests of the pieces whose edge cases are cheaper to reach directly: store retention, signatures,
+input shapes, the assembler."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from openinteractions.engine.assembler import Assembler
+from openinteractions.engine.signatures import InvalidSignature, ThoughtSigner, load_or_create_key
+from openinteractions.events.log import LoggedEvent
+from openinteractions.schema.events import StepDeltaEvent, StepStartEvent
+from openinteractions.schema.requests import InputShapeError, normalize_input
+from openinteractions.store.base import BrokenChain, FinalState, StoredInteraction
+from openinteractions.store.sql import SqlStore, sqlite_url
+
+
+def record(id: str, owner: str = "o", prev: str | None = None, created: float = 100.0, ttl: float = 50.0):
+    return StoredInteraction(
+        id=id,
+        owner=owner,
+        status="in_progress",
+        created_at=created,
+        updated_at=created,
+        expires_at=created + ttl,
+        model="m",
+        previous_interaction_id=prev,
+        request={},
+    )
+
+
+def test_store_retention_chain_and_ownership(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        store = SqlStore(sqlite_url(tmp_path))
+        await store.start()
+        await store.insert(record("a"))
+        await store.insert(record("b", prev="a", created=120))
+        await store.insert(record("c", prev="b", created=140))
+        final = FinalState("completed", 101, '[{"type":"model_output"}]', None, None)
+        await store.finish("a", final, [LoggedEvent.build(1, "step.stop", b'{"index":0}')])
+        assert [r.id for r in await store.chain("c", "o", now=145, limit=10)] == ["a", "b", "c"]
+        assert await store.chain("c", "someone-else", now=145, limit=10) == []
+        assert (await store.get("a", "o", now=149)).steps == '[{"type":"model_output"}]'
+        assert await store.get("a", "o", now=150) is None  # expired exactly at created + ttl
+        with pytest.raises(BrokenChain) as broken:
+            await store.chain("c", "o", now=160, limit=10)
+        assert broken.value.missing_id == "a"
+        assert await store.count("o", now=160) == 2
+        assert await store.sweep(now=160) == 1
+        assert await store.events("a", 0) == []
+        assert await store.delete("b", "other") is False
+        assert await store.delete("b", "o") is True
+        assert [r.id for r in await store.unfinished()] == ["c"]
+        await store.close()
+
+    asyncio.run(scenario())
+
+
+def test_signatures_are_tamper_evident(tmp_path: Path) -> None:
+    key = load_or_create_key(None, tmp_path)
+    assert load_or_create_key(None, tmp_path) == key
+    assert (tmp_path / "signing.key").stat().st_mode & 0o777 == 0o600
+    signer = ThoughtSigner(key)
+    signature = signer.sign("I think, therefore")
+    assert signer.open(signature) == "I think, therefore"
+    for forged in (signature[:-2] + "AA", "bm90IGEgc2lnbmF0dXJl", "###", ThoughtSigner(b"x" * 32).sign("hi")):
+        with pytest.raises(InvalidSignature):
+            signer.open(forged)
+
+
+@pytest.mark.parametrize(
+    "raw, expected",
+    [
+        ("hi", [{"type": "user_input", "content": [{"type": "text", "text": "hi"}]}]),
+        ({"type": "text", "text": "hi"}, [{"type": "user_input", "content": [{"type": "text", "text": "hi"}]}]),
+        (
+            [{"text": "a"}, {"type": "text", "text": "b"}],
+            [{"type": "user_input", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]}],
+        ),
+        (
+            [{"type": "function_result", "call_id": "c", "result": "r"}],
+            [{"type": "function_result", "call_id": "c", "result": "r"}],
+        ),
+        (
+            [{"role": "user", "content": "q"}, {"role": "model", "content": [{"text": "a"}]}],
+            [
+                {"type": "user_input", "content": [{"type": "text", "text": "q"}]},
+                {"type": "model_output", "content": [{"type": "text", "text": "a"}]},
+            ],
+        ),
+    ],
+)
+def test_input_shapes(raw: object, expected: list[dict[str, object]]) -> None:
+    assert [step.wire() for step in normalize_input(raw)] == expected
+
+
+@pytest.mark.parametrize("raw", [5, [1], [{"type": "user_input"}, {"text": "x"}], [{"type": "nope"}]])
+def test_bad_input_shapes(raw: object) -> None:
+    with pytest.raises((InputShapeError, ValidationError)):
+        normalize_input(raw)
+
+
+def test_assembler_builds_blocks_from_deltas() -> None:
+    assembler = Assembler()
+    events = [
+        StepStartEvent(index=0, step={"type": "model_output"}),
+        StepDeltaEvent(index=0, delta={"type": "text", "text": "Hel"}),
+        StepDeltaEvent(index=0, delta={"type": "text", "text": "lo"}),
+        StepDeltaEvent(
+            index=0,
+            delta={
+                "type": "text_annotation_delta",
+                "annotations": [{"type": "url_citation", "url": "http://x", "start_index": 0, "end_index": 5}],
+            },
+        ),
+        StepDeltaEvent(index=0, delta={"type": "image", "mime_type": "image/png", "data": "AAAA"}),
+        StepDeltaEvent(index=0, delta={"type": "text", "text": "after"}),
+        StepStartEvent(index=1, step={"type": "function_call", "id": "c1", "name": "f", "arguments": {}}),
+        StepDeltaEvent(index=1, delta={"type": "arguments_delta", "arguments": '{"a": '}),
+        StepDeltaEvent(index=1, delta={"type": "arguments_delta", "arguments": "[1, 2]}"}),
+    ]
+    for event in events:
+        assembler.apply(event)
+    assert json.loads(json.dumps(assembler.steps())) == [
+        {
+            "type": "model_output",
+            "content": [
+                {
+                    "type": "text",
+                    "text": "Hello",
+                    "annotations": [{"type": "url_citation", "url": "http://x", "start_index": 0, "end_index": 5}],
+                },
+                {"type": "image", "data": "AAAA", "mime_type": "image/png"},
+                {"type": "text", "text": "after"},
+            ],
+        },
+        {"type": "function_call", "id": "c1", "name": "f", "arguments": {"a": [1, 2]}},
+    ]
