@@ -54,7 +54,7 @@ class LiveServer:
         self.url = f"http://127.0.0.1:{self.port}"
         self.config = workdir / "config.toml"
         self.data_dir = workdir / "data"
-        sections = {"store": {"data_dir": self.data_dir}, **sections}
+        sections = {**sections, "store": {"data_dir": self.data_dir, **sections.get("store", {})}}
         write_config(self.config, sections)
         self.env = {**os.environ, **(env or {})}
         self.process: subprocess.Popen[str] | None = None
@@ -105,9 +105,7 @@ class LiveServer:
     def db_rows(self) -> list[tuple[Any, ...]]:
         """Every stored row, to prove that a request changed nothing."""
         with sqlite3.connect(self.data_dir / "openinteractions.db") as db:
-            rows = db.execute("SELECT * FROM interactions ORDER BY id").fetchall()
-            rows += db.execute("SELECT * FROM interaction_events ORDER BY interaction_id, seq").fetchall()
-        return rows
+            return db.execute("SELECT * FROM interactions ORDER BY id").fetchall()
 
 
 def sse_events(text: str) -> list[dict[str, Any] | str]:

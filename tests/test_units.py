@@ -8,12 +8,13 @@ import json
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from openinteractions.engine.assembler import Assembler
 from openinteractions.engine.signatures import InvalidSignature, ThoughtSigner, load_or_create_key
-from openinteractions.events.log import LoggedEvent
-from openinteractions.schema.events import StepDeltaEvent, StepStartEvent
+from openinteractions.schema.events import ChunkEvent, StepDeltaEvent, StepStartEvent
 from openinteractions.schema.requests import InputShapeError, normalize_input
 from openinteractions.store.base import BrokenChain, FinalState, StoredInteraction
 from openinteractions.store.sql import SqlStore, sqlite_url
@@ -41,7 +42,8 @@ def test_store_retention_chain_and_ownership(tmp_path: Path) -> None:
         await store.insert(record("b", prev="a", created=120))
         await store.insert(record("c", prev="b", created=140))
         final = FinalState("completed", 101, '[{"type":"model_output"}]', None, None)
-        await store.finish("a", final, [LoggedEvent.build(1, "step.stop", b'{"index":0}')])
+        await store.finish("a", final, b'event: step.stop\ndata: {"index":0}\n\n')
+        assert await store.events("a") == b'event: step.stop\ndata: {"index":0}\n\n'
         assert [r.id for r in await store.chain("c", "o", now=145, limit=10)] == ["a", "b", "c"]
         assert await store.chain("c", "someone-else", now=145, limit=10) == []
         assert (await store.get("a", "o", now=149)).steps == '[{"type":"model_output"}]'
@@ -51,7 +53,7 @@ def test_store_retention_chain_and_ownership(tmp_path: Path) -> None:
         assert broken.value.missing_id == "a"
         assert await store.count("o", now=160) == 2
         assert await store.sweep(now=160) == 1
-        assert await store.events("a", 0) == []
+        assert await store.events("a") == b""
         assert await store.delete("b", "other") is False
         assert await store.delete("b", "o") is True
         assert [r.id for r in await store.unfinished()] == ["c"]
@@ -140,3 +142,14 @@ def test_assembler_builds_blocks_from_deltas() -> None:
         },
         {"type": "function_call", "id": "c1", "name": "f", "arguments": {"a": [1, 2]}},
     ]
+
+
+@given(
+    value=st.text(st.characters(blacklist_categories=("Cs",))),
+    index=st.integers(0, 10_000),
+    kind=st.sampled_from(["text", "arguments_delta", "thought_summary"]),
+    seq=st.integers(1, 10**9),
+)
+def test_hand_encoded_chunks_match_the_model_byte_for_byte(value: str, index: int, kind: str, seq: int) -> None:
+    chunk = ChunkEvent(index, kind, value, str(seq))  # type: ignore[arg-type]
+    assert chunk.encode() == chunk.to_model().encode()

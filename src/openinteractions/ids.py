@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 import string
 from datetime import UTC, datetime
+from functools import lru_cache
 
 _CALL_ALPHABET = string.ascii_lowercase + string.digits
 
@@ -26,5 +27,10 @@ def rfc3339(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+@lru_cache(maxsize=256)
+def _second(whole: int) -> str:
+    return rfc3339(datetime.fromtimestamp(whole, UTC))
+
+
 def rfc3339_from_epoch(seconds: float) -> str:
-    return rfc3339(datetime.fromtimestamp(seconds, UTC))
+    return _second(int(seconds))

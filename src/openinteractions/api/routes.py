@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
-from collections.abc import Awaitable
-from typing import Any
 
-import anyio
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -17,7 +15,7 @@ from ..schema.base import WireModel
 from .auth import Authenticator
 from .body import parse_bool, parse_create, query_flags, read_body
 from .models import model_list, model_resource
-from .sse import EventStreamResponse
+from .sse import EventStreamResponse, until_disconnected
 
 _VERSION = re.compile(r"^v\d+((alpha|beta)\d*)?$")
 _NO_PARAMS: frozenset[str] = frozenset()
@@ -50,28 +48,9 @@ async def create_interaction(request: Request) -> Response:
     run = await service.create(req, owner, version)
     if req.stream:
         return EventStreamResponse(service.creation_stream(run), on_disconnect=lambda: service.stop_run(run))
-    await _unless_disconnected(request, run.finished.wait(), lambda: service.stop_run(run))
+    if await until_disconnected(request.receive, run.finished.wait()):
+        await asyncio.shield(service.stop_run(run))
     return wire_response(service.result(run))
-
-
-async def _unless_disconnected(request: Request, work: Awaitable[Any], on_disconnect: Any) -> None:
-    """Wait for ``work``; if the client goes away first, call ``on_disconnect`` instead."""
-    gone = False
-    async with anyio.create_task_group() as group:
-
-        async def watch() -> None:
-            nonlocal gone
-            while (await request.receive())["type"] != "http.disconnect":
-                pass
-            gone = True
-            group.cancel_scope.cancel()
-
-        group.start_soon(watch)
-        await work
-        group.cancel_scope.cancel()
-    if gone:
-        with anyio.CancelScope(shield=True):
-            await on_disconnect()
 
 
 async def get_interaction(request: Request) -> Response:

@@ -7,9 +7,10 @@ A client that goes away stops the response at once and, for the request that cre
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
-import anyio
 from starlette.types import Receive, Scope, Send
 
 DONE = b"event: done\ndata: [DONE]\n\n"
@@ -19,6 +20,34 @@ HEADERS = [
     (b"cache-control", b"no-cache"),
     (b"x-accel-buffering", b"no"),
 ]
+
+
+async def until_disconnected(receive: Receive, work: Awaitable[Any]) -> bool:
+    """Run ``work`` in this task while another task watches for the client leaving; if it leaves first,
+    ``work`` is cancelled. Returns whether the client left."""
+    current = asyncio.current_task()
+    assert current is not None
+    left = False
+
+    async def watch() -> None:
+        nonlocal left
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        left = True
+        current.cancel()
+
+    watcher = asyncio.create_task(watch())
+    try:
+        await work
+    except asyncio.CancelledError:
+        if not left:
+            raise
+        current.uncancel()
+    except OSError:  # a send to a closed connection (ASGI 2.4)
+        left = True
+    finally:
+        watcher.cancel()
+    return left
 
 
 class EventStreamResponse:
@@ -31,26 +60,10 @@ class EventStreamResponse:
         self._on_disconnect = on_disconnect
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        disconnected = False
-
-        async def watch(scope: anyio.CancelScope) -> None:
-            nonlocal disconnected
-            while (await receive())["type"] != "http.disconnect":
-                pass
-            disconnected = True
-            scope.cancel()
-
         await send({"type": "http.response.start", "status": 200, "headers": HEADERS})
-        async with anyio.create_task_group() as group:
-            group.start_soon(watch, group.cancel_scope)
-            try:
-                await self._write(send)
-            except OSError:
-                disconnected = True
-            group.cancel_scope.cancel()
-        if disconnected and self._on_disconnect is not None:
-            with anyio.CancelScope(shield=True):
-                await self._on_disconnect()
+        left = await until_disconnected(receive, self._write(send))
+        if left and self._on_disconnect is not None:
+            await asyncio.shield(self._on_disconnect())
 
     async def _write(self, send: Send) -> None:
         async for chunk in self._frames:

@@ -14,7 +14,8 @@ from __future__ import annotations
 import asyncio
 import json
 import tomllib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -164,14 +165,21 @@ class ScriptedBackend:
 
     async def generate(self, request: GenerationRequest) -> AsyncIterator[ModelEvent]:
         self._record(request)
-        player = _Player(request)
-        for spec in self._events_for(request):
-            async for event in player.play(spec):
-                yield event
-                if isinstance(event, Finish):
-                    return
-        yield player.usage()
-        yield Finish("stop")
+        for item in _Player(request).events(self._events_for(request)):
+            if type(item) is _Pause:
+                await item.wait()
+            else:
+                yield item  # type: ignore[misc]
+
+
+@dataclass(frozen=True, slots=True)
+class _Pause:
+    seconds: float | None  # None: until cancelled
+
+    async def wait(self) -> None:
+        if self.seconds is None:
+            await asyncio.Event().wait()
+        await asyncio.sleep(self.seconds or 0)
 
 
 class _Player:
@@ -180,38 +188,45 @@ class _Player:
     def __init__(self, request: GenerationRequest) -> None:
         self.request = request
         self.budget = request.config.max_output_tokens
+        self.stops = [s for s in request.config.stop_sequences or [] if s]
         self.out_words = 0
         self.thought_words = 0
         self.reported: UsageReport | None = None
-        choice = request.config.tool_choice
-        self.calls_allowed = choice != "none"
+        self.calls_allowed = request.config.tool_choice != "none"
 
     def usage(self) -> UsageReport:
         return self.reported or UsageReport(
             input_tokens=_history_words(self.request), output_tokens=self.out_words, thought_tokens=self.thought_words
         )
 
-    async def play(self, spec: dict[str, Any]) -> AsyncIterator[ModelEvent]:
+    def events(self, specs: list[dict[str, Any]]) -> Iterator[ModelEvent | _Pause]:
+        for spec in specs:
+            for event in self.expand(spec):
+                yield event
+                if isinstance(event, Finish):
+                    return
+        yield self.usage()
+        yield Finish("stop")
+
+    def expand(self, spec: dict[str, Any]) -> Iterator[ModelEvent | _Pause]:
         if "repeat" in spec:
             for _ in range(int(spec["repeat"])):
                 for inner in spec.get("events", []):
-                    async for event in self.play(inner):
-                        yield event
+                    yield from self.expand(inner)
             return
         if len(spec) != 1:
             raise BackendError(f"a script event has exactly one key, got {sorted(spec)}", "invalid_script")
         key, value = next(iter(spec.items()))
         if key == "text":
-            for event in self._text(str(value)):
-                yield event
+            yield from self._text(str(value))
         elif key == "thought":
             self.thought_words += _words(str(value))
             yield ThoughtChunk(str(value))
         elif key == "break":
             yield StepBreak()
-        elif key == "call" and self.calls_allowed:
-            for event in _call(value):
-                yield event
+        elif key == "call":
+            if self.calls_allowed:
+                yield from _call(value)
         elif key in ("tool_call", "tool_result"):
             yield _tool_event(key, value)
         elif key == "future_event":
@@ -224,24 +239,22 @@ class _Player:
         elif key == "error":
             raise BackendError(value.get("message", "scripted error"), value.get("code", "internal"))
         elif key == "sleep_ms":
-            await asyncio.sleep(float(value) / 1000)
+            yield _Pause(float(value) / 1000)
         elif key == "hang":
-            await asyncio.Event().wait()
-        elif key != "call":
+            yield _Pause(None)
+        else:
             raise BackendError(f"unknown script event {key!r}", "invalid_script")
 
     def _text(self, text: str) -> list[ModelEvent]:
-        for stop in self.request.config.stop_sequences or []:
-            if stop and stop in text:
+        for stop in self.stops:
+            if stop in text:
                 return [TextChunk(text[: text.index(stop)]), self.usage(), Finish("stop")]
-        if self.budget is not None:
-            words = text.split(" ")
-            room = self.budget - self.out_words
-            if _words(text) > room:
-                kept = " ".join(words[: max(room, 0)])
-                self.out_words = self.budget
-                return [TextChunk(kept), self.usage(), Finish("max_tokens")]
-        self.out_words += _words(text)
+        words = _words(text)
+        if self.budget is not None and self.out_words + words > self.budget:
+            kept = " ".join(text.split(" ")[: max(self.budget - self.out_words, 0)])
+            self.out_words = self.budget
+            return [TextChunk(kept), self.usage(), Finish("max_tokens")]
+        self.out_words += words
         return [TextChunk(text)]
 
 

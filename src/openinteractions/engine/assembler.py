@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ..schema.events import Event
+from ..schema.events import ChunkEvent, Event
 from ..schema.steps import Step
 
 _MEDIA = frozenset({"image", "audio", "video", "document"})
@@ -30,6 +30,14 @@ class _Draft:
         self.content: list[dict[str, Any]] = []
         self.summary: list[dict[str, Any]] = []
         self.args: list[str] = []
+
+    def chunk(self, kind: str, value: str) -> None:
+        if kind == "text":
+            self._text_block(self.content)["_parts"].append(value)
+        elif kind == "arguments_delta":
+            self.args.append(value)
+        else:
+            self._text_block(self.summary)["_parts"].append(value)
 
     def apply(self, delta: Any) -> None:
         kind = delta.type
@@ -96,7 +104,10 @@ class Assembler:
     def status(self) -> str | None:
         return self.summary.get("status")
 
-    def apply(self, event: Event) -> None:
+    def apply(self, event: Event | ChunkEvent) -> None:
+        if type(event) is ChunkEvent:
+            self._drafts[event.index].chunk(event.kind, event.value)
+            return
         kind = event.event_type
         if kind == "step.delta":
             self._drafts[event.index].apply(event.delta)

@@ -19,6 +19,7 @@ from ..events.log import LogLimitExceeded, MemoryEventLog
 from ..ids import rfc3339_from_epoch
 from ..schema.errors import StreamError
 from ..schema.events import (
+    ChunkEvent,
     ErrorEvent,
     Event,
     InteractionCompletedEvent,
@@ -101,21 +102,22 @@ class Run:
         self._signer = signer
         self._clock = clock
         self._ending = False
-        self._inserted = False
+        self._inserted: asyncio.Future[None] | None = None
         self.updated_at = spec.created_at
+        self._created = rfc3339_from_epoch(spec.created_at)
 
     def summary(self, status: str, usage: Usage | None = None) -> InteractionSummary:
         return InteractionSummary(
             id=self.id,
             status=status,  # type: ignore[arg-type]
             model=self.spec.model,
-            created=rfc3339_from_epoch(self.spec.created_at),
-            updated=rfc3339_from_epoch(self.updated_at),
+            created=self._created,
+            updated=rfc3339_from_epoch(self.updated_at) if status != "in_progress" else self._created,
             service_tier="standard",
             usage=usage,
         )
 
-    async def emit(self, event: Event) -> None:
+    async def emit(self, event: Event | ChunkEvent) -> None:
         await self._log.append(self.id, event, terminal=self._ending)
         self.assembler.apply(event)
 
@@ -126,8 +128,8 @@ class Run:
             await self.emit(InteractionCreatedEvent(interaction=self.summary("in_progress")))
             await self.emit(InteractionStatusUpdateEvent(interaction_id=self.id, status="in_progress"))
             if self.spec.store:
-                await self._store.insert(self._record())
-                self._inserted = True
+                # The row is written while the backend starts; no step goes out before it is durable.
+                self._inserted = self._store.insert(self._record())
             async with asyncio.timeout(self.spec.timeout):
                 await self._generate(writer, tally)
             await writer.close()
@@ -153,15 +155,20 @@ class Run:
 
     async def recover(self, code: str, message: str) -> None:
         """Give a run that a previous process left unfinished its terminal events and stored result."""
-        self._inserted = True
+        self._inserted = asyncio.get_running_loop().create_future()
+        self._inserted.set_result(None)
         await self.emit(InteractionCreatedEvent(interaction=self.summary("in_progress")))
         self._ending = True
         await self._fail(code, message)
         await self._persist()
 
     async def _generate(self, writer: StepWriter, tally: _Tally) -> None:
+        unstored = self._inserted
         async with aclosing(self._backend.generate(self.spec.generation)) as events:
             async for event in events:
+                if unstored is not None:
+                    await unstored
+                    unstored = None
                 if isinstance(event, UsageReport):
                     tally.add(event)
                 elif isinstance(event, Finish):
@@ -186,8 +193,9 @@ class Run:
 
     async def _persist(self) -> None:
         try:
-            if self._inserted:
-                await self._store.finish(self.id, self.final_state(), self._log.entries(self.id))
+            if self._inserted is not None:
+                await self._inserted
+                await self._store.finish(self.id, self.final_state(), self._log.contents(self.id))
         except Exception:
             logger.exception("could not store the result of interaction %s", self.id)
         finally:

@@ -19,7 +19,7 @@ from ..backends.base import GenerationRequest
 from ..backends.registry import BackendRegistry, Route
 from ..config import Settings
 from ..errors import failed_precondition, invalid_argument, not_found, validation_error
-from ..events.log import LoggedEvent, MemoryEventLog
+from ..events.log import MemoryEventLog, split_frames
 from ..ids import new_interaction_id, rfc3339_from_epoch
 from ..schema.interaction import Interaction
 from ..schema.requests import CreateInteractionRequest, InputShapeError, normalize_input
@@ -47,6 +47,7 @@ ECHO_FIELDS = frozenset(
     }
 )
 _steps = TypeAdapter(list[Step])
+_COUNT_REFRESH_SECONDS = 5.0
 
 
 class InteractionService:
@@ -66,6 +67,7 @@ class InteractionService:
         self.signer = signer
         self.clock = clock
         self.runs: dict[str, Run] = {}
+        self._counts: dict[str, list[float]] = {}
         self._sweeper: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -121,12 +123,18 @@ class InteractionService:
         return route
 
     async def _check_quota(self, owner: str, now: float) -> None:
+        """Counting an owner's rows costs a scan, so the count is refreshed every few seconds and kept up to
+        date in between; deletes show up at the next refresh."""
         limit = self.settings.store.max_interactions_per_owner
-        if await self.store.count(owner, now) >= limit:
+        cached = self._counts.get(owner)
+        if cached is None or now - cached[1] > _COUNT_REFRESH_SECONDS:
+            cached = self._counts[owner] = [await self.store.count(owner, now), now]
+        if cached[0] >= limit:
             raise failed_precondition(
                 f"storage quota reached: this key already stores {limit} interactions; delete some, "
                 "send 'store': false, or raise store.max_interactions_per_owner"
             )
+        cached[0] += 1
 
     def _spec(
         self,
@@ -215,12 +223,12 @@ class InteractionService:
         after = _event_position(last_event_id)
         run = self._live(interaction_id, owner)
         if run is not None and self.log.has(interaction_id):
-            _check_position(after, len(self.log.entries(interaction_id)), last_event_id)
+            _check_position(after, self.log.length(interaction_id), last_event_id)
             return self.log.read(interaction_id, after, self.settings.server.keepalive_seconds)
         await self._stored(interaction_id, owner)
-        stored = await self.store.events(interaction_id, 0)
-        _check_position(after, len(stored), last_event_id)
-        return _replay(stored[after:])
+        frames = split_frames(await self.store.events(interaction_id))
+        _check_position(after, len(frames), last_event_id)
+        return _replay(frames[after:])
 
     def creation_stream(self, run: Run) -> AsyncIterator[bytes]:
         return self.log.read(run.id, 0, self.settings.server.keepalive_seconds)
@@ -248,6 +256,7 @@ class InteractionService:
             await self.stop_run(run)
         if not await self.store.delete(interaction_id, owner):
             raise not_found(f"interaction {interaction_id!r} was not found")
+        self._counts.pop(owner, None)
 
     # ---- housekeeping -------------------------------------------------------------------------------
 
@@ -311,9 +320,9 @@ def _check_position(after: int, available: int, last_event_id: str | None) -> No
         raise invalid_argument(f"'last_event_id' {last_event_id!r} is not an event of this interaction")
 
 
-async def _replay(events: list[LoggedEvent]) -> AsyncIterator[bytes]:
-    if events:
-        yield b"".join(e.frame for e in events)
+async def _replay(frames: list[bytes]) -> AsyncIterator[bytes]:
+    if frames:
+        yield b"".join(frames)
 
 
 # ---- rendering the resource ------------------------------------------------------------------------

@@ -26,22 +26,15 @@ from ..backends.base import (
     ToolResult,
 )
 from ..ids import new_call_id
-from ..schema.content import TextContent
-from ..schema.deltas import (
-    ArgumentsDelta,
-    Delta,
-    TextDelta,
-    ThoughtSignatureDelta,
-    ThoughtSummaryDelta,
-)
-from ..schema.events import Event, FutureEvent, StepDeltaEvent, StepStartEvent, StepStopEvent
+from ..schema.deltas import Delta, ThoughtSignatureDelta
+from ..schema.events import ChunkEvent, Event, FutureEvent, StepDeltaEvent, StepStartEvent, StepStopEvent
 from ..schema.steps import FunctionCallStep, ModelOutputStep, Step, ThoughtStep
 from .signatures import ThoughtSigner
 
 _step = TypeAdapter(Step)
-_delta = TypeAdapter(Delta)
+_delta_adapter = TypeAdapter(Delta)
 
-Emit = Callable[[Event], Awaitable[Any]]
+Emit = Callable[[Event | ChunkEvent], Awaitable[Any]]
 
 
 class StepWriter:
@@ -62,14 +55,13 @@ class StepWriter:
     async def feed(self, event: ModelEvent) -> None:
         match event:
             case TextChunk(text=text):
-                await self._ensure("model_output")
-                if text:
-                    await self._delta(TextDelta(text=text))
+                await self.text(text)
             case ThoughtChunk(text=text):
                 await self._ensure("thought")
+                text = _valid_utf8(text)
                 self._thought.append(text)
                 if text and self._summaries:
-                    await self._delta(ThoughtSummaryDelta(content=TextContent(text=text)))
+                    await self._emit(ChunkEvent(self._next_index - 1, "thought_summary", text))
             case CallStart(name=name, id=call_id):
                 await self.close()
                 step = FunctionCallStep(id=call_id or new_call_id(), name=name, arguments={})
@@ -78,9 +70,10 @@ class StepWriter:
             case CallArguments(fragment=fragment):
                 if self._open != "function_call":
                     raise BackendError("function arguments arrived outside a function call")
+                fragment = _valid_utf8(fragment)
                 self._arguments.append(fragment)
                 if fragment:
-                    await self._delta(ArgumentsDelta(arguments=fragment))
+                    await self._emit(ChunkEvent(self._next_index - 1, "arguments_delta", fragment))
             case ToolCall(tool=tool, id=call_id, arguments=arguments):
                 await self._whole_step(
                     {"type": f"{tool}_call", "id": call_id, "arguments": {}},
@@ -96,6 +89,13 @@ class StepWriter:
                 await self.close()
             case ForeignEvent(payload=payload):
                 await self._emit(FutureEvent.model_validate(payload))  # type: ignore[arg-type]
+
+    async def text(self, text: str) -> None:
+        """The hot path: a chunk of model output."""
+        if self._open != "model_output":
+            await self._ensure("model_output")
+        if text:
+            await self._emit(ChunkEvent(self._next_index - 1, "text", _valid_utf8(text)))
 
     async def close(self, *, strict: bool = True) -> None:
         """Close the open step. ``strict=False`` is for failure paths: no validation, no exceptions."""
@@ -129,13 +129,22 @@ class StepWriter:
     async def _whole_step(self, start: dict[str, Any], delta: dict[str, Any]) -> None:
         await self.close()
         try:
-            step, body = _step.validate_python(start), _delta.validate_python(delta)
+            step, body = _step.validate_python(start), _delta_adapter.validate_python(delta)
         except ValueError as exc:
             raise BackendError(f"malformed {start['type']} step: {exc}") from exc
         await self._start(step)
         await self._delta(body)
         self._open = "tool"
         await self.close()
+
+
+def _valid_utf8(text: str) -> str:
+    """Lone surrogates cannot go on the wire; a decoder that split a character may leave one."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "replace").decode()
+    return text
 
 
 def _parse_arguments(text: str, name: str) -> dict[str, Any]:

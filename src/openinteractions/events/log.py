@@ -4,50 +4,54 @@ A run appends events; SSE responses, the store and the assembler read them. Even
 nowhere else: the n-th event of an interaction has ``event_id`` ``str(n)``, starting at 1. Each event is
 serialised once, at append, into the exact SSE frame every reader sends.
 
-This in-memory implementation serves one process. The interface (append / close / read) is what a shared,
-Redis-backed log implements for several replicas.
+This in-memory implementation serves one process. The interface (open / append / close / read / drop) is what
+a shared, Redis-backed log implements for several replicas.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
-
-from ..schema.events import Event
+from typing import Any, Protocol
 
 
 class LogLimitExceeded(Exception):
     pass
 
 
-@dataclass(slots=True)
-class LoggedEvent:
-    seq: int
-    event_type: str
-    frame: bytes  # b"event: <type>\ndata: <json>\n\n", the event's JSON carrying its event_id
+class LoggableEvent(Protocol):
+    event_type: Any
+    event_id: str | None
 
-    @classmethod
-    def build(cls, seq: int, event_type: str, payload: bytes) -> LoggedEvent:
-        return cls(seq, event_type, b"event: " + event_type.encode() + b"\ndata: " + payload + b"\n\n")
-
-    @property
-    def payload(self) -> bytes:
-        return self.frame[len(self.event_type) + 14 : -2]
+    def encode(self) -> bytes: ...
 
 
-@dataclass
+def frame(event_type: str, payload: bytes) -> bytes:
+    return b"event: " + event_type.encode() + b"\ndata: " + payload + b"\n\n"
+
+
+def split_frames(blob: bytes) -> list[bytes]:
+    """Frames back out of their concatenation. JSON never holds a raw newline, so a blank line ends a frame."""
+    return [part + b"\n\n" for part in blob.split(b"\n\n") if part]
+
+
 class _Log:
-    max_events: int
-    max_bytes: int
-    entries: list[LoggedEvent] = field(default_factory=list)
-    size: int = 0
-    closed: bool = False
-    changed: asyncio.Event = field(default_factory=asyncio.Event)
+    __slots__ = ("closed", "frames", "max_bytes", "max_events", "size", "waiters")
+
+    def __init__(self, max_events: int, max_bytes: int) -> None:
+        self.max_events = max_events
+        self.max_bytes = max_bytes
+        self.frames: list[bytes] = []
+        self.size = 0
+        self.closed = False
+        self.waiters: list[asyncio.Future[None]] = []
 
     def notify(self) -> None:
-        self.changed.set()
-        self.changed = asyncio.Event()
+        if self.waiters:
+            for waiter in self.waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
+            self.waiters.clear()
 
 
 class MemoryEventLog:
@@ -62,25 +66,26 @@ class MemoryEventLog:
     def has(self, interaction_id: str) -> bool:
         return interaction_id in self._logs
 
-    async def append(self, interaction_id: str, event: Event, *, terminal: bool = False) -> LoggedEvent:
-        """Assign the next event id, serialise once, wake readers. Terminal events bypass the limits so
-        that a run over its limit can still end its stream properly."""
-        log = self._logs[interaction_id]
-        if not terminal and len(log.entries) >= log.max_events:
-            raise LogLimitExceeded(f"more than {log.max_events} events")
-        seq = len(log.entries) + 1
-        event.event_id = str(seq)
-        payload = event.model_dump_json(exclude_none=True, by_alias=True).encode()
-        if not terminal and log.size + len(payload) > log.max_bytes:
-            raise LogLimitExceeded(f"event log over {log.max_bytes} bytes")
-        logged = LoggedEvent.build(seq, event.event_type, payload)
-        log.entries.append(logged)
-        log.size += len(payload)
-        log.notify()
-        return logged
+    def length(self, interaction_id: str) -> int:
+        return len(self._logs[interaction_id].frames)
 
-    def entries(self, interaction_id: str) -> list[LoggedEvent]:
-        return self._logs[interaction_id].entries
+    async def append(self, interaction_id: str, event: LoggableEvent, *, terminal: bool = False) -> None:
+        """Assign the next event id, serialise once, wake readers. Terminal events bypass the limits so that a
+        run over its limit can still end its stream properly."""
+        log = self._logs[interaction_id]
+        if not terminal and len(log.frames) >= log.max_events:
+            raise LogLimitExceeded(f"more than {log.max_events} events")
+        event.event_id = str(len(log.frames) + 1)
+        data = frame(event.event_type, event.encode())
+        if not terminal and log.size + len(data) > log.max_bytes:
+            raise LogLimitExceeded(f"event log over {log.max_bytes} bytes")
+        log.frames.append(data)
+        log.size += len(data)
+        log.notify()
+
+    def contents(self, interaction_id: str) -> bytes:
+        """Every frame so far, concatenated: what the store keeps."""
+        return b"".join(self._logs[interaction_id].frames)
 
     async def close(self, interaction_id: str) -> None:
         log = self._logs[interaction_id]
@@ -92,21 +97,24 @@ class MemoryEventLog:
         self._logs.pop(interaction_id, None)
 
     async def read(self, interaction_id: str, after: int = 0, heartbeat: float = 15.0) -> AsyncIterator[bytes]:
-        """SSE frames after event ``after``, following the log until it closes. Several events that are
-        already there come as one chunk; an empty chunk means nothing arrived for ``heartbeat`` seconds."""
+        """SSE frames after event ``after``, following the log until it closes. Events that are already there
+        come as one chunk; an empty chunk means nothing arrived for ``heartbeat`` seconds."""
         log = self._logs[interaction_id]
         position = after
+        loop = asyncio.get_running_loop()
         while True:
-            entries = log.entries
-            if position < len(entries):
-                end = len(entries)
-                yield b"".join([e.frame for e in entries[position:end]])
+            frames = log.frames
+            if position < len(frames):
+                end = len(frames)
+                yield frames[position] if end == position + 1 else b"".join(frames[position:end])
                 position = end
                 continue
             if log.closed:
                 return
+            waiter = loop.create_future()
+            log.waiters.append(waiter)
             try:
                 async with asyncio.timeout(heartbeat):
-                    await log.changed.wait()
+                    await waiter
             except TimeoutError:
                 yield b""

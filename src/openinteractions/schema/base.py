@@ -26,3 +26,6 @@ class WireModel(BaseModel):
 
     def wire_json(self) -> str:
         return self.model_dump_json(exclude_none=True, by_alias=True)
+
+    def encode(self) -> bytes:
+        return self.model_dump_json(exclude_none=True, by_alias=True).encode()

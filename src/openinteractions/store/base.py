@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import Any, Protocol
-
-from ..events.log import LoggedEvent
 
 
 class BrokenChain(Exception):
@@ -52,9 +51,13 @@ class Store(Protocol):
 
     async def close(self) -> None: ...
 
-    async def insert(self, record: StoredInteraction) -> None: ...
+    def insert(self, record: StoredInteraction) -> asyncio.Future[None]:
+        """Queue the row of a starting run; writes are applied in order. Await the result to know it is stored."""
+        ...
 
-    async def finish(self, interaction_id: str, final: FinalState, events: list[LoggedEvent]) -> None: ...
+    def finish(self, interaction_id: str, final: FinalState, events: bytes) -> asyncio.Future[None]:
+        """Queue a run's final state and its whole event log (the concatenated SSE frames)."""
+        ...
 
     async def get(self, interaction_id: str, owner: str, now: float) -> StoredInteraction | None: ...
 
@@ -62,7 +65,7 @@ class Store(Protocol):
         """The chain ending at ``interaction_id``, oldest first; [] if that one is unknown."""
         ...
 
-    async def events(self, interaction_id: str, after: int) -> list[LoggedEvent]: ...
+    async def events(self, interaction_id: str) -> bytes: ...
 
     async def delete(self, interaction_id: str, owner: str) -> bool: ...
 

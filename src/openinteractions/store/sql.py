@@ -1,26 +1,38 @@
 """The SQL store (SQLAlchemy Core, async): SQLite by default; the same SQL runs on PostgreSQL.
 
-Steps and events are kept as the exact JSON text that was produced, so a chain replays byte for byte.
-Times are epoch seconds (floats), which behave the same on every database.
+Steps and events are kept as the exact bytes that were produced, so a chain replays byte for byte and a stored
+stream replays frame for frame. Times are epoch seconds (floats), which behave the same on every database.
+
+Database calls run in threads with a synchronous engine, one thread hop per operation rather than one per
+statement. Writes go through a single writer thread that commits whatever has queued up in one transaction
+(group commit): a hundred runs finishing together cost one commit, not a hundred.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
     Column,
+    Connection,
+    Engine,
     Float,
     Index,
-    Integer,
     LargeBinary,
     MetaData,
     String,
     Table,
     Text,
     and_,
+    bindparam,
+    create_engine,
     delete,
     event,
     func,
@@ -29,11 +41,10 @@ from sqlalchemy import (
     text,
     update,
 )
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from ..events.log import LoggedEvent
 from .base import BrokenChain, ChainTooLong, FinalState, StoredInteraction
 
+logger = logging.getLogger(__name__)
 metadata = MetaData()
 
 interactions = Table(
@@ -53,17 +64,9 @@ interactions = Table(
     Column("steps", Text, nullable=False),
     Column("usage", Text),
     Column("errors", Text),
+    Column("events", LargeBinary),
     Index("ix_interactions_owner_created", "owner", "created_at"),
     Index("ix_interactions_expires", "expires_at"),
-)
-
-interaction_events = Table(
-    "interaction_events",
-    metadata,
-    Column("interaction_id", String(64), primary_key=True),
-    Column("seq", Integer, primary_key=True),
-    Column("event_type", String(64), nullable=False),
-    Column("payload", LargeBinary, nullable=False),
 )
 
 _CHAIN_SQL = text(
@@ -79,114 +82,138 @@ _CHAIN_SQL = text(
     SELECT id, depth FROM chain ORDER BY depth DESC
     """
 )
+_RECORD_COLUMNS = [c for c in interactions.c if c.name != "events"]
+_FINISH = (
+    update(interactions)
+    .where(interactions.c.id == bindparam("b_id"))
+    .values(
+        status=bindparam("status"),
+        updated_at=bindparam("updated_at"),
+        steps=bindparam("steps"),
+        usage=bindparam("usage"),
+        errors=bindparam("errors"),
+        events=bindparam("events"),
+    )
+)
 
 
 def sqlite_url(data_dir: Path) -> str:
-    return f"sqlite+aiosqlite:///{data_dir / 'openinteractions.db'}"
+    return f"sqlite:///{data_dir / 'openinteractions.db'}"
 
 
 def _row_to_record(row: Any) -> StoredInteraction:
-    m = row._mapping
-    return StoredInteraction(
-        id=m["id"],
-        owner=m["owner"],
-        status=m["status"],
-        model=m["model"],
-        agent=m["agent"],
-        previous_interaction_id=m["previous_interaction_id"],
-        created_at=m["created_at"],
-        updated_at=m["updated_at"],
-        expires_at=m["expires_at"],
-        request=json.loads(m["request"]),
-        input_steps=m["input_steps"],
-        steps=m["steps"],
-        usage=m["usage"],
-        errors=m["errors"],
-    )
+    m = dict(row._mapping)
+    m["request"] = json.loads(m["request"])
+    return StoredInteraction(**m)
 
 
 class SqlStore:
     def __init__(self, url: str) -> None:
         self._url = url
-        self._engine: AsyncEngine | None = None
+        self._engine: Engine | None = None
+        self._pending: list[tuple[str, dict[str, Any], asyncio.Future[None]]] = []
+        self._wake = asyncio.Event()
+        self._writer: asyncio.Task[None] | None = None
+        self._write_thread = ThreadPoolExecutor(1, thread_name_prefix="store-writer")
+        self._read_threads = ThreadPoolExecutor(4, thread_name_prefix="store-reader")
 
     @property
-    def engine(self) -> AsyncEngine:
+    def engine(self) -> Engine:
         assert self._engine is not None, "store not started"
         return self._engine
 
     async def start(self) -> None:
         is_sqlite = self._url.startswith("sqlite")
-        engine = create_async_engine(self._url, connect_args={"timeout": 30} if is_sqlite else {})
+        engine = create_engine(self._url, connect_args={"timeout": 30, "check_same_thread": False} if is_sqlite else {})
         if is_sqlite:
-            event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
-        async with engine.begin() as conn:
-            await conn.run_sync(metadata.create_all)
+            event.listen(engine, "connect", _sqlite_pragmas)
+        await asyncio.get_running_loop().run_in_executor(self._write_thread, metadata.create_all, engine)
         self._engine = engine
+        self._writer = asyncio.create_task(self._write_forever(), name="store writer")
 
     async def close(self) -> None:
+        if self._writer is not None:
+            await self._flush()
+            self._writer.cancel()
+            self._writer = None
         if self._engine is not None:
-            await self._engine.dispose()
+            self._engine.dispose()
             self._engine = None
+        self._write_thread.shutdown()
+        self._read_threads.shutdown()
 
-    async def insert(self, record: StoredInteraction) -> None:
-        async with self.engine.begin() as conn:
-            await conn.execute(
-                insert(interactions).values(
-                    id=record.id,
-                    owner=record.owner,
-                    status=record.status,
-                    model=record.model,
-                    agent=record.agent,
-                    previous_interaction_id=record.previous_interaction_id,
-                    created_at=record.created_at,
-                    updated_at=record.updated_at,
-                    expires_at=record.expires_at,
-                    request=json.dumps(record.request or {}, separators=(",", ":")),
-                    input_steps=record.input_steps,
-                    steps=record.steps,
-                    usage=record.usage,
-                    errors=record.errors,
-                )
-            )
+    async def _read(self, work: Callable[[Connection], Any]) -> Any:
+        def call() -> Any:
+            with self.engine.connect() as conn:
+                return work(conn)
 
-    async def finish(self, interaction_id: str, final: FinalState, events: list[LoggedEvent]) -> None:
-        rows = [
-            {"interaction_id": interaction_id, "seq": e.seq, "event_type": e.event_type, "payload": e.payload}
-            for e in events
-        ]
-        async with self.engine.begin() as conn:
-            await conn.execute(
-                update(interactions)
-                .where(interactions.c.id == interaction_id)
-                .values(
-                    status=final.status,
-                    updated_at=final.updated_at,
-                    steps=final.steps,
-                    usage=final.usage,
-                    errors=final.errors,
-                )
-            )
-            if rows:
-                await conn.execute(insert(interaction_events), rows)
+        return await asyncio.get_running_loop().run_in_executor(self._read_threads, call)
+
+    async def _transaction(self, work: Callable[[Connection], Any]) -> Any:
+        def call() -> Any:
+            with self.engine.begin() as conn:
+                return work(conn)
+
+        return await asyncio.get_running_loop().run_in_executor(self._write_thread, call)
+
+    # ---- writes: queued, applied in order, one transaction per batch --------------------------------
+
+    def _queue(self, kind: str, params: dict[str, Any]) -> asyncio.Future[None]:
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.append((kind, params, future))
+        self._wake.set()
+        return future
+
+    def insert(self, record: StoredInteraction) -> asyncio.Future[None]:
+        row = asdict(record)
+        row["request"] = json.dumps(record.request or {}, separators=(",", ":"))
+        return self._queue("insert", row)
+
+    def finish(self, interaction_id: str, final: FinalState, events: bytes) -> asyncio.Future[None]:
+        return self._queue("finish", {"b_id": interaction_id, **asdict(final), "events": events})
+
+    async def _write_forever(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            await self._flush()
+
+    async def _flush(self) -> None:
+        batch, self._pending = self._pending, []
+        if not batch:
+            return
+        try:
+            await self._transaction(lambda conn: _apply(conn, batch))
+        except Exception:
+            logger.exception("a batch of %d writes failed; retrying them one by one", len(batch))
+            for op in batch:
+                try:
+                    await self._transaction(lambda conn, op=op: _apply(conn, [op]))  # type: ignore[misc]
+                except Exception as exc:
+                    op[2].set_exception(exc)
+        for _, _, future in batch:
+            if not future.done():
+                future.set_result(None)
+
+    # ---- reads and housekeeping ---------------------------------------------------------------------
 
     async def get(self, interaction_id: str, owner: str, now: float) -> StoredInteraction | None:
-        query = select(interactions).where(
-            and_(interactions.c.id == interaction_id, interactions.c.owner == owner, interactions.c.expires_at > now)
-        )
-        async with self.engine.connect() as conn:
-            row = (await conn.execute(query)).first()
+        c = interactions.c
+        query = select(*_RECORD_COLUMNS).where(and_(c.id == interaction_id, c.owner == owner, c.expires_at > now))
+        row = await self._read(lambda conn: conn.execute(query).first())
         return _row_to_record(row) if row else None
 
     async def chain(self, interaction_id: str, owner: str, now: float, limit: int) -> list[StoredInteraction]:
-        async with self.engine.connect() as conn:
-            links = (
-                await conn.execute(_CHAIN_SQL, {"id": interaction_id, "owner": owner, "now": now, "limit": limit})
-            ).all()
-            if not links:
-                return []
-            ids = [link.id for link in links]
-            rows = (await conn.execute(select(interactions).where(interactions.c.id.in_(ids)))).all()
+        params = {"id": interaction_id, "owner": owner, "now": now, "limit": limit}
+
+        def read(conn: Connection) -> tuple[list[str], list[Any]]:
+            ids = [link.id for link in conn.execute(_CHAIN_SQL, params).all()]
+            rows = conn.execute(select(*_RECORD_COLUMNS).where(interactions.c.id.in_(ids))).all() if ids else []
+            return ids, rows
+
+        ids, rows = await self._read(read)
+        if not ids:
+            return []
         by_id = {row._mapping["id"]: _row_to_record(row) for row in rows}
         records = [by_id[i] for i in ids]
         root_prev = records[0].previous_interaction_id
@@ -196,42 +223,38 @@ class SqlStore:
             raise BrokenChain(root_prev)
         return records
 
-    async def events(self, interaction_id: str, after: int) -> list[LoggedEvent]:
-        query = (
-            select(interaction_events.c.seq, interaction_events.c.event_type, interaction_events.c.payload)
-            .where(and_(interaction_events.c.interaction_id == interaction_id, interaction_events.c.seq > after))
-            .order_by(interaction_events.c.seq)
-        )
-        async with self.engine.connect() as conn:
-            rows = (await conn.execute(query)).all()
-        return [LoggedEvent.build(r.seq, r.event_type, bytes(r.payload)) for r in rows]
+    async def events(self, interaction_id: str) -> bytes:
+        query = select(interactions.c.events).where(interactions.c.id == interaction_id)
+        blob = await self._read(lambda conn: conn.execute(query).scalar_one_or_none())
+        return bytes(blob or b"")
 
     async def delete(self, interaction_id: str, owner: str) -> bool:
-        async with self.engine.begin() as conn:
-            result = await conn.execute(
-                delete(interactions).where(and_(interactions.c.id == interaction_id, interactions.c.owner == owner))
-            )
-            if result.rowcount:
-                events_of = interaction_events.c.interaction_id == interaction_id
-                await conn.execute(delete(interaction_events).where(events_of))
-        return bool(result.rowcount)
+        c = interactions.c
+        statement = delete(interactions).where(and_(c.id == interaction_id, c.owner == owner))
+        return bool(await self._transaction(lambda conn: conn.execute(statement).rowcount))
 
     async def count(self, owner: str, now: float) -> int:
-        query = select(func.count()).where(and_(interactions.c.owner == owner, interactions.c.expires_at > now))
-        async with self.engine.connect() as conn:
-            return int((await conn.execute(query)).scalar_one())
+        c = interactions.c
+        query = select(func.count()).where(and_(c.owner == owner, c.expires_at > now))
+        return int(await self._read(lambda conn: conn.execute(query).scalar_one()))
 
     async def sweep(self, now: float) -> int:
-        expired = select(interactions.c.id).where(interactions.c.expires_at <= now)
-        async with self.engine.begin() as conn:
-            await conn.execute(delete(interaction_events).where(interaction_events.c.interaction_id.in_(expired)))
-            result = await conn.execute(delete(interactions).where(interactions.c.expires_at <= now))
-        return int(result.rowcount or 0)
+        statement = delete(interactions).where(interactions.c.expires_at <= now)
+        return int(await self._transaction(lambda conn: conn.execute(statement).rowcount) or 0)
 
     async def unfinished(self) -> list[StoredInteraction]:
-        query = select(interactions).where(interactions.c.status.in_(("in_progress", "queued")))
-        async with self.engine.connect() as conn:
-            return [_row_to_record(row) for row in (await conn.execute(query)).all()]
+        query = select(*_RECORD_COLUMNS).where(interactions.c.status.in_(("in_progress", "queued")))
+        return [_row_to_record(row) for row in await self._read(lambda conn: conn.execute(query).all())]
+
+
+def _apply(conn: Connection, batch: list[tuple[str, dict[str, Any], asyncio.Future[None]]]) -> None:
+    """Inserts first, then updates: a run's finish may share a batch with its own insert."""
+    inserts = [params for kind, params, _ in batch if kind == "insert"]
+    finishes = [params for kind, params, _ in batch if kind == "finish"]
+    if inserts:
+        conn.execute(insert(interactions), inserts)
+    if finishes:
+        conn.execute(_FINISH, finishes)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
