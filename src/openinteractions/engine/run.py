@@ -167,7 +167,7 @@ class Run:
         async with aclosing(self._backend.generate(self.spec.generation)) as events:
             async for event in events:
                 if unstored is not None:
-                    await unstored
+                    await asyncio.shield(unstored)  # a cancelled run must not cancel the write
                     unstored = None
                 if isinstance(event, UsageReport):
                     tally.add(event)
@@ -194,8 +194,8 @@ class Run:
     async def _persist(self) -> None:
         try:
             if self._inserted is not None:
-                await self._inserted
-                await self._store.finish(self.id, self.final_state(), self._log.contents(self.id))
+                await asyncio.shield(self._inserted)
+                await asyncio.shield(self._store.finish(self.id, self.final_state(), self._log.contents(self.id)))
         except Exception:
             logger.exception("could not store the result of interaction %s", self.id)
         finally:
