@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from google import genai
-from google.genai._interactions import BadRequestError
+from google.genai._interactions import BadRequestError, NotFoundError
 
 from live import LiveServer
 
@@ -83,7 +83,7 @@ def test_stateless_history_round_trips_thought_signatures(client: genai.Client, 
     first = client.interactions.create(
         model=MODEL, input=script({"thought": "secret plan"}, {"text": "ok"}), store=False
     )
-    with pytest.raises(genai._interactions.NotFoundError):
+    with pytest.raises(NotFoundError):
         client.interactions.get(first.id)
     history = [user(script({"thought": "secret plan"}, {"text": "ok"})), *dump_steps(first)]
     before = len(recorded(server))
@@ -113,5 +113,5 @@ def test_chain_with_a_deleted_link_is_refused(client: genai.Client, tmp_path: Pa
     a = client.interactions.create(model=MODEL, input="hello")
     b = client.interactions.create(model=MODEL, input="hello", previous_interaction_id=a.id)
     client.interactions.delete(a.id)
-    with pytest.raises(genai._interactions.NotFoundError, match="was deleted or has expired"):
+    with pytest.raises(NotFoundError, match="was deleted or has expired"):
         client.interactions.create(model=MODEL, input="hello", previous_interaction_id=b.id)

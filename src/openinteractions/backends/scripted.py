@@ -122,6 +122,9 @@ class ScriptedBackend:
     async def aclose(self) -> None:
         return None
 
+    def prepare(self, request: GenerationRequest) -> None:
+        return None
+
     def _matches(self, when: When, request: GenerationRequest) -> bool:
         text = _user_text(request)
         tools = {f.name for f in request.functions} | set(request.server_tools)

@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
-from ..backends.base import GenerationRequest
+from ..backends.base import BackendError, GenerationRequest
 from ..backends.registry import BackendRegistry, Route
 from ..config import Settings
 from ..errors import failed_precondition, invalid_argument, not_found, validation_error
@@ -110,6 +110,10 @@ class InteractionService:
         if store:
             await self._check_quota(owner, now)
         spec = self._spec(req, route, owner, inputs, history + inputs, store, now)
+        try:
+            spec.generation.plan = route.backend.prepare(spec.generation)
+        except BackendError as exc:
+            raise invalid_argument(exc.message) from exc
         return self._launch(spec, route)
 
     def _route(self, model: str, api_version: str) -> Route:
@@ -282,6 +286,9 @@ class InteractionService:
 
 class _NoBackend:
     capabilities: Any = None
+
+    def prepare(self, request: GenerationRequest) -> None:
+        return None
 
     def generate(self, request: GenerationRequest) -> AsyncIterator[Any]:
         raise RuntimeError("a recovered run does not generate")

@@ -107,11 +107,19 @@ class StepWriter:
             signature = self._signer.sign("".join(self._thought))
             self._thought = []
             await self._emit(StepDeltaEvent(index=index, delta=ThoughtSignatureDelta(signature=signature)))
-        elif kind == "function_call":
+        failure: BackendError | None = None
+        if kind == "function_call":
             text, self._arguments = "".join(self._arguments), []
             call = self.function_calls[-1]
-            call.arguments = _parse_arguments(text, call.name) if strict else _try_parse(text)
+            call.arguments = _try_parse(text)
+            if strict:
+                try:
+                    _parse_arguments(text, call.name)
+                except BackendError as exc:
+                    failure = exc  # the step is still closed before the run fails
         await self._emit(StepStopEvent(index=index))
+        if failure is not None:
+            raise failure
 
     async def _ensure(self, kind: str) -> None:
         if self._open != kind:

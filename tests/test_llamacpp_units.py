@@ -1,0 +1,97 @@
+"""Unit tests of the embedded backend's pure parts: numeric-range grammars, the streamed-call reader, stop
+sequences and <think> splitting."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from openinteractions.backends.base import CallStart, TextChunk, ThoughtChunk
+from openinteractions.backends.llamacpp.calls import CallReader
+from openinteractions.backends.llamacpp.schema_grammar import (
+    UnsupportedSchema,
+    check_supported,
+    integer_range,
+    number_range,
+)
+from openinteractions.backends.llamacpp.text import StopScanner, ThinkSplitter
+
+
+def as_regex(rule: str) -> re.Pattern[str]:
+    """The GBNF subset these rules use (literals, classes, {n}, groups, |) read as a regular expression."""
+    pattern = re.sub(r'"([^"]*)"', lambda m: re.escape(m.group(1)), rule).replace(" ", "")
+    return re.compile(f"(?:{pattern})$")
+
+
+@given(lo=st.integers(-(10**6), 10**6), span=st.integers(0, 10**6), probe=st.integers(-2 * 10**6, 2 * 10**6))
+def test_integer_ranges_are_exact(lo: int, span: int, probe: int) -> None:
+    hi = lo + span
+    rule = as_regex(integer_range(lo, hi))
+    for value in (probe, lo, hi, lo - 1, hi + 1, 0):
+        assert bool(rule.match(str(value))) == (lo <= value <= hi), (lo, hi, value)
+    assert not rule.match("-0") and not rule.match("007")
+
+
+@given(
+    lo=st.integers(-1000, 1000),
+    span=st.integers(0, 2000),
+    value=st.decimals(-3000, 3000, places=3, allow_nan=False, allow_infinity=False),
+)
+def test_number_ranges_admit_only_numbers_inside(lo: int, span: int, value: object) -> None:
+    hi = lo + span
+    text = format(value, "f").rstrip("0").rstrip(".") if "." in format(value, "f") else format(value, "f")
+    if as_regex(number_range(lo, hi)).match(text):
+        assert lo <= float(text) <= hi
+
+
+@pytest.mark.parametrize("keyword", ["multipleOf", "not", "uniqueItems", "minProperties", "if"])
+def test_unenforceable_keywords_are_refused(keyword: str) -> None:
+    with pytest.raises(UnsupportedSchema, match=keyword):
+        check_supported({"type": "object", "properties": {"a": {"type": "integer", keyword: 2}}})
+
+
+def test_call_reader_streams_exact_argument_text() -> None:
+    text = (
+        '[{"name": "get_weather", "arguments": {"city": "Pa\\"ris {x}", "n": [1, {"d": 2}]}}, '
+        '{"name": "b", "arguments": {}}]'
+    )
+    for size in (1, 2, 3, 7, len(text)):
+        reader, calls = CallReader(), []
+        for i in range(0, len(text), size):
+            for event in reader.feed(text[i : i + size]):
+                if isinstance(event, CallStart):
+                    calls.append([event.name, ""])
+                else:
+                    calls[-1][1] += event.fragment
+        assert calls == [["get_weather", '{"city": "Pa\\"ris {x}", "n": [1, {"d": 2}]}'], ["b", "{}"]]
+        assert json.loads(calls[0][1]) == {"city": 'Pa"ris {x}', "n": [1, {"d": 2}]}
+        assert not reader.open
+
+
+@given(text=st.text(max_size=60), stop=st.text(min_size=1, max_size=4), cuts=st.lists(st.integers(0, 60)))
+def test_stop_scanner_matches_a_plain_search(text: str, stop: str, cuts: list[int]) -> None:
+    scanner, out = StopScanner([stop]), ""
+    bounds = sorted({0, len(text), *[c for c in cuts if c <= len(text)]})
+    for a, b in itertools.pairwise(bounds):
+        if scanner.stopped:
+            break
+        out += scanner.feed(text[a:b])
+    if not scanner.stopped:
+        out += scanner.flush()
+    expected = text[: text.find(stop)] if stop in text else text
+    assert out == expected
+
+
+def test_think_splitter_across_tokens() -> None:
+    splitter, events = ThinkSplitter(), []
+    for piece in ["<th", "ink>plan", " more</thi", "nk>answer", " <"]:
+        events += splitter.feed(piece)
+    events += splitter.flush()
+    thoughts = "".join(e.text for e in events if isinstance(e, ThoughtChunk))
+    text = "".join(e.text for e in events if isinstance(e, TextChunk))
+    assert thoughts == "plan more" and text == "answer <"
