@@ -13,6 +13,7 @@ from .base import Backend
 FACTORIES = {
     "scripted": "openinteractions.backends.scripted",
     "llamacpp": "openinteractions.backends.llamacpp",
+    "openai": "openinteractions.backends.openai",
 }
 
 

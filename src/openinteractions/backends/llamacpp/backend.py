@@ -137,7 +137,7 @@ class LlamaCppBackend:
     def _decoding(self, request: GenerationRequest, functions: list[FunctionTool]) -> tuple[Any, str | None, list[str]]:
         choice = _tool_mode(request)
         if functions and choice != "none":
-            must_call = choice in ("any", "validated")
+            must_call = choice == "any"  # "validated": the model may answer or call, and calls are valid
             try:
                 grammar = calls_grammar(functions)
             except ValueError as exc:
