@@ -75,6 +75,24 @@ def test_seed_count_example(embedded: LiveServer, monkeypatch: pytest.MonkeyPatc
     assert capsys.readouterr().out.strip()  # model-generated text came through the seed's own loop
 
 
+def test_seed_thinking_example(embedded: LiveServer, monkeypatch: pytest.MonkeyPatch, capsys: Any) -> None:
+    seed_env(embedded, monkeypatch)
+    runpy.run_path(str(SEED / "thinking.py"))
+    out = capsys.readouterr().out
+    assert out.startswith("\n--- Step: thought ---\n")
+    reasoning, answer = out.split("\n--- Step: model_output ---\n")
+    assert reasoning.removeprefix("\n--- Step: thought ---\n").strip() and answer.strip()
+
+
+def test_seed_function_calling_example_left_to_the_model(
+    embedded: LiveServer, monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    """The model decides; whichever it does, the example runs to its end (a second turn if it called)."""
+    seed_env(embedded, monkeypatch)
+    runpy.run_path(str(SEED / "function_calling.py"))
+    capsys.readouterr()
+
+
 def test_count_stream_is_protocol_perfect_and_deterministic(client: genai.Client) -> None:
     body = {"input": "Count to from 1 to 25.", "generation_config": {"seed": 7, "max_output_tokens": 48}}
     first, second = stream(client, **body), stream(client, **body)
