@@ -118,6 +118,10 @@ def test_stop_sequences(client: genai.Client) -> None:
     cut = stream(client, input=body["input"], generation_config={"temperature": 0, "stop_sequences": ["3"]})
     text = cut["steps"][0]["text"] if cut["steps"] else ""
     assert "3" not in text and full.startswith(text)
+    done = client.interactions.create(
+        model=MODEL, input=body["input"], generation_config={"temperature": 0, "stop_sequences": ["3"]}
+    )
+    assert done.status == "completed" and done.usage.total_output_tokens > 0
 
 
 def test_forced_function_call_streams_valid_arguments(client: genai.Client) -> None:

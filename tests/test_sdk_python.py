@@ -217,6 +217,17 @@ def test_models_list_marks_the_test_double(server: LiveServer) -> None:
     assert all(m["description"].startswith("TEST DOUBLE") for m in models)
 
 
+def test_models_list_pages(server: LiveServer) -> None:
+    with server.http() as http:
+        everything = http.get("/v1beta/models").json()["models"]
+        first = http.get("/v1beta/models", params={"pageSize": 2}).json()
+        second = http.get("/v1beta/models", params={"pageSize": 2, "pageToken": first["nextPageToken"]}).json()
+    assert first["models"] + second["models"] == everything[:4]
+    sdk = genai.Client(api_key="k", http_options={"base_url": server.url})
+    names = [m.name for m in sdk.models.list()]
+    assert names == [m["name"] for m in everything]
+
+
 def test_openapi_document(server: LiveServer) -> None:
     with server.http() as http:
         doc = http.get("/openapi.json").json()

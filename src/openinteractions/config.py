@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
@@ -22,11 +22,11 @@ class _Section(BaseModel):
 
 class ServerSettings(_Section):
     host: str = "127.0.0.1"
-    port: int = 8080
+    port: int = Field(default=8080, ge=0, le=65535)
     # Without API keys the server is open; it refuses a non-loopback address unless this is set.
     allow_unauthenticated_remote: bool = False
-    max_request_bytes: int = 20 * 1024 * 1024
-    keepalive_seconds: float = 15.0
+    max_request_bytes: int = Field(default=20 * 1024 * 1024, gt=0)
+    keepalive_seconds: float = Field(default=15.0, ge=1.0)
     log_level: str = "info"
 
 
@@ -36,11 +36,11 @@ class ApiKey(_Section):
 
 
 class AuthSettings(_Section):
-    api_keys: list[ApiKey | str] = Field(default_factory=list)
+    api_keys: list[ApiKey | Annotated[str, Field(min_length=8)]] = Field(default_factory=list)
 
 
 class StoreSettings(_Section):
-    data_dir: Path = DEFAULT_DATA_DIR
+    data_dir: Path = DEFAULT_DATA_DIR  # a relative path is relative to the config file's folder
     # A SQLAlchemy URL; by default a SQLite file in data_dir.
     url: str | None = None
     retention_seconds: int = Field(default=55 * 24 * 3600, gt=0)
@@ -77,7 +77,7 @@ class Settings(BaseSettings):
     limits: LimitsSettings = Field(default_factory=LimitsSettings)
     models: dict[str, ModelSettings] = Field(default_factory=dict)
     # Key for thought signatures; when unset one is generated once and kept in data_dir.
-    signing_key: str | None = None
+    signing_key: str | None = Field(default=None, min_length=16)
 
     @classmethod
     def settings_customise_sources(

@@ -27,7 +27,7 @@ logger = logging.getLogger(__name__)
 
 
 def build_service(settings: Settings, config_dir: Path) -> InteractionService:
-    data_dir = settings.data_dir()
+    data_dir = config_dir / settings.data_dir()
     data_dir.mkdir(parents=True, exist_ok=True)
     store = SqlStore(settings.store.url or sqlite_url(data_dir))
     limits = settings.limits

@@ -47,7 +47,8 @@ def query_flags(request: Request, allowed: frozenset[str]) -> dict[str, str]:
     params = dict(request.query_params)
     for name in params:
         if name not in allowed and name != "key":
-            raise invalid_argument(f"Unknown query parameter {name!r}. Allowed: {', '.join(sorted(allowed))}.")
+            accepted = f"Allowed: {', '.join(sorted(allowed))}." if allowed else "This endpoint takes none."
+            raise invalid_argument(f"Unknown query parameter {name!r}. {accepted}")
     return params
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..backends.registry import BackendRegistry, Route
+from ..errors import invalid_argument
 
 
 def _resource(route: Route, name: str) -> dict[str, Any]:
@@ -27,12 +28,30 @@ def _resource(route: Route, name: str) -> dict[str, Any]:
     return resource
 
 
-def model_list(registry: BackendRegistry) -> dict[str, Any]:
+def model_list(
+    registry: BackendRegistry, page_size: str | None = None, page_token: str | None = None
+) -> dict[str, Any]:
+    """All served names, paged like the Gemini API: ``pageSize`` (default 50, at most 1000) and the
+    ``nextPageToken`` of the previous page."""
     models = []
     for route in registry.routes():
         models.append(_resource(route, route.name))
         models.extend(_resource(route, alias) for alias in registry.aliases_of(route.name))
-    return {"models": models}
+    size = _number(page_size, "pageSize", 50)
+    start = _number(page_token, "pageToken", 0)
+    size = min(max(size, 1), 1000)
+    page: dict[str, Any] = {"models": models[start : start + size]}
+    if start + size < len(models):
+        page["nextPageToken"] = str(start + size)
+    return page
+
+
+def _number(value: str | None, name: str, default: int) -> int:
+    if value is None or value == "":
+        return default
+    if not (value.isascii() and value.isdigit()):
+        raise invalid_argument(f"Query parameter {name!r} must be a non-negative integer, got {value!r}.")
+    return int(value)
 
 
 def model_resource(registry: BackendRegistry, name: str) -> dict[str, Any] | None:

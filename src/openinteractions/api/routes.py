@@ -20,6 +20,7 @@ from .sse import EventStreamResponse, until_disconnected
 _VERSION = re.compile(r"^v\d+((alpha|beta)\d*)?$")
 _NO_PARAMS: frozenset[str] = frozenset()
 _GET_PARAMS = frozenset({"stream", "include_input", "last_event_id"})
+_LIST_PARAMS = frozenset({"pageSize", "pageToken"})
 
 
 def wire_response(model: WireModel) -> Response:
@@ -61,6 +62,8 @@ async def get_interaction(request: Request) -> Response:
     interaction_id = request.path_params["id"]
     last_event_id = params.get("last_event_id")
     if stream:
+        if "include_input" in params:
+            raise invalid_argument("'include_input' applies to stream=false: a stream carries events, not input")
         return EventStreamResponse(await service.events(interaction_id, owner, last_event_id))
     if last_event_id is not None:
         raise invalid_argument("'last_event_id' can only be used with stream=true")
@@ -82,11 +85,13 @@ async def delete_interaction(request: Request) -> Response:
 
 async def list_models(request: Request) -> Response:
     _caller(request)
-    return JSONResponse(model_list(_service(request).registry))
+    params = query_flags(request, _LIST_PARAMS)
+    return JSONResponse(model_list(_service(request).registry, params.get("pageSize"), params.get("pageToken")))
 
 
 async def get_model(request: Request) -> Response:
     _caller(request)
+    query_flags(request, _NO_PARAMS)
     name = request.path_params["model"]
     resource = model_resource(_service(request).registry, name)
     if resource is None:

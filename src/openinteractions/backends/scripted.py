@@ -80,10 +80,14 @@ def load_script(path: Path) -> Script:
 
 
 def _user_text(request: GenerationRequest) -> str:
+    """The text of this turn's own input: the user steps at the end of the history, not an earlier turn's."""
+    texts: list[str] = []
     for step in reversed(request.history):
         if isinstance(step, UserInputStep):
-            return "".join(c.text for c in step.content or [] if c.type == "text")
-    return ""
+            texts.insert(0, "".join(c.text for c in step.content or [] if c.type == "text"))
+        elif step.type != "function_result":
+            break
+    return "".join(texts)
 
 
 def _words(text: str) -> int:
@@ -195,7 +199,9 @@ class _Player:
         self.out_words = 0
         self.thought_words = 0
         self.reported: UsageReport | None = None
-        self.calls_allowed = request.config.tool_choice != "none"
+        choice = request.config.tool_choice
+        mode = choice if isinstance(choice, str) or choice is None else choice.allowed_tools.mode
+        self.calls_allowed = mode != "none"
 
     def usage(self) -> UsageReport:
         return self.reported or UsageReport(

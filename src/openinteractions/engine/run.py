@@ -167,7 +167,7 @@ class Run:
         async with aclosing(self._backend.generate(self.spec.generation)) as events:
             async for event in events:
                 if unstored is not None:
-                    await asyncio.shield(unstored)  # a cancelled run must not cancel the write
+                    await asyncio.shield(unstored)  # cancelling the run must not cancel the write
                     unstored = None
                 if isinstance(event, UsageReport):
                     tally.add(event)
@@ -194,8 +194,8 @@ class Run:
     async def _persist(self) -> None:
         try:
             if self._inserted is not None:
-                await asyncio.shield(self._inserted)
-                await asyncio.shield(self._store.finish(self.id, self.final_state(), self._log.contents(self.id)))
+                await _complete(self._inserted)
+                await _complete(self._store.finish(self.id, self.final_state(), self._log.contents(self.id)))
         except Exception:
             logger.exception("could not store the result of interaction %s", self.id)
         finally:
@@ -226,6 +226,18 @@ class Run:
             request=spec.echo,
             input_steps=_dumps([s.wire() for s in spec.input_steps]),
         )
+
+
+async def _complete(write: asyncio.Future[None]) -> None:
+    """Wait for a store write to land, even if this task is cancelled meanwhile (a cancel that arrives while
+    the result is being saved must not let readers see the run as finished before it is stored)."""
+    while True:
+        try:
+            await asyncio.shield(write)
+            return
+        except asyncio.CancelledError:
+            if write.done():
+                raise
 
 
 def _status(writer: StepWriter, tally: _Tally) -> str:

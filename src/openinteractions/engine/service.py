@@ -114,6 +114,8 @@ class InteractionService:
             spec.generation.plan = route.backend.prepare(spec.generation)
         except BackendError as exc:
             raise invalid_argument(exc.message) from exc
+        if store:
+            self._counts[owner][0] += 1
         return self._launch(spec, route)
 
     def _route(self, model: str, api_version: str) -> Route:
@@ -127,8 +129,8 @@ class InteractionService:
         return route
 
     async def _check_quota(self, owner: str, now: float) -> None:
-        """Counting an owner's rows costs a scan, so the count is refreshed every few seconds and kept up to
-        date in between; deletes show up at the next refresh."""
+        """Counting an owner's rows costs a scan, so the count is refreshed every few seconds and counted up
+        by this process's creates in between (a delete drops the cached count)."""
         limit = self.settings.store.max_interactions_per_owner
         cached = self._counts.get(owner)
         if cached is None or now - cached[1] > _COUNT_REFRESH_SECONDS:
@@ -138,7 +140,6 @@ class InteractionService:
                 f"storage quota reached: this key already stores {limit} interactions; delete some, "
                 "send 'store': false, or raise store.max_interactions_per_owner"
             )
-        cached[0] += 1
 
     def _spec(
         self,
@@ -317,7 +318,7 @@ def _recovered_spec(record: StoredInteraction) -> RunSpec:
 def _event_position(last_event_id: str | None) -> int:
     if last_event_id is None:
         return 0
-    if not last_event_id.isdigit():
+    if not (last_event_id.isascii() and last_event_id.isdigit()):
         raise invalid_argument(f"'last_event_id' {last_event_id!r} is not an event id of this server")
     return int(last_event_id)
 

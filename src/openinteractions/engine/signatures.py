@@ -1,9 +1,14 @@
 """Thought signatures: opaque, tamper-evident tokens that carry a thought's reasoning text.
 
 A client that keeps its own history (``store: false``) sends thought steps back with their signature; the
-signature alone gives the server the reasoning back, and a forged or altered one is refused.
+signature alone gives the server the reasoning back, and a forged or altered one is refused. The text is
+encrypted (AES-256-GCM, which also authenticates it), so a client sees its reasoning only through the
+summaries it asked for, as with Gemini.
 
-Layout (then standard base64): version byte 1, zlib-compressed UTF-8 text, 16-byte HMAC-SHA256 tag.
+Layout (then standard base64): version byte 2, 12-byte nonce, AES-GCM ciphertext of the zlib-compressed text
+with its 16-byte tag. The nonce is derived from the text (an HMAC, as in SIV constructions), so the same thought
+always gets the same signature: nonces never repeat for different texts, and equal texts are the only thing
+equal signatures reveal.
 """
 
 from __future__ import annotations
@@ -17,8 +22,12 @@ import secrets
 import zlib
 from pathlib import Path
 
-_VERSION = b"\x01"
-_TAG_BYTES = 16
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+_VERSION = b"\x02"
+_NONCE_BYTES = 12
+_CONTEXT = b"openinteractions thought signature v2"
 
 
 class InvalidSignature(ValueError):
@@ -29,14 +38,13 @@ class ThoughtSigner:
     def __init__(self, key: bytes) -> None:
         if len(key) < 16:
             raise ValueError("the signing key must be at least 16 bytes")
-        self._key = key
-
-    def _tag(self, body: bytes) -> bytes:
-        return hmac.new(self._key, body, hashlib.sha256).digest()[:_TAG_BYTES]
+        self._aead = AESGCM(hashlib.sha256(_CONTEXT + key).digest())
+        self._nonce_key = hashlib.sha256(_CONTEXT + b" nonce" + key).digest()
 
     def sign(self, text: str) -> str:
-        body = _VERSION + zlib.compress(text.encode(), 6)
-        return base64.b64encode(body + self._tag(body)).decode("ascii")
+        nonce = hmac.new(self._nonce_key, text.encode(), hashlib.sha256).digest()[:_NONCE_BYTES]
+        sealed = self._aead.encrypt(nonce, zlib.compress(text.encode(), 6), _VERSION)
+        return base64.b64encode(_VERSION + nonce + sealed).decode("ascii")
 
     def open(self, signature: str) -> str:
         """The reasoning text sealed in ``signature``; raises InvalidSignature if it was not made here."""
@@ -44,13 +52,13 @@ class ThoughtSigner:
             raw = base64.b64decode(signature, validate=True)
         except (binascii.Error, ValueError) as exc:
             raise InvalidSignature("not base64") from exc
-        body, tag = raw[:-_TAG_BYTES], raw[-_TAG_BYTES:]
-        if len(raw) <= _TAG_BYTES + 1 or body[:1] != _VERSION or not hmac.compare_digest(tag, self._tag(body)):
-            raise InvalidSignature("signature does not verify")
+        if len(raw) < 1 + _NONCE_BYTES + 16 or raw[:1] != _VERSION:
+            raise InvalidSignature("not a signature of this server")
         try:
-            return zlib.decompress(body[1:]).decode()
-        except (zlib.error, UnicodeDecodeError) as exc:
-            raise InvalidSignature("corrupt payload") from exc
+            packed = self._aead.decrypt(raw[1 : 1 + _NONCE_BYTES], raw[1 + _NONCE_BYTES :], _VERSION)
+            return zlib.decompress(packed).decode()
+        except (InvalidTag, zlib.error, UnicodeDecodeError) as exc:
+            raise InvalidSignature("signature does not verify") from exc
 
 
 def load_or_create_key(configured: str | None, data_dir: Path) -> bytes:

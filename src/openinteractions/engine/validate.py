@@ -16,8 +16,10 @@ def check_request_shape(req: CreateInteractionRequest) -> None:
     """Checks that need no model: the variant, and the fields no configuration of this server implements."""
     if req.model is not None and req.agent is not None:
         raise invalid_argument("'model' and 'agent' are mutually exclusive: set exactly one of them")
-    if req.agent is not None or req.agent_config is not None:
+    if req.agent is not None:
         raise not_supported("'agent' (agent interactions)")
+    if req.agent_config is not None:
+        raise invalid_argument("'agent_config' belongs to agent interactions, which need 'agent' instead of 'model'")
     if not req.model:
         raise invalid_argument("'model' is required")
     if req.background:

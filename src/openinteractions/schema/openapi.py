@@ -89,6 +89,17 @@ def openapi_document() -> dict[str, Any]:
             ),
         },
     }
+    paths["/{version}/models"] = {
+        "get": _op("The served models (Gemini model resources)", {"description": "{models: [...]}"}, [_VERSION]),
+    }
+    paths["/{version}/models/{model}"] = {
+        "get": _op(
+            "One served model",
+            {"description": "A model resource"},
+            [_VERSION, {"name": "model", "in": "path", "required": True, "schema": {"type": "string"}}],
+        ),
+    }
+    paths["/healthz"] = {"get": {"summary": "Liveness", "security": [], "responses": {"200": {"description": "ok"}}}}
     return {
         "openapi": "3.1.0",
         "info": {"title": "OpenInteractions", "version": __version__},

@@ -99,6 +99,8 @@ def normalize_input(raw: Any) -> list[Step]:
     if isinstance(raw, str):
         return [UserInputStep(content=[TextContent(text=raw)])]
     items = raw if isinstance(raw, list) else [raw]
+    if not items:
+        raise InputShapeError("input is an empty list")
     kinds = {_kind(item) for item in items}
     _check_types(items)
     if "other" in kinds:

@@ -216,11 +216,10 @@ class SqlStore:
             return []
         by_id = {row._mapping["id"]: _row_to_record(row) for row in rows}
         records = [by_id[i] for i in ids]
-        root_prev = records[0].previous_interaction_id
-        if root_prev is not None:
-            if len(records) > limit:
-                raise ChainTooLong(f"the chain is longer than {limit} interactions")
-            raise BrokenChain(root_prev)
+        if len(records) > limit:
+            raise ChainTooLong(f"the chain is longer than limits.max_chain_length ({limit})")
+        if records[0].previous_interaction_id is not None:
+            raise BrokenChain(records[0].previous_interaction_id)
         return records
 
     async def events(self, interaction_id: str) -> bytes:

@@ -162,7 +162,8 @@ class LlamaCppBackend:
         if plan.think_budget:
             reasoning: list[str] = []
             think_prompt = plan.prompt_text + THINK_LEAD
-            async for kind, value in self._run(self.engine.tokenize(think_prompt), plan.sampling, plan.think_budget):
+            thinking = _Generation(self.engine, self.engine.tokenize(think_prompt), plan.sampling, plan.think_budget)
+            async for kind, value in thinking.events():
                 if kind == "text":
                     reasoning.append(value)
                     yield ThoughtChunk(value)
@@ -173,13 +174,14 @@ class LlamaCppBackend:
         sampling = replace(plan.sampling, grammar=plan.grammar)
         switch = _decide_prose(plan.sampling) if plan.mode == "auto" else None
         stats: dict[str, Any] = {}
-        async for kind, value in self._run(prompt, sampling, plan.max_tokens, switch):
-            if kind == "text":
+        generation = _Generation(self.engine, prompt, sampling, plan.max_tokens, switch)
+        async for kind, value in generation.events():
+            if kind == "text" and not answer.stopped:
                 for event in answer.feed(value):
                     yield event
                 if answer.stopped:
-                    break
-            else:
+                    generation.stop()  # the engine still reports what was generated
+            elif kind == "end":
                 stats = value
         for event in answer.flush():
             yield event
@@ -193,20 +195,28 @@ class LlamaCppBackend:
         )
         yield Finish("max_tokens" if stats.get("reason") in ("max_tokens", "context_full") else "stop")
 
-    async def _run(
-        self, prompt: list[int], sampling: Sampling, max_tokens: int, switch: Any = None
-    ) -> AsyncIterator[tuple[str, Any]]:
-        """One generation on the engine: ("text", str) items, then one ("end", stats)."""
-        events: asyncio.Queue[tuple[Any, ...]] = asyncio.Queue()
-        job = Job(prompt, sampling, max_tokens, deliver_to(asyncio.get_running_loop(), events), switch=switch)
+
+class _Generation:
+    """One generation on the engine: ("text", str) items, then one ("end", stats)."""
+
+    def __init__(
+        self, engine: LlamaEngine, prompt: list[int], sampling: Sampling, max_tokens: int, switch: Any = None
+    ) -> None:
+        self._events: asyncio.Queue[tuple[Any, ...]] = asyncio.Queue()
+        self._job = Job(prompt, sampling, max_tokens, deliver_to(asyncio.get_running_loop(), self._events), switch)
         try:
-            self.engine.submit(job)
+            engine.submit(self._job)
         except EngineClosed as exc:
             raise BackendError(str(exc), "unavailable") from exc
+
+    def stop(self) -> None:
+        self._job.cancel()
+
+    async def events(self) -> AsyncIterator[tuple[str, Any]]:
         utf8 = Utf8Stream()
         try:
             while True:
-                event = await events.get()
+                event = await self._events.get()
                 if event[0] == "token":
                     text = utf8.feed(event[2])
                     if text:
@@ -220,7 +230,7 @@ class LlamaCppBackend:
                     yield "end", {"reason": event[1], **event[2]}
                     return
         finally:
-            job.cancel()
+            self._job.cancel()
 
 
 class _Answer:

@@ -214,6 +214,8 @@ class LlamaEngine:
             self._waiting.append(job)
 
     def _admit(self) -> None:
+        for job in [j for j in self._waiting if j.cancelled]:
+            job.on_event(("end", "cancelled", self._stats(job)))
         self._waiting = [j for j in self._waiting if not j.cancelled]
         while self._waiting:
             free = [s for s in self._slots if s.job is None]

@@ -53,7 +53,8 @@ class ChatFormat:
 def tool_instructions(functions: list[FunctionTool], must_call: bool) -> str:
     lines = ["You can call these functions. Each is given as its name, description and JSON schema of arguments:"]
     for f in functions:
-        lines.append(json.dumps({"name": f.name, "description": f.description or "", "parameters": f.parameters or {}}))
+        description = f.description or f.short_description or ""
+        lines.append(json.dumps({"name": f.name, "description": description, "parameters": f.parameters or {}}))
     example = json.dumps([{"name": functions[0].name, "arguments": {}}])
     lines.append(f"To call functions, reply with only a JSON array of calls, like {example}.")
     lines.append("You must call a function now." if must_call else "If no function is needed, answer normally.")

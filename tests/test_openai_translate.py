@@ -1,0 +1,270 @@
+"""The upstream-stream translator of the ``openai`` backend, on recorded chunk sequences.
+
+Each fixture in ``fixtures/openai/`` is one upstream answer written from the documented stream format of vLLM,
+SGLang, Ollama, llama.cpp's server or llama-cpp-python's server, as the bytes on the wire, with the model events
+it must become. Every fixture is decoded whole, line by line and byte by byte (chunk boundaries must not
+matter), and what comes out must also pass the engine's step writer: one step open at a time, arguments that
+parse.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from openinteractions.backends.base import (
+    BackendError,
+    CallArguments,
+    CallStart,
+    Finish,
+    ModelEvent,
+    TextChunk,
+    ThoughtChunk,
+    UsageReport,
+)
+from openinteractions.backends.openai.errors import Redactor, stream_error
+from openinteractions.backends.openai.sse import SSEDecoder
+from openinteractions.backends.openai.translate import (
+    StreamFailure,
+    StreamTranslator,
+    ThinkTags,
+    TruncatedStream,
+    usage_report,
+)
+from openinteractions.engine.signatures import ThoughtSigner
+from openinteractions.engine.steps import StepWriter
+
+FIXTURES = Path(__file__).parent / "fixtures" / "openai"
+NAMES = sorted(p.stem for p in FIXTURES.glob("*.json"))
+
+
+def load(name: str) -> dict[str, Any]:
+    return json.loads((FIXTURES / f"{name}.json").read_text())
+
+
+def wire(fixture: dict[str, Any]) -> bytes:
+    end = fixture.get("line_ending", "\n")
+    parts = []
+    for item in fixture["stream"]:
+        text = "data: " + json.dumps(item) if isinstance(item, dict) else item.replace("\n", end)
+        parts.append(text + end + end)
+    return "".join(parts).encode()
+
+
+def pieces(data: bytes, mode: str) -> list[bytes]:
+    if mode == "whole":
+        return [data]
+    if mode == "lines":
+        return data.splitlines(keepends=True)
+    return [data[i : i + 1] for i in range(len(data))]
+
+
+def translate(fixture: dict[str, Any], mode: str) -> tuple[list[ModelEvent], list[Any]]:
+    """Events out, and how the stream ended: as the backend reads it, minus the network."""
+    translator = StreamTranslator(fixture.get("think_tags", "parse"))
+    decoder = SSEDecoder()
+    events: list[ModelEvent] = []
+    done = False
+    try:
+        for piece in [*pieces(wire(fixture), mode), None]:
+            messages = decoder.feed(piece) if piece is not None else decoder.close()
+            for message in messages:
+                if message.data == b"[DONE]":
+                    done = True
+                    break
+                events += translator.message(message.event, message.data)
+            if done:
+                break
+        events += translator.finish(done)
+    except StreamFailure as failure:
+        error = stream_error(failure.payload, "upstream", Redactor(None))
+        return events, ["failure", error.message, error.code]
+    except TruncatedStream:
+        return events, ["truncated"]
+    except BackendError as exc:
+        return events, ["error", exc.code]
+    return events, []
+
+
+def merged(events: list[ModelEvent]) -> list[list[Any]]:
+    """Adjacent text, thought and argument pieces joined: how they were split does not matter downstream."""
+    out: list[list[Any]] = []
+    for event in events:
+        match event:
+            case TextChunk(text=text):
+                kind, value = "text", text
+            case ThoughtChunk(text=text):
+                kind, value = "thought", text
+            case CallArguments(fragment=fragment):
+                kind, value = "args", fragment
+            case CallStart(name=name, id=call_id):
+                out.append(["call", name, call_id])
+                continue
+            case UsageReport():
+                out.append(["usage", asdict(event)])
+                continue
+            case Finish(reason=reason):
+                out.append(["finish", reason])
+                continue
+            case _:
+                raise AssertionError(event)
+        if out and out[-1][0] == kind:
+            out[-1][1] += value
+        else:
+            out.append([kind, value])
+    return out
+
+
+def expected(fixture: dict[str, Any]) -> list[list[Any]]:
+    for item in fixture["expect"]:
+        if item[0] == "usage":
+            item[1].setdefault("tool_use_tokens", 0)
+    return fixture["expect"]
+
+
+def test_there_is_a_fixture_for_every_engine() -> None:
+    sources = " ".join(load(name)["source"] for name in NAMES)
+    for engine in ("vLLM", "SGLang", "Ollama", "llama.cpp llama-server", "llama-cpp-python"):
+        assert engine in sources
+
+
+@pytest.mark.parametrize("mode", ["whole", "lines", "bytes"])
+@pytest.mark.parametrize("name", NAMES)
+def test_fixture(name: str, mode: str) -> None:
+    fixture = load(name)
+    events, ending = translate(fixture, mode)
+    assert merged(events) + ([ending] if ending else []) == expected(fixture)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_what_comes_out_is_a_valid_step_sequence(name: str) -> None:
+    """Strict with what we emit: the engine's step writer accepts every event the translator produced."""
+    events, ending = translate(load(name), "bytes")
+    emitted: list[Any] = []
+
+    async def emit(event: Any) -> None:
+        emitted.append(event)
+
+    async def run() -> None:
+        writer = StepWriter(emit, ThoughtSigner(b"k" * 32), summaries=True)
+        for event in events:
+            if not isinstance(event, UsageReport | Finish):
+                await writer.feed(event)
+        await writer.close(strict=not ending)
+
+    asyncio.run(run())
+    assert sum(type(e).__name__ == "StepStartEvent" for e in emitted) == sum(
+        type(e).__name__ == "StepStopEvent" for e in emitted
+    )
+
+
+def test_think_tags_split_at_every_position() -> None:
+    text = "<think>\nabc</think>\n\ndef<b>"
+    for cut in range(len(text) + 1):
+        translator = StreamTranslator("parse")
+        events = translator.feed(_chunk(text[:cut])) + translator.feed(_chunk(text[cut:])) + translator.finish()
+        assert merged(events) == [["thought", "abc"], ["text", "def<b>"], ["finish", "stop"]], cut
+
+
+def test_a_tag_prefix_at_the_end_is_text() -> None:
+    tags = ThinkTags()
+    assert tags.feed("a <thi") == [(False, "a ")]
+    assert tags.flush() == [(False, "<thi")]
+
+
+def test_usage_counts_reasoning_apart_from_output() -> None:
+    report = usage_report(
+        {
+            "prompt_tokens": 100,
+            "completion_tokens": 50,
+            "prompt_tokens_details": {"cached_tokens": 64},
+            "completion_tokens_details": {"reasoning_tokens": 30},
+        }
+    )
+    assert report == UsageReport(input_tokens=100, output_tokens=20, thought_tokens=30, cached_tokens=64)
+    assert usage_report({"prompt_tokens": "x", "completion_tokens": None}) == UsageReport()
+
+
+def test_usage_only_final_chunk_with_empty_choices() -> None:
+    translator = StreamTranslator()
+    assert translator.feed({"choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": 2}}) == []
+    assert translator.finish() == [UsageReport(input_tokens=3, output_tokens=2), Finish("stop")]
+
+
+def test_arguments_after_a_call_completed_are_refused() -> None:
+    translator = StreamTranslator()
+    translator.feed(_call(0, "a", "{}", call_id="c0"))
+    translator.feed(_call(1, "b", "{}", call_id="c1"))  # closes call 0: its arguments are complete
+    assert translator.feed(_call(0, None, "  ")) == []  # whitespace is harmless
+    with pytest.raises(BackendError) as caught:
+        translator.feed(_call(0, None, ',"x":1}'))
+    assert caught.value.code == "invalid_function_call"
+
+
+def test_a_call_that_never_got_a_name_is_an_error() -> None:
+    translator = StreamTranslator()
+    translator.feed(_call(0, None, "{}", call_id="c0"))
+    with pytest.raises(BackendError, match="without a function name"):
+        translator.finish()
+
+
+def test_arguments_sent_as_an_object_are_serialised() -> None:
+    translator = StreamTranslator()
+    events = translator.feed(_call(0, "f", {"a": [1, "é"]}, call_id="c")) + translator.finish()
+    assert merged(events) == [["call", "f", "c"], ["args", '{"a": [1, "é"]}'], ["finish", "stop"]]
+
+
+def test_content_as_a_list_of_parts() -> None:
+    translator = StreamTranslator()
+    parts = [{"type": "thinking", "thinking": [{"type": "text", "text": "hmm"}]}, {"type": "text", "text": "Yes."}]
+    events = translator.feed({"choices": [{"index": 0, "delta": {"content": parts}}]}) + translator.finish()
+    assert merged(events) == [["thought", "hmm"], ["text", "Yes."], ["finish", "stop"]]
+
+
+def test_abort_and_error_finish_reasons_fail_the_run() -> None:
+    for reason in ("abort", "error"):
+        translator = StreamTranslator()
+        translator.feed({"choices": [{"index": 0, "delta": {"content": "x"}, "finish_reason": reason}]})
+        with pytest.raises(BackendError) as caught:
+            translator.finish()
+        assert caught.value.code == "aborted"
+
+
+def test_non_objects_and_missing_fields_are_ignored() -> None:
+    translator = StreamTranslator()
+    for junk in (None, [], "x", 3, {}, {"choices": None}, {"choices": [None, 1]}, {"choices": [{"delta": None}]}):
+        assert translator.feed(junk) == []
+    assert translator.feed({"choices": [{"delta": {"tool_calls": [None, "x"]}}]}) == []
+    assert translator.finish() == [Finish("stop")]
+
+
+def test_an_error_event_that_is_not_json_still_fails() -> None:
+    with pytest.raises(StreamFailure) as caught:
+        StreamTranslator().message("error", b"upstream exploded")
+    assert caught.value.payload == {"message": "upstream exploded"}
+
+
+def test_redaction_of_upstream_error_messages() -> None:
+    redact = Redactor("sk-live-0123456789abcdef")
+    payload = {"error": {"message": "bad key sk-live-0123456789abcdef (sk-live-0123...cdef)", "code": 401}}
+    error = stream_error(payload, "upstream", redact)
+    assert "0123456789abcdef" not in error.message and "sk-live-0123" not in error.message
+    assert error.code == "permission_denied"
+
+
+def _chunk(text: str) -> dict[str, Any]:
+    return {"choices": [{"index": 0, "delta": {"content": text}}]}
+
+
+def _call(index: int, name: str | None, arguments: Any, call_id: str | None = None) -> dict[str, Any]:
+    item: dict[str, Any] = {"index": index, "function": {"arguments": arguments}}
+    if name is not None:
+        item["function"]["name"] = name
+    if call_id is not None:
+        item["id"] = call_id
+    return {"choices": [{"index": 0, "delta": {"tool_calls": [item]}}]}
