@@ -28,6 +28,7 @@ def scripted_model(record: Path | None = None, **extra: object) -> dict[str, obj
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     workdir = tmp_path_factory.mktemp("server")
     live = LiveServer(workdir, {f"models.{SEED_MODEL}": scripted_model(record=workdir / "requests.jsonl")})
+    live.index(FIXTURES / "corpus")
     live.start()
     yield live
     live.stop()

@@ -60,6 +60,14 @@ class LiveServer:
         self.process: subprocess.Popen[str] | None = None
         self.log: list[str] = []
 
+    def index(self, *paths: Path) -> str:
+        """Fill the local search index through the CLI, as an operator would."""
+        result = subprocess.run(
+            [sys.executable, "-m", "openinteractions", "index", "add", *map(str, paths), "--config", str(self.config)],
+            capture_output=True, text=True, env=self.env, check=True,
+        )  # fmt: skip
+        return result.stdout
+
     def start(self) -> LiveServer:
         self.log = []
         self.process = subprocess.Popen(

@@ -32,31 +32,30 @@ calls = st.builds(
     call_ids,
 )
 searches = st.builds(
-    lambda cid, queries, suggestion, err: [
-        {"tool_call": {"tool": "google_search", "id": cid, "arguments": {"queries": queries}}},
-        {
-            "tool_result": {
-                "tool": "google_search",
-                "call_id": cid,
-                "result": [{"search_suggestions": suggestion}],
-                "is_error": err,
-            }
-        },
-    ],
+    lambda cid, queries: {"call": {"name": "google_search", "arguments": {"queries": queries}, "id": cid}},
     call_ids,
-    st.lists(texts, min_size=1, max_size=2),
-    texts,
-    st.booleans(),
+    st.lists(st.sampled_from(["mountain", "Paris climate", "python list", "nothing here"]), min_size=1, max_size=2),
 )
 single = st.one_of(
     st.builds(lambda t: [{"text": t}], texts),
     st.builds(lambda t: [{"thought": t}], texts),
     st.just([{"break": True}]),
     st.builds(lambda c: [c], calls),
-    searches,
 )
 endings = st.sampled_from([[], [], [{"error": {"code": "unavailable", "message": "boom"}}], [{"finish": "max_tokens"}]])
-scripts = st.builds(lambda parts, end: [e for part in parts for e in part] + end, st.lists(single, max_size=8), endings)
+round_events = st.lists(single, max_size=5).map(lambda parts: [e for part in parts for e in part])
+
+
+def _script(rounds: list[list[dict[str, Any]]], searches: list[dict[str, Any]], end: list[dict[str, Any]]) -> Any:
+    """Every round but the last ends with a google_search call, which the server runs (on the test corpus)
+    before the next round."""
+    *earlier, last = rounds
+    return {"rounds": [[*events, search] for events, search in zip(earlier, searches, strict=False)] + [last + end]}
+
+
+scripts = st.builds(
+    _script, st.lists(round_events, min_size=1, max_size=3), st.lists(searches, min_size=2, max_size=2), endings
+)
 summaries = st.sampled_from(["auto", "none"])
 
 TOOLS = [{"type": "function", "name": n, "parameters": {"type": "object"}} for n in ("alpha", "beta")]
@@ -81,10 +80,10 @@ def comparable(interaction: dict[str, Any]) -> dict[str, Any]:
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(script=scripts, thinking=summaries)
-def test_stream_get_and_non_stream_agree(client: genai.Client, script: list[dict[str, Any]], thinking: str) -> None:
+def test_stream_get_and_non_stream_agree(client: genai.Client, script: dict[str, Any], thinking: str) -> None:
     body = {
         "model": MODEL,
-        "input": json.dumps({"script": script}),
+        "input": json.dumps(script),
         "tools": TOOLS,
         "generation_config": {"thinking_summaries": thinking},
     }

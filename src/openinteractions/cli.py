@@ -51,6 +51,33 @@ def serve(args: argparse.Namespace) -> None:
     uvicorn.run(app, host=host, port=port, log_level=settings.server.log_level, access_log=False)
 
 
+def index(args: argparse.Namespace) -> None:
+    """The local search index that google_search reads (tools.google_search.provider = "local")."""
+    from .tools.search_index import LocalIndex
+
+    config = args.config or os.environ.get("OPENINTERACTIONS_CONFIG")
+    settings = load_settings(config)
+    data_dir = (Path(config).resolve().parent if config else Path.cwd()) / settings.data_dir()
+    store = LocalIndex(data_dir / "search.db")
+    try:
+        if args.action == "add":
+            missing = [p for p in args.targets if not Path(p).exists()]
+            if missing:
+                sys.exit(f"no such file or folder: {', '.join(missing)}")
+            print(f"indexed {store.add([Path(p) for p in args.targets])} documents into {store.path}")
+        elif args.action == "list":
+            for url, title in store.documents():
+                print(f"{url}\t{title}")
+        elif args.action == "remove":
+            for url in args.targets:
+                print(("removed " if store.remove(url) else "not indexed: ") + url)
+        else:
+            for hit in store.search(" ".join(args.targets)):
+                print(f"{hit.score:7.3f}  {hit.title}  {hit.url}\n         {hit.snippet}")
+    finally:
+        store.close()
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="openinteractions", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -59,6 +86,11 @@ def main(argv: list[str] | None = None) -> None:
     run.add_argument("--port", type=int, default=None)
     run.add_argument("--config", default=None, help="a TOML settings file")
     run.set_defaults(func=serve)
+    search = commands.add_parser("index", help="the local search index used by google_search")
+    search.add_argument("action", choices=["add", "list", "remove", "search"])
+    search.add_argument("targets", nargs="*", help="files or folders (add), URLs (remove), words (search)")
+    search.add_argument("--config", default=None, help="a TOML settings file (for store.data_dir)")
+    search.set_defaults(func=index)
     args = parser.parse_args(argv)
     args.func(args)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
@@ -55,6 +55,44 @@ class LimitsSettings(_Section):
     run_timeout_seconds: float = Field(default=900.0, gt=0)
 
 
+class SearchSettings(_Section):
+    provider: Literal["local", "searxng", "none"] = "local"  # local: the index `openinteractions index` fills
+    searxng_url: str | None = None
+    max_results: int = Field(default=5, ge=1, le=20)
+    timeout_seconds: float = Field(default=10.0, gt=0)
+
+
+class CodeExecutionSettings(_Section):
+    enabled: bool = True
+    python: str = "/usr/bin/python3"  # an interpreter under /usr: only /usr is visible in the sandbox
+    user: int = 65534  # the uid code runs as when the server runs as root
+    wall_seconds: float = Field(default=10.0, gt=0)
+    cpu_seconds: int = Field(default=5, ge=1)
+    memory_mb: int = Field(default=512, ge=32)
+    max_processes: int = Field(default=32, ge=1)
+    max_file_mb: int = Field(default=16, ge=1)
+    max_output_bytes: int = Field(default=64 * 1024, ge=1024)
+    concurrency: int = Field(default=2, ge=1)
+
+
+class UrlContextSettings(_Section):
+    enabled: bool = True
+    # Networks that may be fetched although private or loopback, e.g. ["127.0.0.1/32"]. Empty: public only.
+    allow_networks: list[str] = Field(default_factory=list)
+    max_bytes: int = Field(default=2_000_000, ge=1024)
+    timeout_seconds: float = Field(default=10.0, gt=0)
+    max_redirects: int = Field(default=5, ge=0)
+    max_chars: int = Field(default=20_000, ge=100)  # readable text given to the model per page
+
+
+class ToolsSettings(_Section):
+    google_search: SearchSettings = Field(default_factory=SearchSettings)
+    code_execution: CodeExecutionSettings = Field(default_factory=CodeExecutionSettings)
+    url_context: UrlContextSettings = Field(default_factory=UrlContextSettings)
+    max_rounds: int = Field(default=8, ge=1)  # model turns within one interaction that run server tools
+    time_budget_seconds: float = Field(default=120.0, gt=0)  # for all server tool runs of one interaction
+
+
 class ModelSettings(BaseModel):
     """One served model. ``backend`` picks the implementation; the other keys are that backend's options."""
 
@@ -75,6 +113,7 @@ class Settings(BaseSettings):
     auth: AuthSettings = Field(default_factory=AuthSettings)
     store: StoreSettings = Field(default_factory=StoreSettings)
     limits: LimitsSettings = Field(default_factory=LimitsSettings)
+    tools: ToolsSettings = Field(default_factory=ToolsSettings)
     models: dict[str, ModelSettings] = Field(default_factory=dict)
     # Key for thought signatures; when unset one is generated once and kept in data_dir.
     signing_key: str | None = Field(default=None, min_length=16)

@@ -20,6 +20,7 @@ from ..errors import ApiError
 from ..events.log import MemoryEventLog
 from ..schema.openapi import openapi_document
 from ..store.sql import SqlStore, sqlite_url
+from ..tools.toolbox import Toolbox
 from .auth import Authenticator
 from .routes import ROUTES
 
@@ -34,7 +35,7 @@ def build_service(settings: Settings, config_dir: Path) -> InteractionService:
     log = MemoryEventLog(limits.max_events_per_interaction, limits.max_event_log_bytes)
     registry = BackendRegistry.from_settings(settings.models or default_models(), config_dir)
     signer = ThoughtSigner(load_or_create_key(settings.signing_key, data_dir))
-    return InteractionService(settings, store, log, registry, signer)
+    return InteractionService(settings, store, log, registry, signer, Toolbox(settings.tools, data_dir))
 
 
 async def _api_error(request: Request, exc: Exception) -> Response:

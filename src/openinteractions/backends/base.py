@@ -113,8 +113,6 @@ class Capabilities:
     input_modalities: frozenset[str] = frozenset({"text"})
     function_calling: bool = False
     structured_output: bool = False
-    # Server-tool steps the backend itself produces. Only the scripted test double has any.
-    scripted_server_tools: frozenset[str] = frozenset()
     test_double: bool = False
 
 
@@ -129,6 +127,7 @@ class GenerationRequest:
     response_format: TextResponseFormat | None = None
     thought_text: Callable[[ThoughtStep], str] = lambda step: ""
     plan: Any = None  # what the backend's prepare() decided, kept for generate()
+    turn_start: int = 0  # where this interaction's own input begins in history
 
 
 class Backend(Protocol):

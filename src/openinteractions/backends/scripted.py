@@ -22,7 +22,6 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..schema.steps import ThoughtStep, UserInputStep
-from ..schema.tools import SERVER_TOOL_TYPES
 from .base import (
     BackendError,
     CallArguments,
@@ -35,8 +34,6 @@ from .base import (
     StepBreak,
     TextChunk,
     ThoughtChunk,
-    ToolCall,
-    ToolResult,
     UsageReport,
 )
 
@@ -50,6 +47,7 @@ class When(BaseModel):
     tool: str | None = None
     turn: int | None = None
     system_contains: str | None = None
+    round: int | None = None  # server-tool rounds already run in this interaction
 
 
 class Rule(BaseModel):
@@ -69,7 +67,8 @@ class ScriptedOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     script: Path | None = None
-    inline: bool = False  # play a {"script": [...]} JSON object sent as the input text
+    # Play a script sent as the input text: {"script": [...]} or, for server-tool rounds, {"rounds": [[...], ...]}.
+    inline: bool = False
     record: Path | None = None  # append every request the backend receives, as JSON lines
 
 
@@ -79,15 +78,29 @@ def load_script(path: Path) -> Script:
     return Script.model_validate(data)
 
 
+_TOOL_RESULTS = frozenset({"google_search_result", "code_execution_result", "url_context_result"})
+
+
 def _user_text(request: GenerationRequest) -> str:
-    """The text of this turn's own input: the user steps at the end of the history, not an earlier turn's."""
-    texts: list[str] = []
+    """The text of this interaction's own input, not an earlier turn's."""
+    turn = request.history[request.turn_start :]
+    return "".join(c.text for s in turn if isinstance(s, UserInputStep) for c in s.content or [] if c.type == "text")
+
+
+def _last_result(request: GenerationRequest) -> str:
     for step in reversed(request.history):
-        if isinstance(step, UserInputStep):
-            texts.insert(0, "".join(c.text for c in step.content or [] if c.type == "text"))
-        elif step.type != "function_result":
-            break
-    return "".join(texts)
+        if step.type in _TOOL_RESULTS:
+            result = step.result  # type: ignore[union-attr]
+            if isinstance(result, str):
+                return result.strip()
+            return " ".join(str(item.wire().get("text") or item.wire().get("snippet") or "") for item in result)
+    return ""
+
+
+def _round(request: GenerationRequest) -> int:
+    """How many rounds of server tools this interaction has run so far."""
+    turn = request.history[request.turn_start :]
+    return len({s.call_id for s in turn if s.type in _TOOL_RESULTS})  # type: ignore[union-attr]
 
 
 def _words(text: str) -> int:
@@ -117,7 +130,6 @@ class ScriptedBackend:
                 }
             ),
             function_calling=True,
-            scripted_server_tools=SERVER_TOOL_TYPES,
             test_double=True,
         )
         self._options = options
@@ -139,17 +151,21 @@ class ScriptedBackend:
             when.tool is None or when.tool in tools,
             when.turn is None or when.turn == sum(isinstance(s, UserInputStep) for s in request.history),
             when.system_contains is None or when.system_contains in (request.system_instruction or ""),
+            when.round is None or when.round == _round(request),
         ]
         return all(checks)
 
     def _events_for(self, request: GenerationRequest) -> list[dict[str, Any]]:
         if self._options.inline:
-            try:
-                data = json.loads(_user_text(request))
+            try:  # the script is a JSON object at the start of the input; text may follow it
+                data, _ = json.JSONDecoder().raw_decode(_user_text(request).lstrip())
             except json.JSONDecodeError:
                 data = None
+            if isinstance(data, dict) and isinstance(data.get("rounds"), list):
+                rounds = data["rounds"]
+                return rounds[_round(request)] if _round(request) < len(rounds) else []
             if isinstance(data, dict) and isinstance(data.get("script"), list):
-                return data["script"]
+                return data["script"] if _round(request) == 0 else []
         for rule in self._script.rules:
             if self._matches(rule.when, request):
                 return rule.events
@@ -236,8 +252,9 @@ class _Player:
         elif key == "call":
             if self.calls_allowed:
                 yield from _call(value)
-        elif key in ("tool_call", "tool_result"):
-            yield _tool_event(key, value)
+        elif key == "text_from_result":
+            # plays a model that read the last server-tool result: "{result}" becomes that result's text
+            yield from self._text(str(value).replace("{result}", _last_result(self.request)))
         elif key == "future_event":
             yield ForeignEvent(dict(value))
         elif key == "usage":
@@ -275,20 +292,6 @@ def _call(value: dict[str, Any]) -> list[ModelEvent]:
     chunks = max(int(value.get("chunks", 1)), 1)
     size = -(-len(text) // chunks)
     return events + [CallArguments(text[i : i + size]) for i in range(0, len(text), size)]
-
-
-def _tool_event(key: str, value: dict[str, Any]) -> ModelEvent:
-    try:
-        if key == "tool_call":
-            return ToolCall(tool=value["tool"], id=value["id"], arguments=value.get("arguments", {}))
-        return ToolResult(
-            tool=value["tool"],
-            call_id=value["call_id"],
-            result=value.get("result", []),
-            is_error=bool(value.get("is_error", False)),
-        )
-    except KeyError as exc:
-        raise BackendError(f"script {key} lacks {exc}", "invalid_script") from exc
 
 
 def create(options: dict[str, Any], base_dir: Path) -> ScriptedBackend:

@@ -11,7 +11,7 @@ import asyncio
 import json
 import logging
 from contextlib import aclosing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..backends.base import Backend, BackendError, Finish, GenerationRequest, UsageReport
@@ -30,9 +30,11 @@ from ..schema.interaction import InteractionSummary
 from ..schema.steps import Step
 from ..schema.usage import ModalityTokens, Usage
 from ..store.base import FinalState, Store, StoredInteraction
+from ..tools.builtin import ServerTool
 from .assembler import Assembler
 from .signatures import ThoughtSigner
 from .steps import StepWriter
+from .toolloop import BudgetExceeded, ToolLoop
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +53,9 @@ class RunSpec:
     generation: GenerationRequest
     summaries: bool
     timeout: float
+    tools: dict[str, ServerTool] = field(default_factory=dict)
+    max_tool_rounds: int = 8
+    tool_budget: float = 120.0
 
 
 @dataclass
@@ -137,6 +142,10 @@ class Run:
         except asyncio.CancelledError:
             await self._close_steps(writer)
             await self._complete("cancelled", tally)
+        except BudgetExceeded as exc:
+            logger.info("interaction %s: %s", self.id, exc)
+            await self._close_steps(writer)
+            await self._complete("budget_exceeded", tally)
         except BackendError as exc:
             await self._close_steps(writer)
             await self._fail(exc.code, exc.message)
@@ -163,12 +172,17 @@ class Run:
         await self._persist()
 
     async def _generate(self, writer: StepWriter, tally: _Tally) -> None:
-        unstored = self._inserted
+        spec = self.spec
+        tools = ToolLoop(spec.tools, self._backend, spec.generation, writer, self.assembler,
+                         max_rounds=spec.max_tool_rounds, time_budget=spec.tool_budget)  # fmt: skip
+        await tools.run(lambda: self._round(writer, tally), spec.input_steps)
+
+    async def _round(self, writer: StepWriter, tally: _Tally) -> None:
+        """One generation of the backend, its events fed to the step writer."""
         async with aclosing(self._backend.generate(self.spec.generation)) as events:
             async for event in events:
-                if unstored is not None:
-                    await asyncio.shield(unstored)  # cancelling the run must not cancel the write
-                    unstored = None
+                if self._inserted is not None and not self._inserted.done():
+                    await asyncio.shield(self._inserted)  # no step before the row is stored
                 if isinstance(event, UsageReport):
                     tally.add(event)
                 elif isinstance(event, Finish):

@@ -26,6 +26,7 @@ from ..schema.requests import CreateInteractionRequest, InputShapeError, normali
 from ..schema.steps import Step, ThoughtStep
 from ..schema.tools import FunctionTool
 from ..store.base import Store, StoredInteraction
+from ..tools.toolbox import Toolbox
 from .history import chained_history, verify_input
 from .run import Run, RunSpec
 from .signatures import InvalidSignature, ThoughtSigner
@@ -58,9 +59,11 @@ class InteractionService:
         log: MemoryEventLog,
         registry: BackendRegistry,
         signer: ThoughtSigner,
+        toolbox: Toolbox,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.settings = settings
+        self.toolbox = toolbox
         self.store = store
         self.log = log
         self.registry = registry
@@ -83,6 +86,7 @@ class InteractionService:
                 run.task.cancel()
         await asyncio.gather(*(r.finished.wait() for r in list(self.runs.values())))
         await self.registry.aclose()
+        self.toolbox.close()
         await self.store.close()
 
     # ---- create -------------------------------------------------------------------------------------
@@ -98,7 +102,7 @@ class InteractionService:
             raise validation_error(exc, req.input, "input") from exc
         if not inputs and req.previous_interaction_id is None:
             raise invalid_argument("'input' is required")
-        check_capabilities(req, route.backend.capabilities, route.name, inputs)
+        check_capabilities(req, route.backend.capabilities, route.name, inputs, self.toolbox.problem)
         now = self.clock()
         history: list[Step] = []
         if req.previous_interaction_id is not None:
@@ -152,12 +156,15 @@ class InteractionService:
         now: float,
     ) -> RunSpec:
         config = req.generation_config
+        tools = self.toolbox.for_request(req.tools or [])
         generation = GenerationRequest(
             model=route.name,
             history=history,
             system_instruction=req.system_instruction,
-            functions=[t for t in req.tools or [] if isinstance(t, FunctionTool)],
-            server_tools=[t.type for t in req.tools or [] if not isinstance(t, FunctionTool)],
+            functions=[t for t in req.tools or [] if isinstance(t, FunctionTool)]
+            + [tool.declaration() for tool in tools.values()],
+            server_tools=list(tools),
+            turn_start=len(history) - len(inputs),
             response_format=text_response_format(req),
             thought_text=self._thought_text,
         )
@@ -178,6 +185,9 @@ class InteractionService:
             generation=generation,
             summaries=bool(config and config.thinking_summaries == "auto"),
             timeout=self.settings.limits.run_timeout_seconds,
+            tools=tools,
+            max_tool_rounds=self.settings.tools.max_rounds,
+            tool_budget=self.settings.tools.time_budget_seconds,
         )
 
     def _thought_text(self, step: ThoughtStep) -> str:

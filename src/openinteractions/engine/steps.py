@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import TypeAdapter
@@ -26,7 +27,7 @@ from ..backends.base import (
     ToolResult,
 )
 from ..ids import new_call_id
-from ..schema.deltas import Delta, ThoughtSignatureDelta
+from ..schema.deltas import Delta, TextAnnotationDelta, ThoughtSignatureDelta
 from ..schema.events import ChunkEvent, Event, FutureEvent, StepDeltaEvent, StepStartEvent, StepStopEvent
 from ..schema.steps import FunctionCallStep, ModelOutputStep, Step, ThoughtStep
 from .signatures import ThoughtSigner
@@ -35,6 +36,14 @@ _step = TypeAdapter(Step)
 _delta_adapter = TypeAdapter(Delta)
 
 Emit = Callable[[Event | ChunkEvent], Awaitable[Any]]
+
+
+@dataclass
+class ServerCall:
+    name: str
+    id: str
+    fragments: list[str] = field(default_factory=list)
+    arguments: dict[str, Any] = field(default_factory=dict)
 
 
 class StepWriter:
@@ -47,6 +56,8 @@ class StepWriter:
         self._thought: list[str] = []
         self._arguments: list[str] = []
         self.function_calls: list[FunctionCallStep] = []
+        self.server_tools: frozenset[str] = frozenset()
+        self._server_calls: list[ServerCall] = []
 
     @property
     def open_step(self) -> str | None:
@@ -62,11 +73,17 @@ class StepWriter:
                 self._thought.append(text)
                 if text and self._summaries:
                     await self._emit(ChunkEvent(self._next_index - 1, "thought_summary", text))
+            case CallStart(name=name, id=call_id) if name in self.server_tools:
+                await self.close()
+                self._open = "server_call"  # no step yet: the run emits the tool's own steps
+                self._server_calls.append(ServerCall(name, call_id or new_call_id()))
             case CallStart(name=name, id=call_id):
                 await self.close()
                 step = FunctionCallStep(id=call_id or new_call_id(), name=name, arguments={})
                 self.function_calls.append(step)
                 await self._start(step)
+            case CallArguments(fragment=fragment) if self._open == "server_call":
+                self._server_calls[-1].fragments.append(fragment)
             case CallArguments(fragment=fragment):
                 if self._open != "function_call":
                     raise BackendError("function arguments arrived outside a function call")
@@ -97,10 +114,24 @@ class StepWriter:
         if text:
             await self._emit(ChunkEvent(self._next_index - 1, "text", _valid_utf8(text)))
 
+    async def take_server_calls(self) -> list[ServerCall]:
+        """The server-tool calls of this round, parsed; the run executes them."""
+        if self._open == "server_call":
+            await self.close()
+        calls, self._server_calls = self._server_calls, []
+        for call in calls:
+            call.arguments = _parse_arguments("".join(call.fragments), call.name)
+        return calls
+
+    async def annotate(self, annotations: list[Any]) -> None:
+        """Citations for the open model output (its text so far)."""
+        if self._open == "model_output" and annotations:
+            await self._delta(TextAnnotationDelta(annotations=annotations))
+
     async def close(self, *, strict: bool = True) -> None:
         """Close the open step. ``strict=False`` is for failure paths: no validation, no exceptions."""
         kind, self._open = self._open, None
-        if kind is None:
+        if kind is None or kind == "server_call":
             return
         index = self._next_index - 1
         if kind == "thought":

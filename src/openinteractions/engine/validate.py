@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from ..backends.base import Capabilities
 from ..errors import failed_precondition, invalid_argument, not_supported
 from ..schema.generation import GenerationConfig, TextResponseFormat, ToolChoiceConfig
@@ -10,6 +12,7 @@ from ..schema.steps import Step
 from ..schema.tools import SERVER_TOOL_TYPES, FunctionTool
 
 _HONOURED_THRESHOLDS = frozenset({"block_none", "off"})
+ToolProblem = Callable[[str], str | None]
 
 
 def check_request_shape(req: CreateInteractionRequest) -> None:
@@ -66,10 +69,12 @@ def text_response_format(req: CreateInteractionRequest) -> TextResponseFormat | 
     return text_formats[0] if text_formats else None
 
 
-def check_capabilities(req: CreateInteractionRequest, caps: Capabilities, model: str, inputs: list[Step]) -> None:
-    """Checks against what the chosen backend implements."""
+def check_capabilities(
+    req: CreateInteractionRequest, caps: Capabilities, model: str, inputs: list[Step], tool_problem: ToolProblem
+) -> None:
+    """Checks against what the chosen backend implements, and what server tools this server can run."""
     _check_generation_config(req.generation_config, caps, model)
-    functions = _check_tools(req, caps, model)
+    functions = _check_tools(req, caps, model, tool_problem)
     _check_tool_choice(req.generation_config, functions)
     fmt = text_response_format(req)
     wants_json = fmt is not None and (fmt.mime_type == "application/json" or fmt.schema_ is not None)
@@ -89,19 +94,29 @@ def _check_generation_config(config: GenerationConfig | None, caps: Capabilities
             raise not_supported(f"'generation_config.{name}'", f"not supported by model {model!r}")
 
 
-def _check_tools(req: CreateInteractionRequest, caps: Capabilities, model: str) -> list[FunctionTool]:
+def _check_tools(
+    req: CreateInteractionRequest, caps: Capabilities, model: str, tool_problem: ToolProblem
+) -> list[FunctionTool]:
     functions: list[FunctionTool] = []
     seen: set[str] = set()
+    server: set[str] = set()
     for i, tool in enumerate(req.tools or []):
         if isinstance(tool, FunctionTool):
             functions.append(_check_function(tool, i, seen))
         elif tool.type in SERVER_TOOL_TYPES:
-            if tool.type not in caps.scripted_server_tools:
-                raise not_supported(f"the {tool.type!r} tool (tools[{i}])")
+            problem = tool_problem(tool.type)
+            if problem is not None:
+                raise not_supported(f"the {tool.type!r} tool (tools[{i}])", f"unavailable on this server: {problem}")
+            if tool.type in server:
+                raise invalid_argument(f"'tools[{i}]': the {tool.type!r} tool is listed twice")
+            server.add(tool.type)
         else:
             raise not_supported(f"the {tool.type!r} tool (tools[{i}])")
-    if functions and not caps.function_calling:
-        raise not_supported("function calling", f"not supported by model {model!r}")
+    if (functions or server) and not caps.function_calling:
+        raise not_supported("tool calling", f"not supported by model {model!r}")
+    for function in functions:
+        if function.name in server:
+            raise invalid_argument(f"function {function.name!r} has the name of a server tool sent with it")
     return functions
 
 

@@ -81,11 +81,27 @@ def _message(step: Step) -> tuple[str, str] | None:
         outcome = "failed with" if step.is_error else "returned"
         return "user", f"Function {step.name or step.call_id} {outcome}: {_as_json(step.result)}"
     if isinstance(step, GoogleSearchCallStep | UrlContextCallStep | CodeExecutionCallStep):
-        return "assistant", f"[{step.type}] {step.arguments.model_dump_json(exclude_none=True)}"
+        arguments = step.arguments.model_dump(exclude_none=True, exclude={"language"})
+        return "assistant", json.dumps([{"name": step.type.removesuffix("_call"), "arguments": arguments}])
     if isinstance(step, GoogleSearchResultStep | UrlContextResultStep | CodeExecutionResultStep):
-        result = step.result if isinstance(step.result, str) else json.dumps([r.wire() for r in step.result])
-        return "user", f"[{step.type}] {result}"
+        return "user", f"{step.type.removesuffix('_result')} returned:\n{_tool_result(step)}"
     return None
+
+
+def _tool_result(step: GoogleSearchResultStep | UrlContextResultStep | CodeExecutionResultStep) -> str:
+    if isinstance(step.result, str):
+        return step.result
+    lines = []
+    for item in step.result:
+        record = item.wire()
+        if isinstance(step, GoogleSearchResultStep):
+            lines.append(f"- {record.get('title', '')} ({record.get('url', '')}): {record.get('snippet', '')}")
+        elif isinstance(step, UrlContextResultStep):
+            body = record.get("text") or record.get("error") or ""
+            lines.append(f"## {record.get('title') or record.get('url', '')} [{record.get('status', '')}]\n{body}")
+        else:
+            lines.append(json.dumps(record, ensure_ascii=False))
+    return "\n".join(lines) or "(nothing)"
 
 
 def chat_messages(history: list[Step], system: list[str]) -> list[dict[str, str]]:

@@ -1,0 +1,119 @@
+"""The tool loop: within one interaction, the model runs in rounds while it calls server tools.
+
+Each round the backend generates; a call to a server tool (google_search, code_execution, url_context) is not
+shown as a function call but run here: its ``*_call`` step, the tool run, its ``*_result`` step, and then
+another round with both steps in the model's history. A client function call among them ends the interaction
+with ``requires_action`` once the server tools of that round have run. Rounds and the time spent in tools are
+bounded; going over ends the interaction with status ``budget_exceeded``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from pydantic import TypeAdapter
+
+from ..backends.base import Backend, GenerationRequest, ToolCall, ToolResult
+from ..ids import new_call_id
+from ..schema.content import UrlCitation
+from ..schema.steps import Step, UserInputStep
+from ..tools.builtin import ServerTool
+from .assembler import Assembler
+from .steps import ServerCall, StepWriter
+
+_steps = TypeAdapter(list[Step])
+_URL = re.compile(r"https?://[^\s<>\"'`]+")
+
+
+class BudgetExceeded(Exception):
+    pass
+
+
+class ToolLoop:
+    def __init__(
+        self,
+        tools: dict[str, ServerTool],
+        backend: Backend,
+        generation: GenerationRequest,
+        writer: StepWriter,
+        assembler: Assembler,
+        *,
+        max_rounds: int,
+        time_budget: float,
+    ) -> None:
+        self.tools = tools
+        self.backend = backend
+        self.generation = generation
+        self.writer = writer
+        self.assembler = assembler
+        self.max_rounds = max_rounds
+        self.deadline = asyncio.get_running_loop().time() + time_budget
+        self.sources: dict[str, str] = {}  # url -> title, of everything the model was given
+        self._base = list(generation.history)
+        writer.server_tools = frozenset(tools)
+
+    async def run(self, one_round: Callable[[], Awaitable[None]], inputs: list[Step]) -> None:
+        if "url_context" in self.tools and await self._read_urls_in(inputs):
+            self._next_round()
+        for _ in range(self.max_rounds):
+            await one_round()
+            calls = await self.writer.take_server_calls()
+            if not calls:
+                await self._cite()
+                return
+            await self.writer.close()
+            for call in calls:
+                await self._execute(call)
+            if self.writer.function_calls:
+                return
+            self._next_round()
+        raise BudgetExceeded(f"the model called server tools in more than {self.max_rounds} rounds")
+
+    async def _read_urls_in(self, inputs: list[Step]) -> bool:
+        """URLs in the prompt are read before the model starts, as a url_context call of the server's own."""
+        blocks = [c for s in inputs if isinstance(s, UserInputStep) for c in s.content or []]
+        text = " ".join(c.text for c in blocks if c.type == "text")
+        urls = list(dict.fromkeys(u.rstrip(".,;:!?)") for u in _URL.findall(text)))[:5]
+        if urls:
+            await self._execute(ServerCall("url_context", new_call_id(), arguments={"urls": urls}))
+        return bool(urls)
+
+    async def _execute(self, call: ServerCall) -> None:
+        shown = dict(call.arguments)
+        if call.name == "code_execution":
+            shown.setdefault("language", "python")
+        await self.writer.feed(ToolCall(tool=call.name, id=call.id, arguments=shown))
+        try:
+            async with asyncio.timeout_at(self.deadline):
+                outcome = await self.tools[call.name].run(call.arguments)
+        except TimeoutError:
+            result: Any = "the time budget for server tools ran out" if call.name == "code_execution" else []
+            await self.writer.feed(ToolResult(tool=call.name, call_id=call.id, result=result, is_error=True))
+            raise BudgetExceeded("server tools used up tools.time_budget_seconds") from None
+        await self.writer.feed(
+            ToolResult(tool=call.name, call_id=call.id, result=outcome.result, is_error=outcome.is_error)
+        )
+        for source in outcome.sources or []:
+            self.sources.setdefault(source["url"], source["title"])
+
+    def _next_round(self) -> None:
+        """The next round sees everything this interaction has produced so far."""
+        self.generation.history = self._base + _steps.validate_python(self.assembler.steps())
+        self.generation.plan = self.backend.prepare(self.generation)
+
+    async def _cite(self) -> None:
+        """An answer given after search results or pages is grounded on them: it cites each source it was
+        given, over the whole text."""
+        if not self.sources or self.writer.open_step != "model_output":
+            return
+        content = self.assembler.steps()[-1].get("content") or []
+        text = content[-1].get("text", "") if content and content[-1].get("type") == "text" else ""
+        if not text:
+            return
+        citations = [
+            UrlCitation(url=url, title=title, start_index=0, end_index=len(text)) for url, title in self.sources.items()
+        ]
+        await self.writer.annotate(citations)

@@ -1,0 +1,85 @@
+"""Which server tools this server can run, built from the [tools] settings, and the set one request asked for."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from ..config import CodeExecutionSettings, SearchSettings, ToolsSettings
+from ..schema.tools import GoogleSearchTool, Tool
+from .builtin import CodeExecution, GoogleSearch, LocalSearch, SearxngSearch, ServerTool, UrlContext
+from .net import AddressPolicy, SafeFetcher
+from .sandbox import Sandbox, SandboxLimits, SandboxUnavailable
+from .search_index import LocalIndex
+
+
+class Toolbox:
+    def __init__(self, settings: ToolsSettings, data_dir: Path) -> None:
+        self.settings = settings
+        self.unavailable: dict[str, str] = {}
+        self.index: LocalIndex | None = None
+        self._search = self._search_provider(settings.google_search, data_dir)
+        self._search_results = settings.google_search.max_results
+        self._code = self._code_execution(settings.code_execution, data_dir)
+        self._url: UrlContext | None = None
+        url = settings.url_context
+        if url.enabled:
+            policy = AddressPolicy(url.allow_networks)
+            fetcher = SafeFetcher(
+                policy, max_bytes=url.max_bytes, timeout=url.timeout_seconds, max_redirects=url.max_redirects
+            )
+            self._url = UrlContext(fetcher, url.max_chars)
+        else:
+            self.unavailable["url_context"] = "disabled by tools.url_context.enabled = false"
+
+    def _code_execution(self, code: CodeExecutionSettings, data_dir: Path) -> CodeExecution | None:
+        if not code.enabled:
+            self.unavailable["code_execution"] = "disabled by tools.code_execution.enabled = false"
+            return None
+        limits = SandboxLimits(
+            code.wall_seconds, code.cpu_seconds, code.memory_mb, code.max_processes, code.max_file_mb,
+            code.max_output_bytes,
+        )  # fmt: skip
+        # Not under data_dir: the sandbox user must be able to reach it, and data_dir may sit in a private home.
+        scratch = Path(tempfile.gettempdir()) / f"openinteractions-sandbox-{os.getuid()}"
+        sandbox = Sandbox(limits, scratch, python=code.python, user=code.user, concurrency=code.concurrency)
+        try:
+            sandbox.check()
+        except SandboxUnavailable as exc:
+            self.unavailable["code_execution"] = str(exc)
+            return None
+        return CodeExecution(sandbox)
+
+    def _search_provider(self, search: SearchSettings, data_dir: Path) -> LocalSearch | SearxngSearch | None:
+        if search.provider == "local":
+            self.index = LocalIndex(data_dir / "search.db")
+            return LocalSearch(self.index)
+        if search.provider == "searxng":
+            if not search.searxng_url:
+                self.unavailable["google_search"] = "tools.google_search.searxng_url is not set"
+                return None
+            return SearxngSearch(search.searxng_url, search.timeout_seconds)
+        self.unavailable["google_search"] = "no search provider (tools.google_search.provider)"
+        return None
+
+    def problem(self, tool_type: str) -> str | None:
+        """Why this server cannot run ``tool_type``, or None if it can."""
+        return self.unavailable.get(tool_type)
+
+    def for_request(self, tools: list[Tool]) -> dict[str, ServerTool]:
+        selected: dict[str, ServerTool] = {}
+        for tool in tools:
+            if isinstance(tool, GoogleSearchTool) and self._search is not None:
+                search = GoogleSearch(self._search, self._search_results)
+                search.search_types = list(tool.search_types or ["web_search"])
+                selected["google_search"] = search
+            elif tool.type == "code_execution" and self._code is not None:
+                selected["code_execution"] = self._code
+            elif tool.type == "url_context" and self._url is not None:
+                selected["url_context"] = self._url
+        return selected
+
+    def close(self) -> None:
+        if self.index is not None:
+            self.index.close()
