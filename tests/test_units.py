@@ -153,3 +153,32 @@ def test_assembler_builds_blocks_from_deltas() -> None:
 def test_hand_encoded_chunks_match_the_model_byte_for_byte(value: str, index: int, kind: str, seq: int) -> None:
     chunk = ChunkEvent(index, kind, value, str(seq))  # type: ignore[arg-type]
     assert chunk.encode() == chunk.to_model().encode()
+
+
+def test_environment_overrides_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from openinteractions.config import load_settings
+
+    config = tmp_path / "c.toml"
+    config.write_text('[server]\nport = 9000\nkeepalive_seconds = 5\n[auth]\napi_keys = ["file-key-123"]\n')
+    monkeypatch.setenv("OPENINTERACTIONS_SERVER__PORT", "9100")
+    monkeypatch.setenv("OPENINTERACTIONS_TOOLS__CODE_EXECUTION__ENABLED", "false")
+    settings = load_settings(config)
+    assert settings.server.port == 9100 and settings.server.keepalive_seconds == 5
+    assert settings.auth.api_keys == ["file-key-123"] and settings.tools.code_execution.enabled is False
+    monkeypatch.setenv("OPENINTERACTIONS_SERVER__PORT", "70000")
+    with pytest.raises(ValidationError):
+        load_settings(config)
+
+
+def test_an_open_server_refuses_a_public_address(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    config = tmp_path / "c.toml"
+    config.write_text(f'[store]\ndata_dir = "{tmp_path}"\n[models.m]\nbackend = "scripted"\n')
+    result = subprocess.run(
+        [sys.executable, "-m", "openinteractions", "serve", "--config", str(config), "--host", "0.0.0.0"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert "refusing to serve 0.0.0.0 without API keys" in result.stderr
