@@ -132,6 +132,7 @@ def server(
         "fake-parallel": openai_model(main, model="fixture:vllm_tool_calls_parallel"),
         "fake-reasoning": openai_model(main, model="fixture:sglang_reasoning_content", supports_reasoning=True),
         "fake-usage": openai_model(main, model="fixture:vllm_text"),
+        "fake-usage-httpx": openai_model(main, model="fixture:vllm_text", http_transport="httpx"),
         "fake-hang": openai_model(main, model="hang"),
         "fake-401": openai_model(main, model="status:401", api_key=SECRET),
         "fake-pair": openai_model([url(ports["pair_a"]), url(ports["pair_b"])], model="text", health_check_interval=0),
@@ -276,8 +277,9 @@ def test_fields_the_upstream_cannot_honour_are_400s(client: genai.Client) -> Non
 # ---- against the fake upstream ---------------------------------------------------------------------
 
 
-def test_usage_comes_from_the_upstream(client: genai.Client) -> None:
-    done = client.interactions.create(model="fake-usage", input="hi")
+@pytest.mark.parametrize("model", ["fake-usage", "fake-usage-httpx"])  # the lean transport, and httpx's own
+def test_usage_comes_from_the_upstream(client: genai.Client, model: str) -> None:
+    done = client.interactions.create(model=model, input="hi")
     assert done.output_text == "Hello, world!"
     usage = done.usage
     assert (usage.total_input_tokens, usage.total_output_tokens, usage.total_cached_tokens) == (12, 4, 8)

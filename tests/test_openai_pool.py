@@ -13,7 +13,16 @@ import httpx
 import pytest
 from pydantic import TypeAdapter
 
-from openinteractions.backends.base import BackendError, Finish, GenerationRequest, ModelEvent, TextChunk
+from openinteractions.backends.base import (
+    BackendError,
+    CallArguments,
+    CallStart,
+    Finish,
+    GenerationRequest,
+    ModelEvent,
+    TextChunk,
+    UsageReport,
+)
 from openinteractions.backends.openai.backend import OpenAIBackend
 from openinteractions.backends.openai.options import parse_options
 from openinteractions.schema.steps import Step
@@ -155,6 +164,38 @@ def test_rate_limits_go_to_another_upstream_and_are_reported_as_exhausted() -> N
     assert caught.value.code == "resource_exhausted" and "too many requests" in caught.value.message
 
 
+def test_a_server_that_ignores_stream_is_read_whole() -> None:
+    completion = {
+        "id": "chatcmpl-1",
+        "object": "chat.completion",
+        "choices": [
+            {
+                "index": 0,
+                "message": {
+                    "role": "assistant",
+                    "content": None,
+                    "tool_calls": [
+                        {"id": "c1", "type": "function", "function": {"name": "f", "arguments": '{"x": 1}'}},
+                        {"id": "c2", "type": "function", "function": {"name": "g", "arguments": "{}"}},
+                    ],
+                },
+                "finish_reason": "tool_calls",
+            }
+        ],
+        "usage": {"prompt_tokens": 3, "completion_tokens": 4},
+    }
+    upstreams = Upstreams(a=lambda r: httpx.Response(200, json=completion))
+    events = run(collect(backend(upstreams, ["a"])))
+    assert events == [
+        CallStart("f", "c1"),
+        CallArguments('{"x": 1}'),
+        CallStart("g", "c2"),
+        CallArguments("{}"),
+        UsageReport(input_tokens=3, output_tokens=4),
+        Finish("stop"),
+    ]
+
+
 def test_the_key_is_sent_as_a_bearer_token() -> None:
     upstreams = Upstreams(a=text)
     run(collect(backend(upstreams, ["a"])))
@@ -285,6 +326,19 @@ def test_health_checks_mark_upstreams_down_and_up() -> None:
 
     run(go())
     assert ("a", "/v1/models", f"Bearer {KEY}") in upstreams.seen
+
+
+def test_a_health_check_that_gets_no_answer_fails() -> None:
+    async def never(request: httpx.Request) -> httpx.Response:
+        await asyncio.Event().wait()
+        raise AssertionError
+
+    async def go() -> None:
+        b = backend(Upstreams(a=never, b=lambda r: httpx.Response(200, json={})), ["a", "b"], connect_timeout=0.05)
+        await b.pool.check_all()
+        assert [u.healthy for u in b.pool.upstreams] == [False, True]
+
+    run(go())
 
 
 def test_periodic_health_checks_run_in_the_background() -> None:

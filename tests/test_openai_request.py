@@ -80,6 +80,35 @@ def test_a_conversation_becomes_chat_messages() -> None:
     ]
 
 
+def test_server_tool_steps_replay_as_tool_calls_and_results() -> None:
+    history = [
+        {"type": "user_input", "content": [{"type": "text", "text": "News?"}]},
+        {"type": "google_search_call", "id": "s1", "arguments": {"queries": ["news today"]}},
+        {
+            "type": "google_search_result",
+            "call_id": "s1",
+            "result": [{"title": "Daily", "url": "https://example.com/d", "snippet": "All quiet."}],
+        },
+        {"type": "code_execution_call", "id": "x1", "arguments": {"code": "print(1)", "language": "python"}},
+        {"type": "code_execution_result", "call_id": "x1", "result": "1\n"},
+    ]
+    messages = body(history)["messages"]
+    assert messages[1]["tool_calls"] == [
+        {
+            "id": "s1",
+            "type": "function",
+            "function": {"name": "google_search", "arguments": '{"queries": ["news today"]}'},
+        }
+    ]
+    assert messages[2] == {
+        "role": "tool",
+        "tool_call_id": "s1",
+        "content": "- Daily (https://example.com/d): All quiet.",
+    }
+    assert messages[3]["tool_calls"][0]["function"] == {"name": "code_execution", "arguments": '{"code": "print(1)"}'}
+    assert messages[4] == {"role": "tool", "tool_call_id": "x1", "content": "1\n"}
+
+
 def test_a_call_without_text_before_it_has_empty_content_not_null() -> None:
     history = [
         {"type": "user_input", "content": [{"type": "text", "text": "hi"}]},
@@ -231,7 +260,8 @@ def test_api_key_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def _check(options: dict[str, Any], request: dict[str, Any]) -> None:
     req = CreateInteractionRequest.model_validate({"model": "m", "input": "hi", **request})
-    check_capabilities(req, capabilities_for(parse_options({**BASE, **options})), "m", normalize_input(req.input))
+    caps = capabilities_for(parse_options({**BASE, **options}))
+    check_capabilities(req, caps, "m", normalize_input(req.input), lambda tool: None)
 
 
 @pytest.mark.parametrize(
@@ -245,7 +275,7 @@ def _check(options: dict[str, Any], request: dict[str, Any]) -> None:
             "level",
         ),
         ({"supports_json_schema": False}, {"response_format": {"type": "text", "schema": {"type": "object"}}}, "JSON"),
-        ({"supports_tools": False}, {"tools": [{"type": "function", "name": "f"}]}, "function calling"),
+        ({"supports_tools": False}, {"tools": [{"type": "function", "name": "f"}]}, "(function|tool) calling"),
         ({}, {"input": [{"type": "image", "data": "eA==", "mime_type": "image/png"}]}, "image input"),
         ({}, {"generation_config": {"speech_config": {"voice": "x"}}}, "speech_config"),
     ],

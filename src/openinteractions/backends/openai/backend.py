@@ -1,0 +1,261 @@
+"""The ``openai`` backend: any server that streams OpenAI chat completions (vLLM, SGLang, Ollama, llama.cpp's
+server, llama-cpp-python's server, a hosted API).
+
+``prepare`` maps the request to a chat-completion body (a BackendError there is a 400); ``generate`` sends it to
+one upstream after another until one starts answering, and translates its stream. A failure before the first
+event (connection refused, a 5xx or 429, no first byte in time, a stream that ended before saying anything) moves
+on to the next upstream; after it, the run fails with the error. Closing the generator (a cancelled run, a
+client gone) closes the upstream request at once: its connection is dropped, so the upstream stops generating.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import AsyncIterator
+from contextlib import aclosing
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from ..base import BackendError, Capabilities, GenerationRequest, ModelEvent
+from .errors import Redactor, retryable_status, status_error, stream_error
+from .options import OpenAIOptions, parse_options
+from .pool import Upstream, UpstreamPool, probe_models
+from .request import chat_body
+from .sse import SSEDecoder
+from .translate import StreamFailure, StreamTranslator, TruncatedStream
+from .wire import LeanTransport
+
+logger = logging.getLogger(__name__)
+
+_ERROR_BODY_LIMIT = 64 * 1024
+_COMPLETION_LIMIT = 16 * 1024 * 1024
+_DRAIN_SECONDS = 1.0  # after [DONE], how long to wait for the body's end before dropping the connection
+_BASE_CONFIG = frozenset({"temperature", "top_p", "seed", "max_output_tokens", "stop_sequences"})
+
+
+class _Retry(Exception):
+    """A failure before anything was emitted: another upstream may still serve the request."""
+
+    def __init__(self, error: BackendError) -> None:
+        super().__init__(error.message)
+        self.error = error
+
+
+def capabilities_for(options: OpenAIOptions) -> Capabilities:
+    config = set(_BASE_CONFIG)
+    if options.supports_tools:
+        config.add("tool_choice")
+    if options.supports_reasoning:
+        config.add("thinking_summaries")
+        if options.reasoning_effort:
+            config.add("thinking_level")
+    return Capabilities(
+        generation_config=frozenset(config),
+        input_modalities=frozenset(options.input_modalities),
+        function_calling=options.supports_tools,
+        structured_output=options.supports_json_schema,
+    )
+
+
+class OpenAIBackend:
+    def __init__(self, options: OpenAIOptions, transport: httpx.AsyncBaseTransport | None = None) -> None:
+        self.options = options
+        self.capabilities = capabilities_for(options)
+        key = options.key()
+        self._redact = Redactor(key)
+        self._auth = {"authorization": f"Bearer {key}"} if key else {}
+        self._headers = {**self._auth, "content-type": "application/json", "accept": "text/event-stream"}
+        self._transport = transport
+        self._lean: LeanTransport | None = None
+        self._client: httpx.AsyncClient | None = None
+        self._timeouts = {"connect": options.connect_timeout, "read": None, "write": None, "pool": None}
+        self.pool = UpstreamPool(options.base_urls, options.balancing, options.health_check_interval, self._probe)
+
+    def _http(self) -> httpx.AsyncClient:
+        if self._client is None:
+            options = self.options
+            transport = self._transport
+            if transport is None and options.http_transport == "lean":
+                transport = self._lean = LeanTransport(options.max_connections)
+            limits = httpx.Limits(
+                max_connections=options.max_connections, max_keepalive_connections=options.max_connections
+            )
+            # Only the connect timeout is httpx's; first byte and idle are enforced around each read.
+            timeout = httpx.Timeout(None, connect=options.connect_timeout)
+            self._client = httpx.AsyncClient(limits=limits, timeout=timeout, transport=transport, trust_env=False)
+        return self._client
+
+    async def _probe(self, upstream: Upstream) -> bool:
+        return await probe_models(self._http(), upstream, self._auth, self.options.connect_timeout)
+
+    async def aclose(self) -> None:
+        await self.pool.aclose()
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    def prepare(self, request: GenerationRequest) -> bytes:
+        body = chat_body(request, self.options)
+        return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+
+    async def generate(self, request: GenerationRequest) -> AsyncIterator[ModelEvent]:
+        payload = request.plan if isinstance(request.plan, bytes) else self.prepare(request)
+        self.pool.start()
+        failures: list[BackendError] = []
+        for upstream in self.pool.candidates():
+            upstream.in_flight += 1
+            try:
+                async with aclosing(self._stream(upstream, payload)) as events:
+                    async for event in events:
+                        yield event
+                self.pool.succeeded(upstream)
+                return
+            except _Retry as retry:
+                self.pool.failed(upstream, retry.error.message)
+                failures.append(retry.error)
+            finally:
+                upstream.in_flight -= 1
+        if len(failures) == 1:
+            raise failures[0]
+        summary = "; ".join(f.message for f in failures)
+        raise BackendError(f"all {len(failures)} upstreams failed: {summary}", failures[-1].code)
+
+    async def _stream(self, upstream: Upstream, payload: bytes) -> AsyncIterator[ModelEvent]:
+        """One attempt. Raises _Retry for a failure before the first event, BackendError after it."""
+        options, label = self.options, upstream.label
+        client = self._http()
+        request = httpx.Request(
+            "POST", upstream.chat_url, content=payload, headers=self._headers, extensions={"timeout": self._timeouts}
+        )
+        deadline = asyncio.get_running_loop().time() + options.first_byte_timeout
+        try:
+            async with asyncio.timeout_at(deadline):
+                if self._lean is not None:  # straight to the transport: no cookies, redirects or auth flows to run
+                    response = await self._lean.handle_async_request(request)
+                else:
+                    response = await client.send(request, stream=True)
+        except TimeoutError:
+            raise _Retry(_no_first_byte(label, options.first_byte_timeout)) from None
+        except httpx.TransportError as exc:
+            error = BackendError(self._redact(f"{label} is unreachable: {_describe(exc)}"), "unavailable")
+            raise _Retry(error) from None
+        emitted = False
+        try:
+            if response.status_code != 200:
+                body = await _read_some(response, options.idle_timeout)
+                error = status_error(response.status_code, body, label, self._redact)
+                raise _Retry(error) if retryable_status(response.status_code) else error
+            translator = StreamTranslator(options.think_tags)
+            if response.headers.get("content-type", "").startswith("application/json"):
+                # A server that ignored "stream": the whole completion at once, read as one chunk.
+                body = await _read_some(response, options.first_byte_timeout, _COMPLETION_LIMIT)
+                try:
+                    events = _whole(translator, body)
+                except StreamFailure as failure:
+                    raise stream_error(failure.payload, label, self._redact) from None
+                for event in events:
+                    yield event
+                return
+            decoder = SSEDecoder()
+            reader = response.aiter_bytes().__aiter__()
+            started = done = ended = False
+            while not (done or ended):
+                try:
+                    # The first read may take until the first-byte deadline (queueing, prompt processing);
+                    # later ones at most the idle timeout each.
+                    async with asyncio.timeout(options.idle_timeout) if started else asyncio.timeout_at(deadline):
+                        data = await reader.__anext__()
+                    started = True
+                    messages = decoder.feed(data)
+                except StopAsyncIteration:
+                    ended, messages = True, decoder.close()
+                except TimeoutError:
+                    if emitted:
+                        message = f"{label} sent nothing for {options.idle_timeout:g} s"
+                        raise BackendError(message, "gateway_timeout") from None
+                    if started:
+                        raise _Retry(BackendError(f"{label} stalled before answering", "gateway_timeout")) from None
+                    raise _Retry(_no_first_byte(label, options.first_byte_timeout)) from None
+                except httpx.TransportError as exc:
+                    error = BackendError(self._redact(f"{label} broke the stream: {_describe(exc)}"), "unavailable")
+                    if emitted:
+                        raise error from None
+                    raise _Retry(error) from None
+                for message in messages:
+                    if message.data == b"[DONE]":
+                        done = True
+                        break
+                    for event in self._translate(message.event, message.data, translator, label):
+                        emitted = True
+                        yield event
+            try:
+                tail = translator.finish(done)
+            except TruncatedStream:
+                error = BackendError(f"{label} ended the stream before the answer was finished", "unavailable")
+                raise error if emitted else _Retry(error) from None
+            for event in tail:
+                yield event
+            if done:
+                await _drain(reader)
+        finally:
+            await response.aclose()
+
+    def _translate(self, event: str, data: bytes, translator: StreamTranslator, label: str) -> list[ModelEvent]:
+        try:
+            return translator.message(event, data)
+        except StreamFailure as failure:
+            raise stream_error(failure.payload, label, self._redact) from None
+
+
+def _no_first_byte(label: str, seconds: float) -> BackendError:
+    return BackendError(f"{label} did not start answering within {seconds:g} s", "gateway_timeout")
+
+
+def _describe(exc: Exception) -> str:
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+async def _read_some(response: httpx.Response, timeout: float, limit: int = _ERROR_BODY_LIMIT) -> bytes:
+    """Up to ``limit`` bytes of the body, or what came within ``timeout`` seconds."""
+    body = b""
+    try:
+        async with asyncio.timeout(timeout):
+            async for chunk in response.aiter_bytes():
+                body += chunk
+                if len(body) >= limit:
+                    break
+    except (httpx.HTTPError, TimeoutError):
+        pass
+    return body[:limit]
+
+
+def _whole(translator: StreamTranslator, body: bytes) -> list[ModelEvent]:
+    """A non-streamed ``chat.completion``: its message is the delta of a single chunk."""
+    try:
+        completion = json.loads(body)
+    except ValueError:
+        raise BackendError("the upstream answered with JSON that does not parse", "unavailable") from None
+    chunk = dict(completion) if isinstance(completion, dict) else {}
+    chunk["choices"] = [
+        {**choice, "delta": choice.get("message")} for choice in chunk.get("choices") or [] if isinstance(choice, dict)
+    ]
+    return translator.feed(chunk) + translator.finish()
+
+
+async def _drain(reader: AsyncIterator[bytes]) -> None:
+    """Read to the end of the body after [DONE], so that the connection goes back to the pool."""
+    try:
+        async with asyncio.timeout(_DRAIN_SECONDS):
+            async for _ in reader:
+                pass
+    except (TimeoutError, httpx.HTTPError):
+        pass
+
+
+def create(options: dict[str, Any], base_dir: Path) -> OpenAIBackend:
+    return OpenAIBackend(parse_options(options))

@@ -1,0 +1,265 @@
+"""A generation request → the body of a streaming ``POST /chat/completions``.
+
+History steps become chat messages: user input as ``user`` (text, or content parts with images as data URLs and
+audio as ``input_audio``), model output as ``assistant``, function calls as the ``tool_calls`` of an assistant
+message (consecutive calls, and the text just before them, in one message), function results as ``tool``
+messages that answer a ``tool_call_id``. Thoughts are not re-sent: their text lives in the signature, and old
+reasoning only crowds the context (as llama.cpp's backend does). Whatever cannot be expressed raises
+BackendError, which ``prepare`` turns into a 400.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from ...schema.content import AudioContent, ImageContent, TextContent
+from ...schema.steps import (
+    CodeExecutionCallStep,
+    CodeExecutionResultStep,
+    FunctionCallStep,
+    FunctionResultStep,
+    GoogleSearchCallStep,
+    GoogleSearchResultStep,
+    ModelOutputStep,
+    Step,
+    ThoughtStep,
+    UrlContextCallStep,
+    UrlContextResultStep,
+    UserInputStep,
+)
+from ...schema.tools import FunctionTool
+from ..base import BackendError, GenerationRequest
+from .options import OpenAIOptions
+
+_AUDIO_FORMATS = {"audio/wav": "wav", "audio/mp3": "mp3", "audio/mpeg": "mp3"}
+_EMPTY_PARAMETERS = {"type": "object", "properties": {}}
+
+
+def chat_body(request: GenerationRequest, options: OpenAIOptions) -> dict[str, Any]:
+    body: dict[str, Any] = dict(options.extra_body)
+    body["model"] = options.model or request.model
+    body["messages"] = chat_messages(request, options)
+    body["stream"] = True
+    if options.include_usage:
+        body["stream_options"] = {"include_usage": True}
+    _tools(request, options, body)
+    _generation(request, options, body)
+    _response_format(request, options, body)
+    return body
+
+
+# ---- messages --------------------------------------------------------------------------------------
+
+
+def chat_messages(request: GenerationRequest, options: OpenAIOptions) -> list[dict[str, Any]]:
+    messages: list[dict[str, Any]] = []
+    if request.system_instruction:
+        messages.append({"role": "system", "content": request.system_instruction})
+    for i, step in enumerate(request.history):
+        _append(messages, step, i, options)
+    return messages
+
+
+def _append(messages: list[dict[str, Any]], step: Step, i: int, options: OpenAIOptions) -> None:
+    if isinstance(step, UserInputStep):
+        messages.append({"role": "user", "content": _user_content(step, i, options)})
+    elif isinstance(step, ModelOutputStep):
+        text = _text(step.content)
+        last = messages[-1] if messages else None
+        if not text:
+            return
+        if last is not None and last["role"] == "assistant" and "tool_calls" not in last:
+            last["content"] += "\n\n" + text  # one turn's output, split by a thought
+        else:
+            messages.append({"role": "assistant", "content": text})
+    elif isinstance(step, FunctionCallStep):
+        _append_call(messages, step.id, step.name, step.arguments)
+    elif isinstance(step, GoogleSearchCallStep | UrlContextCallStep | CodeExecutionCallStep):
+        # Server tools are offered to the model as functions named after them; their calls replay as such.
+        arguments = step.arguments.model_dump(exclude_none=True, exclude={"language"})
+        _append_call(messages, step.id, step.type.removesuffix("_call"), arguments)
+    elif isinstance(step, GoogleSearchResultStep | UrlContextResultStep | CodeExecutionResultStep):
+        content = _server_result(step)
+        messages.append({"role": "tool", "tool_call_id": step.call_id, "content": content})
+        if step.is_error:
+            messages[-1]["content"] = f"Error: {content}"
+    elif isinstance(step, FunctionResultStep):
+        content = _result_text(step.result)
+        messages.append({"role": "tool", "tool_call_id": step.call_id, "content": content})
+        if step.is_error:
+            messages[-1]["content"] = f"Error: {content}"
+    elif isinstance(step, ThoughtStep):
+        return
+    else:
+        raise BackendError(f"history step {i} ({step.type}) cannot be sent to this model", "invalid_argument")
+
+
+def _append_call(messages: list[dict[str, Any]], call_id: str, name: str, arguments: dict[str, Any]) -> None:
+    function = {"name": name, "arguments": json.dumps(arguments, ensure_ascii=False)}
+    call = {"id": call_id, "type": "function", "function": function}
+    last = messages[-1] if messages else None
+    if last is not None and last["role"] == "assistant":
+        last.setdefault("tool_calls", []).append(call)
+    else:
+        # An empty string, not null: several servers (llama-cpp-python among them) refuse a null content.
+        messages.append({"role": "assistant", "content": "", "tool_calls": [call]})
+
+
+def _server_result(step: GoogleSearchResultStep | UrlContextResultStep | CodeExecutionResultStep) -> str:
+    """A server tool's result as the text the model reads (as the llamacpp backend renders it)."""
+    if isinstance(step.result, str):
+        return step.result
+    lines = []
+    for item in step.result:
+        record = item.wire()
+        if isinstance(step, GoogleSearchResultStep):
+            lines.append(f"- {record.get('title', '')} ({record.get('url', '')}): {record.get('snippet', '')}")
+        elif isinstance(step, UrlContextResultStep):
+            body = record.get("text") or record.get("error") or ""
+            lines.append(f"## {record.get('title') or record.get('url', '')} [{record.get('status', '')}]\n{body}")
+        else:
+            lines.append(json.dumps(record, ensure_ascii=False))
+    return "\n".join(lines) or "(nothing)"
+
+
+def _text(content: Any) -> str:
+    return "".join(block.text for block in content or [] if block.type == "text")
+
+
+def _user_content(step: UserInputStep, i: int, options: OpenAIOptions) -> str | list[dict[str, Any]]:
+    blocks = step.content or []
+    if all(isinstance(block, TextContent) for block in blocks):
+        return "".join(block.text for block in blocks)  # type: ignore[union-attr]
+    parts: list[dict[str, Any]] = []
+    for block in blocks:
+        if block.type not in options.input_modalities:
+            raise _unsupported(block.type, i)
+        if isinstance(block, TextContent):
+            parts.append({"type": "text", "text": block.text})
+        elif isinstance(block, ImageContent):
+            parts.append({"type": "image_url", "image_url": {"url": _media_url(block, i)}})
+        elif isinstance(block, AudioContent):
+            parts.append({"type": "input_audio", "input_audio": _audio(block, i)})
+        else:
+            raise _unsupported(block.type, i)
+    return parts
+
+
+def _unsupported(kind: str, i: int) -> BackendError:
+    return BackendError(f"{kind} input (history step {i}) is not supported by this model", "invalid_argument")
+
+
+def _media_url(block: ImageContent, i: int) -> str:
+    if block.data is not None:
+        if not block.mime_type:
+            raise BackendError(f"image input (history step {i}) needs 'mime_type' with 'data'", "invalid_argument")
+        return f"data:{block.mime_type};base64,{block.data}"
+    if block.uri:
+        return block.uri
+    raise BackendError(f"image input (history step {i}) has neither 'data' nor 'uri'", "invalid_argument")
+
+
+def _audio(block: AudioContent, i: int) -> dict[str, str]:
+    fmt = _AUDIO_FORMATS.get(block.mime_type or "")
+    if block.data is None or fmt is None:
+        raise BackendError(
+            f"audio input (history step {i}) must be inline 'data' of type audio/wav or audio/mp3 for this model",
+            "invalid_argument",
+        )
+    return {"data": block.data, "format": fmt}
+
+
+def _result_text(result: Any) -> str:
+    """A result of text blocks (``{"content": [{"type": "text", ...}]}``, the SDK examples' shape) as its text."""
+    if isinstance(result, str):
+        return result
+    blocks = result.get("content") if isinstance(result, dict) and len(result) == 1 else result
+    if isinstance(blocks, list) and blocks and all(_is_text_block(b) for b in blocks):
+        return "".join(b["text"] for b in blocks)
+    return json.dumps(result, ensure_ascii=False)
+
+
+def _is_text_block(block: Any) -> bool:
+    return isinstance(block, dict) and block.get("type") == "text" and isinstance(block.get("text"), str)
+
+
+# ---- tools -----------------------------------------------------------------------------------------
+
+
+def _tools(request: GenerationRequest, options: OpenAIOptions, body: dict[str, Any]) -> None:
+    choice = request.config.tool_choice
+    mode: str = "auto"
+    functions: list[FunctionTool] = list(request.functions)
+    if isinstance(choice, str):
+        mode = choice
+    elif choice is not None:
+        mode = choice.allowed_tools.mode or "auto"
+        if choice.allowed_tools.tools is not None:
+            allowed = set(choice.allowed_tools.tools)
+            functions = [f for f in functions if f.name in allowed]
+    if not functions:
+        if mode in ("any", "validated"):
+            raise BackendError("tool_choice needs at least one allowed function tool", "failed_precondition")
+        return
+    body["tools"] = [_tool(f) for f in functions]
+    if mode == "none":
+        body["tool_choice"] = "none"
+    elif mode == "any":
+        if len(functions) == 1:  # the same as "required", and more widely implemented
+            body["tool_choice"] = {"type": "function", "function": {"name": functions[0].name}}
+        elif options.supports_required_tool_choice:
+            body["tool_choice"] = "required"
+        else:
+            raise BackendError(
+                "tool_choice 'any' with several functions needs tool_choice 'required', which this model's "
+                "server does not honour: allow exactly one function with allowed_tools",
+                "invalid_argument",
+            )
+    elif choice is not None:
+        body["tool_choice"] = "auto"  # "auto" and "validated": the model answers or calls
+
+
+def _tool(function: FunctionTool) -> dict[str, Any]:
+    spec: dict[str, Any] = {"name": function.name, "parameters": function.parameters or _EMPTY_PARAMETERS}
+    if function.description:
+        spec["description"] = function.description
+    return {"type": "function", "function": spec}
+
+
+# ---- generation settings ---------------------------------------------------------------------------
+
+
+def _generation(request: GenerationRequest, options: OpenAIOptions, body: dict[str, Any]) -> None:
+    config = request.config
+    if config.temperature is not None:
+        body["temperature"] = config.temperature
+    if config.top_p is not None:
+        body["top_p"] = config.top_p
+    if config.seed is not None:
+        body["seed"] = config.seed
+    limit = config.max_output_tokens or options.max_output_tokens
+    if limit is not None:
+        if options.max_tokens_field in ("both", "max_tokens"):
+            body["max_tokens"] = limit
+        if options.max_tokens_field in ("both", "max_completion_tokens"):
+            body["max_completion_tokens"] = limit
+    stops = [s for s in config.stop_sequences or [] if s]
+    if stops:
+        body["stop"] = stops
+    if config.thinking_level is not None:
+        body["reasoning_effort"] = config.thinking_level
+
+
+def _response_format(request: GenerationRequest, options: OpenAIOptions, body: dict[str, Any]) -> None:
+    fmt = request.response_format
+    if fmt is None:
+        return
+    if fmt.schema_ is not None:
+        if options.json_schema_style == "json_object":
+            body["response_format"] = {"type": "json_object", "schema": fmt.schema_}
+        else:
+            schema = {"name": "response", "schema": fmt.schema_}
+            body["response_format"] = {"type": "json_schema", "json_schema": schema}
+    elif fmt.mime_type == "application/json":
+        body["response_format"] = {"type": "json_object"}

@@ -1,0 +1,221 @@
+"""The ``openai`` backend's lean HTTP/1.1 transport for httpx, against a raw HTTP server on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import httpx
+import pytest
+
+from live import free_port
+from openinteractions.backends.openai.wire import LeanTransport, _Dechunker
+
+Handler = Callable[[int, asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+def test_dechunking_does_not_depend_on_where_buffers_end() -> None:
+    rng = random.Random(7)
+    for _ in range(3000):
+        parts = [bytes(rng.randrange(256) for _ in range(rng.randrange(1, 40))) for _ in range(rng.randrange(0, 8))]
+        wire = b"".join(b"%x%s\r\n%s\r\n" % (len(p), b";ext=1" if rng.random() < 0.2 else b"", p) for p in parts)
+        wire += b"0\r\n" + (b"X-Trailer: 1\r\n" if rng.random() < 0.3 else b"") + b"\r\n"
+        cuts = sorted(rng.sample(range(len(wire) + 1), min(len(wire) + 1, rng.randrange(0, 6))))
+        decoder, got = _Dechunker(), b""
+        for piece in (wire[a:b] for a, b in zip([0, *cuts], [*cuts, len(wire)], strict=True)):
+            assert not (piece and decoder.finished)
+            got += decoder.feed(piece)
+        assert decoder.finished and got == b"".join(parts)
+
+
+def test_a_bad_chunk_size_is_a_protocol_error() -> None:
+    with pytest.raises(httpx.RemoteProtocolError):
+        _Dechunker().feed(b"zz\r\nhello\r\n")
+
+
+async def read_request(reader: asyncio.StreamReader) -> bytes | None:
+    head = await reader.readuntil(b"\r\n\r\n") if not reader.at_eof() else b""
+    if not head:
+        return None
+    length = next(
+        (int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")), 0
+    )
+    return head + await reader.readexactly(length)
+
+
+def chunked(*parts: bytes) -> bytes:
+    body = b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in parts) + b"0\r\n\r\n"
+    return b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ncontent-type: text/event-stream\r\n\r\n" + body
+
+
+class Server:
+    """Numbers its connections and hands each to ``handler``; ``closed`` is set when the client closes one
+    that the handler left open."""
+
+    def __init__(self, handler: Handler) -> None:
+        self.handler = handler
+        self.count = 0
+        self.closed = asyncio.Event()
+        self.server: asyncio.Server | None = None
+
+    async def start(self) -> int:
+        self.server = await asyncio.start_server(self._on_connection, "127.0.0.1", 0)
+        return int(self.server.sockets[0].getsockname()[1])
+
+    async def _on_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.count += 1
+        try:
+            await self.handler(self.count, reader, writer)
+            if not writer.is_closing():
+                await reader.read()  # until the client closes its end
+                self.closed.set()
+        except (ConnectionError, asyncio.IncompleteReadError):
+            self.closed.set()
+        finally:
+            writer.close()
+
+    def stop(self) -> None:
+        assert self.server is not None
+        self.server.close()
+
+
+async def fetch(client: httpx.AsyncClient, port: int) -> tuple[int, bytes]:
+    response = await client.post(f"http://127.0.0.1:{port}/v1/chat/completions", content=b'{"a": 1}')
+    return response.status_code, response.content
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+def test_connections_are_kept_alive_and_reused() -> None:
+    async def handler(number: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while (request := await read_request(reader)) is not None:
+            assert request.startswith(b"POST /v1/chat/completions HTTP/1.1\r\n") and request.endswith(b'{"a": 1}')
+            writer.write(chunked(b"data: one\n\n", b"data: two\n\n"))
+
+    async def go() -> None:
+        server = Server(handler)
+        port = await server.start()
+        async with httpx.AsyncClient(transport=LeanTransport(4)) as client:
+            for _ in range(3):
+                assert await fetch(client, port) == (200, b"data: one\n\ndata: two\n\n")
+        assert server.count == 1
+        await asyncio.wait_for(server.closed.wait(), 5)  # closing the client closed the kept connection
+        server.stop()
+
+    run(go())
+
+
+def test_a_kept_connection_the_server_closed_is_replaced() -> None:
+    async def handler(number: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(chunked(b"data: %d\n\n" % number))
+        await writer.drain()
+        if number == 1:  # the next request on this connection finds it closed, without an answer
+            await read_request(reader)
+            writer.close()
+
+    async def go() -> None:
+        server = Server(handler)
+        port = await server.start()
+        async with httpx.AsyncClient(transport=LeanTransport(4)) as client:
+            assert await fetch(client, port) == (200, b"data: 1\n\n")
+            assert await fetch(client, port) == (200, b"data: 2\n\n")
+        assert server.count == 2
+        server.stop()
+
+    run(go())
+
+
+def test_content_length_and_read_to_close_bodies() -> None:
+    async def handler(number: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        if number == 1:
+            writer.write(b'HTTP/1.1 400 Bad Request\r\ncontent-length: 13\r\n\r\n{"error":"x"}')
+            await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nconnection: close\r\n\r\nuntil the end")
+        writer.close()  # the end of the body
+
+    async def go() -> None:
+        server = Server(handler)
+        port = await server.start()
+        transport = LeanTransport(4)
+        async with httpx.AsyncClient(transport=transport) as client:
+            assert await fetch(client, port) == (400, b'{"error":"x"}')
+            assert await fetch(client, port) == (200, b"until the end")
+            assert not any(transport._idle.values())  # "connection: close" is not kept
+        assert server.count == 1
+        server.stop()
+
+    run(go())
+
+
+def test_a_body_cut_mid_chunk_is_a_protocol_error() -> None:
+    async def handler(number: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(chunked(b"data: whole\n\n")[:-20])
+        writer.close()  # the peer dies partway
+
+    async def go() -> None:
+        server = Server(handler)
+        port = await server.start()
+        async with httpx.AsyncClient(transport=LeanTransport(4)) as client:
+            with pytest.raises(httpx.RemoteProtocolError):
+                await fetch(client, port)
+        server.stop()
+
+    run(go())
+
+
+def test_closing_a_response_early_closes_its_connection() -> None:
+    async def handler(number: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n" + b"5\r\nfirst\r\n")
+        await writer.drain()
+
+    async def go() -> None:
+        server = Server(handler)
+        port = await server.start()
+        transport = LeanTransport(1)
+        client = httpx.AsyncClient(transport=transport)
+        async with client.stream("POST", f"http://127.0.0.1:{port}/v1/chat/completions", content=b"{}") as response:
+            async for data in response.aiter_raw():
+                assert data == b"first"
+                break
+        await asyncio.wait_for(server.closed.wait(), 5)  # the server saw the client close the connection
+        # ...and the one connection allowed is free again.
+        await asyncio.wait_for(transport._slots.acquire(), 1)
+        server.stop()
+
+    run(go())
+
+
+def test_connection_refused_is_a_connect_error() -> None:
+    async def go() -> None:
+        async with httpx.AsyncClient(transport=LeanTransport(1)) as client:
+            await fetch(client, free_port())
+
+    with pytest.raises(httpx.ConnectError):
+        run(go())
+
+
+def test_giving_up_before_the_answer_closes_the_connection() -> None:
+    async def handler(number: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)  # and never answer
+
+    async def go() -> None:
+        server = Server(handler)
+        port = await server.start()
+        transport = LeanTransport(1)
+        async with httpx.AsyncClient(transport=transport) as client:
+            with pytest.raises(TimeoutError):
+                async with asyncio.timeout(0.05):
+                    await fetch(client, port)
+            await asyncio.wait_for(server.closed.wait(), 5)
+            await asyncio.wait_for(transport._slots.acquire(), 1)
+        server.stop()
+
+    run(go())
