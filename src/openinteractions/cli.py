@@ -42,6 +42,7 @@ def serve(args: argparse.Namespace) -> None:
     host = args.host or settings.server.host
     port = args.port if args.port is not None else settings.server.port
     logging.basicConfig(level=settings.server.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per upstream request or health check
     _check_exposure(settings, host)
     if not settings.models:
         logger.info("no [models] configured: serving the embedded default model (SmolLM2-135M-Instruct)")
