@@ -95,3 +95,17 @@ def test_think_splitter_across_tokens() -> None:
     thoughts = "".join(e.text for e in events if isinstance(e, ThoughtChunk))
     text = "".join(e.text for e in events if isinstance(e, TextChunk))
     assert thoughts == "plan more" and text == "answer <"
+
+
+def test_a_prompt_takes_its_own_conversations_slot_and_spares_the_others() -> None:
+    from openinteractions.backends.llamacpp.engine import _preference, _Slot
+
+    header = list(range(30))  # a template header and default system prompt every conversation shares
+    other = _Slot(0, header + [900 + i for i in range(300)], used=1.0)
+    mine = _Slot(1, header + [500 + i for i in range(200)], used=2.0)
+    empty = _Slot(2)
+    continuing = header + [500 + i for i in range(200)] + [7, 8, 9]
+    assert max([other, mine, empty], key=lambda s: _preference(s, continuing)) is mine
+    fresh = [*header, 1, 2, 3]
+    assert max([other, mine, empty], key=lambda s: _preference(s, fresh)) is empty
+    assert max([other, mine], key=lambda s: _preference(s, fresh)) is other  # the one used longest ago

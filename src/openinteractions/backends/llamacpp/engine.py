@@ -28,10 +28,8 @@ import llama_cpp as L
 logger = logging.getLogger(__name__)
 
 _LOG_CALLBACK: Any = None
-# A seeded job evaluates its prompt in blocks aligned to this many positions, and reuses cached tokens only up
-# to a block boundary: llama.cpp's kernels can round differently for different batch shapes, so this is what
-# makes the same seed give the same output (when the job does not share its batches with other jobs).
-SEEDED_BLOCK = 64
+# A cached prefix shorter than this is not worth evicting another conversation's tokens for.
+REUSE_MIN_TOKENS = 64
 
 
 def silence_llama_logs() -> None:
@@ -227,10 +225,8 @@ class LlamaEngine:
             except ValueError as exc:
                 job.on_event(("error", str(exc)))
                 continue
-            slot = max(free, key=lambda s: (_common_prefix(s.tokens, job.prompt), -s.used))
+            slot = max(free, key=lambda s: _preference(s, job.prompt))
             keep = min(_common_prefix(slot.tokens, job.prompt), len(job.prompt) - 1)
-            if job.sampling.seed is not None:
-                keep -= keep % SEEDED_BLOCK
             L.llama_memory_seq_rm(self._memory, slot.seq, keep, -1)
             slot.tokens = slot.tokens[:keep]
             slot.job = job
@@ -258,8 +254,6 @@ class LlamaEngine:
             job = slot.job
             assert job is not None
             share = max(1, budget // (len(prefilling) - i))
-            if job.sampling.seed is not None:
-                share = SEEDED_BLOCK - len(slot.tokens) % SEEDED_BLOCK
             chunk, job.pending = job.pending[:share], job.pending[share:]
             for k, token in enumerate(chunk):
                 last = not job.pending and k == len(chunk) - 1
@@ -321,6 +315,18 @@ class LlamaEngine:
             L.llama_sampler_free(job.sampler)
             job.sampler = None
         job.on_event(event)
+
+
+def _preference(slot: _Slot, prompt: list[int]) -> tuple[int, float]:
+    """Which free slot a prompt should take: one that holds a good part of it (its own conversation), else an
+    empty one, else the one used longest ago. A short shared prefix (a chat template's header, a default system
+    prompt) does not justify evicting what another conversation has cached."""
+    common = _common_prefix(slot.tokens, prompt)
+    if common >= REUSE_MIN_TOKENS or (common > 0 and common == len(slot.tokens)):
+        return 2, common
+    if not slot.tokens:
+        return 1, 0
+    return 0, -slot.used
 
 
 def _common_prefix(a: list[int], b: list[int]) -> int:
