@@ -167,7 +167,7 @@ def test_sandbox_contains(tools_server: LiveServer, website: str, name: str) -> 
 
 
 def test_url_context_reads_a_loopback_page(tools_server: LiveServer, website: str) -> None:
-    script = rounds([], [{"text_from_result": "{result}"}])
+    script = rounds([{"text_from_result": "{result}"}])
     result, _ = streamed(
         client_for(tools_server), input=f"{script} Summarise {website}/page please.", tools=[{"type": "url_context"}]
     )
@@ -190,7 +190,7 @@ def test_url_context_reads_a_loopback_page(tools_server: LiveServer, website: st
     ],
 )
 def test_url_context_statuses(tools_server: LiveServer, website: str, path: str, status: str) -> None:
-    script = rounds([], [{"text": "ok"}])
+    script = rounds([{"text": "ok"}])
     client = client_for(tools_server)
     done = client.interactions.create(model=MODEL, input=f"{script} {website}{path}", tools=[{"type": "url_context"}])
     assert done.steps[1].result[0].status == status
@@ -207,7 +207,7 @@ def test_ssrf_targets_are_refused_without_a_packet(strict_server: LiveServer, we
         f"{website}/page",
         f"http://localhost:{website.rsplit(':', 1)[1]}/page",
     ]
-    script = rounds([], [{"text": "ok"}])
+    script = rounds([{"text": "ok"}])
     client = client_for(strict_server)
     done = client.interactions.create(
         model=MODEL, input=f"{script} " + " ".join(targets[:5]), tools=[{"type": "url_context"}]

@@ -73,7 +73,7 @@ def index(args: argparse.Namespace) -> None:
             for url in args.targets:
                 print(("removed " if store.remove(url) else "not indexed: ") + url)
         else:
-            for hit in store.search(" ".join(args.targets)):
+            for hit in store.search(" ".join(args.targets), settings.tools.google_search.max_results):
                 print(f"{hit.score:7.3f}  {hit.title}  {hit.url}\n         {hit.snippet}")
     finally:
         store.close()

@@ -90,7 +90,7 @@ class ToolsSettings(_Section):
     code_execution: CodeExecutionSettings = Field(default_factory=CodeExecutionSettings)
     url_context: UrlContextSettings = Field(default_factory=UrlContextSettings)
     max_rounds: int = Field(default=8, ge=1)  # model turns within one interaction that run server tools
-    time_budget_seconds: float = Field(default=120.0, gt=0)  # for all server tool runs of one interaction
+    time_budget_seconds: float = Field(default=120.0, gt=0)  # time spent running server tools, per interaction
 
 
 class ModelSettings(BaseModel):

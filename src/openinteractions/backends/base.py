@@ -128,6 +128,7 @@ class GenerationRequest:
     thought_text: Callable[[ThoughtStep], str] = lambda step: ""
     plan: Any = None  # what the backend's prepare() decided, kept for generate()
     turn_start: int = 0  # where this interaction's own input begins in history
+    round: int = 0  # which model round of the tool loop this is (0: the first)
 
 
 class Backend(Protocol):

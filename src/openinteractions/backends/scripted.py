@@ -2,7 +2,7 @@
 
 It plays events from rules in a script file (JSON or TOML), or from a script sent as the input text when
 ``inline`` is on. It is never a default, ``GET /models`` marks it as a test double, and it stands in for no
-feature: its "tool steps" are scripted, not run.
+feature: it plays the model only; a server tool it calls really runs.
 
 Its tokenizer counts whitespace-separated words. ``max_output_tokens`` truncates at that count (status
 ``incomplete``); ``stop_sequences`` cut a text chunk at the first sequence it contains. Sampling settings
@@ -47,7 +47,7 @@ class When(BaseModel):
     tool: str | None = None
     turn: int | None = None
     system_contains: str | None = None
-    round: int | None = None  # server-tool rounds already run in this interaction
+    round: int | None = None  # the model round of the tool loop (0: the first)
 
 
 class Rule(BaseModel):
@@ -98,9 +98,8 @@ def _last_result(request: GenerationRequest) -> str:
 
 
 def _round(request: GenerationRequest) -> int:
-    """How many rounds of server tools this interaction has run so far."""
-    turn = request.history[request.turn_start :]
-    return len({s.call_id for s in turn if s.type in _TOOL_RESULTS})  # type: ignore[union-attr]
+    """Which model round of the tool loop this is (0: the first)."""
+    return request.round
 
 
 def _words(text: str) -> int:

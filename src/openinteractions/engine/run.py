@@ -2,7 +2,8 @@
 
 A run never writes to a socket. It appends events, folds them with the assembler and, when it ends, persists
 the result. Whatever happens, its log ends with a terminal event: ``interaction.completed`` (completed,
-requires_action, incomplete, cancelled) or ``error`` (failed), with every open step closed first.
+requires_action, incomplete, cancelled, budget_exceeded) or ``error`` (failed), with every open step closed
+first.
 """
 
 from __future__ import annotations
@@ -175,14 +176,17 @@ class Run:
         spec = self.spec
         tools = ToolLoop(spec.tools, self._backend, spec.generation, writer, self.assembler,
                          max_rounds=spec.max_tool_rounds, time_budget=spec.tool_budget)  # fmt: skip
-        await tools.run(lambda: self._round(writer, tally), spec.input_steps)
+        await tools.run(lambda: self._round(writer, tally), spec.input_steps, self._row_stored)
+
+    async def _row_stored(self) -> None:
+        if self._inserted is not None and not self._inserted.done():
+            await asyncio.shield(self._inserted)  # cancelling the run must not cancel the write
 
     async def _round(self, writer: StepWriter, tally: _Tally) -> None:
         """One generation of the backend, its events fed to the step writer."""
         async with aclosing(self._backend.generate(self.spec.generation)) as events:
             async for event in events:
-                if self._inserted is not None and not self._inserted.done():
-                    await asyncio.shield(self._inserted)  # no step before the row is stored
+                await self._row_stored()  # no step before the row is stored
                 if isinstance(event, UsageReport):
                     tally.add(event)
                 elif isinstance(event, Finish):

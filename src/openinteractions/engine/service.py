@@ -18,7 +18,7 @@ from pydantic import TypeAdapter, ValidationError
 from ..backends.base import BackendError, GenerationRequest
 from ..backends.registry import BackendRegistry, Route
 from ..config import Settings
-from ..errors import failed_precondition, invalid_argument, not_found, validation_error
+from ..errors import ApiError, failed_precondition, invalid_argument, not_found, validation_error
 from ..events.log import MemoryEventLog, split_frames
 from ..ids import new_interaction_id, rfc3339_from_epoch
 from ..schema.interaction import Interaction
@@ -117,7 +117,8 @@ class InteractionService:
         try:
             spec.generation.plan = route.backend.prepare(spec.generation)
         except BackendError as exc:
-            raise invalid_argument(exc.message) from exc
+            status = "FAILED_PRECONDITION" if exc.code == "failed_precondition" else "INVALID_ARGUMENT"
+            raise ApiError(400, exc.message, status) from exc
         if store:
             self._counts[owner][0] += 1
         return self._launch(spec, route)

@@ -4,7 +4,8 @@ Each round the backend generates; a call to a server tool (google_search, code_e
 shown as a function call but run here: its ``*_call`` step, the tool run, its ``*_result`` step, and then
 another round with both steps in the model's history. A client function call among them ends the interaction
 with ``requires_action`` once the server tools of that round have run. Rounds and the time spent in tools are
-bounded; going over ends the interaction with status ``budget_exceeded``.
+bounded (``tools.max_rounds`` model rounds, ``tools.time_budget_seconds`` of tool time); going over ends the
+interaction with status ``budget_exceeded``.
 """
 
 from __future__ import annotations
@@ -50,15 +51,19 @@ class ToolLoop:
         self.writer = writer
         self.assembler = assembler
         self.max_rounds = max_rounds
-        self.deadline = asyncio.get_running_loop().time() + time_budget
+        self.time_left = time_budget  # tool time only: the model's own time is the run's timeout
         self.sources: dict[str, str] = {}  # url -> title, of everything the model was given
         self._base = list(generation.history)
         writer.server_tools = frozenset(tools)
 
-    async def run(self, one_round: Callable[[], Awaitable[None]], inputs: list[Step]) -> None:
-        if "url_context" in self.tools and await self._read_urls_in(inputs):
-            self._next_round()
-        for _ in range(self.max_rounds):
+    async def run(
+        self, one_round: Callable[[], Awaitable[None]], inputs: list[Step], ready: Callable[[], Awaitable[None]]
+    ) -> None:
+        """``ready`` is awaited before the loop emits steps of its own (the row must be stored first)."""
+        if "url_context" in self.tools and await self._read_urls_in(inputs, ready):
+            self._next_round(0)
+        for number in range(self.max_rounds):
+            self.generation.round = number
             await one_round()
             calls = await self.writer.take_server_calls()
             if not calls:
@@ -69,15 +74,18 @@ class ToolLoop:
                 await self._execute(call)
             if self.writer.function_calls:
                 return
-            self._next_round()
-        raise BudgetExceeded(f"the model called server tools in more than {self.max_rounds} rounds")
+            if number + 1 == self.max_rounds:
+                break
+            self._next_round(number + 1)
+        raise BudgetExceeded(f"the model was still calling server tools after {self.max_rounds} rounds")
 
-    async def _read_urls_in(self, inputs: list[Step]) -> bool:
+    async def _read_urls_in(self, inputs: list[Step], ready: Callable[[], Awaitable[None]]) -> bool:
         """URLs in the prompt are read before the model starts, as a url_context call of the server's own."""
         blocks = [c for s in inputs if isinstance(s, UserInputStep) for c in s.content or []]
         text = " ".join(c.text for c in blocks if c.type == "text")
         urls = list(dict.fromkeys(u.rstrip(".,;:!?)") for u in _URL.findall(text)))[:5]
         if urls:
+            await ready()
             await self._execute(ServerCall("url_context", new_call_id(), arguments={"urls": urls}))
         return bool(urls)
 
@@ -86,21 +94,25 @@ class ToolLoop:
         if call.name == "code_execution":
             shown.setdefault("language", "python")
         await self.writer.feed(ToolCall(tool=call.name, id=call.id, arguments=shown))
+        loop = asyncio.get_running_loop()
+        started = loop.time()
         try:
-            async with asyncio.timeout_at(self.deadline):
+            async with asyncio.timeout(self.time_left):
                 outcome = await self.tools[call.name].run(call.arguments)
         except TimeoutError:
             result: Any = "the time budget for server tools ran out" if call.name == "code_execution" else []
             await self.writer.feed(ToolResult(tool=call.name, call_id=call.id, result=result, is_error=True))
             raise BudgetExceeded("server tools used up tools.time_budget_seconds") from None
+        self.time_left -= loop.time() - started
         await self.writer.feed(
             ToolResult(tool=call.name, call_id=call.id, result=outcome.result, is_error=outcome.is_error)
         )
         for source in outcome.sources or []:
             self.sources.setdefault(source["url"], source["title"])
 
-    def _next_round(self) -> None:
+    def _next_round(self, number: int) -> None:
         """The next round sees everything this interaction has produced so far."""
+        self.generation.round = number
         self.generation.history = self._base + _steps.validate_python(self.assembler.steps())
         self.generation.plan = self.backend.prepare(self.generation)
 
@@ -113,7 +125,8 @@ class ToolLoop:
         text = content[-1].get("text", "") if content and content[-1].get("type") == "text" else ""
         if not text:
             return
+        end = len(text.encode())  # offsets in bytes of UTF-8, as Gemini's grounding segments count them
         citations = [
-            UrlCitation(url=url, title=title, start_index=0, end_index=len(text)) for url, title in self.sources.items()
+            UrlCitation(url=url, title=title, start_index=0, end_index=end) for url, title in self.sources.items()
         ]
         await self.writer.annotate(citations)

@@ -8,13 +8,14 @@ native tool calling). The engine sees the reserved name, emits the ``*_call`` st
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import httpx
 
 from ..schema.tools import FunctionTool
-from .net import Fetched, Refused, SafeFetcher
+from .net import Fetched, Refused, SafeFetcher, TooManyRedirects
 from .sandbox import Sandbox
 from .search_index import Hit, LocalIndex
 
@@ -97,7 +98,7 @@ class GoogleSearch:
                         if hit.url not in seen:
                             seen.add(hit.url)
                             results.append({"url": hit.url, "title": hit.title, "snippet": hit.snippet})
-        except (httpx.HTTPError, OSError, ValueError) as exc:
+        except (httpx.HTTPError, OSError, ValueError, sqlite3.Error) as exc:
             return Outcome([{"error": f"search failed: {exc}"}], is_error=True)
         results = results[: self.max_results]
         return Outcome(results, sources=[{"url": r["url"], "title": r["title"]} for r in results])
@@ -157,7 +158,7 @@ class UrlContext:
             fetched = await self.fetcher.fetch(url)
         except Refused as exc:
             return {"url": url, "status": "unsafe", "error": exc.reason}
-        except (httpx.HTTPError, OSError, TimeoutError, ValueError) as exc:
+        except (httpx.HTTPError, OSError, TimeoutError, ValueError, TooManyRedirects) as exc:
             return {"url": url, "status": "error", "error": str(exc) or type(exc).__name__}
         if fetched.status_code in (401, 402, 403):
             return {"url": url, "status": "paywall", "error": f"HTTP {fetched.status_code}"}

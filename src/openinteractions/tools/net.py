@@ -30,6 +30,10 @@ class Refused(Exception):
         self.reason = reason
 
 
+class TooManyRedirects(Exception):
+    pass
+
+
 def address_problem(ip: IPAddress) -> str | None:
     """Why an address is off limits by default, or None for a public address."""
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
@@ -112,7 +116,7 @@ class SafeFetcher:
                     await response.aclose()
                 content_type = response.headers.get("content-type", "")
                 return Fetched(url, current, response.status_code, content_type, body, truncated)
-        raise Refused(f"more than {self.max_redirects} redirects")
+        raise TooManyRedirects(f"more than {self.max_redirects} redirects")
 
     async def _request(self, client: httpx.AsyncClient, url: str) -> httpx.Request:
         """A request to the checked address of ``url``'s host, carrying the host name in Host and SNI."""

@@ -222,8 +222,8 @@ def _tools(request: GenerationRequest, options: OpenAIOptions, body: dict[str, A
 
 def _tool(function: FunctionTool) -> dict[str, Any]:
     spec: dict[str, Any] = {"name": function.name, "parameters": function.parameters or _EMPTY_PARAMETERS}
-    if function.description:
-        spec["description"] = function.description
+    if function.description or function.short_description:
+        spec["description"] = function.description or function.short_description
     return {"type": "function", "function": spec}
 
 
