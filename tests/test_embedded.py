@@ -287,3 +287,20 @@ def test_a_schema_no_grammar_can_enforce_is_a_400(client: genai.Client) -> None:
     }
     with pytest.raises(BadRequestError, match="multipleOf"):
         client.interactions.create(model=MODEL, input="Pick.", tools=[tool], generation_config={"tool_choice": "any"})
+
+
+def test_server_tools_are_offered_to_the_model_under_its_grammar(client: genai.Client) -> None:
+    """code_execution's 4000-character code argument once made a grammar llama.cpp could not parse, and every
+    such run failed. The model may answer or call; whatever it calls is well-formed and runs."""
+    for seed in (1, 2):
+        result = stream(
+            client,
+            input="Compute 12345 * 6789 with Python.",
+            tools=[{"type": "code_execution"}],
+            generation_config={"seed": seed, "max_output_tokens": 60},
+        )
+        assert result["status"] in ("completed", "incomplete", "budget_exceeded"), result
+        calls = [s for s in result["steps"] if s["type"] == "code_execution_call"]
+        results = [s for s in result["steps"] if s["type"] == "code_execution_result"]
+        assert [s["call_id"] for s in results] == [s["id"] for s in calls]
+        assert all(isinstance(s["arguments"]["code"], str) for s in calls)

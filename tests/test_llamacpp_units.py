@@ -18,6 +18,7 @@ from openinteractions.backends.llamacpp.schema_grammar import (
     check_supported,
     integer_range,
     number_range,
+    schema_to_gbnf,
 )
 from openinteractions.backends.llamacpp.text import StopScanner, ThinkSplitter
 
@@ -109,3 +110,49 @@ def test_a_prompt_takes_its_own_conversations_slot_and_spares_the_others() -> No
     fresh = [*header, 1, 2, 3]
     assert max([other, mine, empty], key=lambda s: _preference(s, fresh)) is empty
     assert max([other, mine], key=lambda s: _preference(s, fresh)) is other  # the one used longest ago
+
+
+@pytest.fixture(scope="module")
+def vocab() -> object:
+    """The default GGUF's vocabulary only (no weights), for llama.cpp's own grammar parser."""
+    import llama_cpp as L
+
+    from openinteractions.backends.llamacpp.models import default_model_path
+
+    params = L.llama_model_default_params()
+    params.vocab_only = True
+    model = L.llama_model_load_from_file(str(default_model_path()).encode(), params)
+    assert model
+    yield L.llama_model_get_vocab(model)
+    L.llama_model_free(model)
+
+
+@pytest.mark.parametrize(
+    "bounds",
+    [{"maxLength": 4000}, {"maxLength": 100_000}, {"minLength": 300}, {"minLength": 2000, "maxLength": 2001}],
+)
+def test_long_string_bounds_are_grammars_llama_cpp_accepts(vocab: object, bounds: dict[str, int]) -> None:
+    """A length bound spelled as nested optional groups stops parsing in llama.cpp past about a thousand: the
+    4000-character code argument of code_execution failed every run with it."""
+    import llama_cpp as L
+
+    from openinteractions.backends.llamacpp.calls import answer_or_calls_grammar, calls_grammar
+    from openinteractions.schema.tools import FunctionTool
+
+    tool = FunctionTool(
+        type="function",
+        name="code_execution",
+        parameters={"type": "object", "properties": {"code": {"type": "string", **bounds}}, "required": ["code"]},
+    )
+    grammar = answer_or_calls_grammar(calls_grammar([tool]))
+    low = bounds.get("minLength", 0)
+    high = bounds.get("maxLength", max(low, 256))  # an open string gets a ceiling, never below its minimum
+    assert f"char{{{low},{high}}}" in grammar
+    sampler = L.llama_sampler_init_grammar(vocab, grammar.encode(), b"root")
+    assert sampler
+    L.llama_sampler_free(sampler)
+
+
+def test_a_minimum_length_llama_cpp_cannot_repeat_is_refused() -> None:
+    with pytest.raises(UnsupportedSchema, match="minLength"):
+        schema_to_gbnf({"type": "object", "properties": {"s": {"type": "string", "minLength": 2001}}})

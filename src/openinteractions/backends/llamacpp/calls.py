@@ -30,9 +30,9 @@ def _bounded(schema: Any) -> Any:
     out = {k: _bounded(v) for k, v in schema.items()}
     kind = out.get("type")
     if kind == "string" and not {"enum", "const", "pattern", "maxLength"} & out.keys():
-        out["maxLength"] = DEFAULT_MAX_STRING
+        out["maxLength"] = max(DEFAULT_MAX_STRING, out.get("minLength", 0))
     if kind == "array" and "maxItems" not in out:
-        out["maxItems"] = DEFAULT_MAX_ITEMS
+        out["maxItems"] = max(DEFAULT_MAX_ITEMS, out.get("minItems", 0))
     return out
 
 

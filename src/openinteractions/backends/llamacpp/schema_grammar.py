@@ -12,9 +12,11 @@ import json
 import math
 from typing import Any
 
-from llama_cpp.llama_grammar import SchemaConverter
+from llama_cpp.llama_grammar import PRIMITIVE_RULES, SchemaConverter
 
 MAX_DIGITS = 16
+# llama.cpp refuses a repetition with a lower bound above this ("exceeds sane defaults").
+MAX_MIN_LENGTH = 2000
 FRACTION = '("." [0-9]{1,6})?'
 # Keywords that only describe; validation ignores them, so decoding may too.
 ANNOTATIONS = frozenset(
@@ -121,7 +123,24 @@ class _BoundedConverter(SchemaConverter):  # type: ignore[misc]
             if kind == "integer":
                 return str(self._add_rule(rule_name, f"({integer_range(*_integer_bounds(schema))}) space"))
             return str(self._add_rule(rule_name, f"({number_range(*_integer_bounds(schema))}) space"))
+        if kind == "string" and ("minLength" in schema or "maxLength" in schema) and _plain_string(schema):
+            return str(self._add_rule(name or "root", _sized_string(self, schema)))
         return str(super().visit(schema, name))
+
+
+def _plain_string(schema: dict[str, Any]) -> bool:
+    return not any(key in schema for key in ("pattern", "format", "enum", "const"))
+
+
+def _sized_string(converter: SchemaConverter, schema: dict[str, Any]) -> str:
+    """llama.cpp's own ``{m,n}`` repetition: the converter spells a length bound as n nested optional groups,
+    which llama.cpp's parser cannot read past about a thousand (a 4000-character code argument, say)."""
+    char = converter._add_primitive("char", PRIMITIVE_RULES["char"])
+    low, high = int(schema.get("minLength", 0)), schema.get("maxLength")
+    if low > MAX_MIN_LENGTH:
+        raise UnsupportedSchema(f"parameters: a minLength above {MAX_MIN_LENGTH} cannot be enforced while decoding")
+    bound = f"{{{low},{int(high)}}}" if high is not None else f"{{{low},}}"
+    return f'"\\"" {char}{bound} "\\"" space'
 
 
 def _integer_bounds(schema: dict[str, Any]) -> tuple[int, int]:
