@@ -29,9 +29,9 @@ Tables (Markdown, on stdout). "x ceiling" is the target's figure divided by the 
 above 1 is faster for throughputs, slower for latencies.
 
 1. One stream, repeated with a different ~55-token story prompt each time. The prompts share their first ~32
-   tokens (the template's default system message, the instruction's head): llama_cpp.server reuses them from
-   the previous request, OpenInteractions too when no seed is sent (seeded requests reuse whole 64-token
-   blocks only), the ceiling always prefills everything, which shows in the TTFT column.
+   tokens (the template's default system message, the instruction's head): llama_cpp.server and
+   OpenInteractions reuse them from the previous request, the ceiling always prefills everything, which shows
+   in the TTFT column.
    ``decode tok/s`` = (output tokens - 1) / (time of the last token - time of the first token), the median of
    the repetitions with (min-max) after it; ``spread`` = max / min of the repetitions (a two-speed target shows
    up as a large spread); ``TTFT ms`` = time from sending the request to the first text token.
@@ -60,8 +60,7 @@ generations that still ran beside such load out of the figures (``noisy, left ou
 for turn 1, turn 5 and the re-prefill; when every sample of a cell is noisy they are all kept and the cell says
 so). The last line says how noisy the run was.
 
-Seeds. With a ``seed``, OpenInteractions' engine prefills in 64-token blocks and reuses a cached prefix only up
-to a 64-token boundary (``SEEDED_BLOCK``, for reproducible outputs); ``--no-seed`` measures without that.
+Seeds. Every target gets the same ``seed`` by default; ``--no-seed`` sends none.
 ``--only single concurrent multiturn`` runs a subset.
 """
 
@@ -785,7 +784,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--turn-reps", type=int, help="multi-turn repetitions (default 2, quick 1)")
     parser.add_argument("--temperature", type=float, default=0.0)
     parser.add_argument("--seed", type=int, default=1234)
-    parser.add_argument("--no-seed", action="store_true", help="send no seed (OpenInteractions then prefills freely)")
+    parser.add_argument("--no-seed", action="store_true", help="send no seed")
     parser.add_argument("--steady", type=float, default=1.3, help="largest max/min of decode tok/s called steady")
     parser.add_argument(
         "--noisy",
