@@ -182,3 +182,38 @@ def test_an_open_server_refuses_a_public_address(tmp_path: Path) -> None:
     )  # fmt: skip
     assert result.returncode != 0
     assert "refusing to serve 0.0.0.0 without API keys" in result.stderr
+
+
+def test_owner_counts_run_one_query_at_a_time_and_refresh_in_the_background() -> None:
+    from openinteractions.engine.quota import OwnerCounts
+
+    async def scenario() -> None:
+        queries: list[float] = []
+        release = asyncio.Event()
+
+        async def count(owner: str, now: float) -> int:
+            queries.append(now)
+            await release.wait()
+            return 10 * len(queries)
+
+        counts = OwnerCounts(count, refresh_seconds=5.0)
+        first = [asyncio.create_task(counts.get("k", 0.0)) for _ in range(50)]
+        await asyncio.sleep(0)
+        release.set()
+        assert await asyncio.gather(*first) == [10] * 50 and len(queries) == 1  # fifty waiters, one scan
+        counts.added("k")
+        assert await counts.get("k", 4.0) == 11 and len(queries) == 1  # fresh: no query
+        release.clear()
+        stale = await asyncio.gather(*(counts.get("k", 6.0) for _ in range(50)))
+        assert stale == [11] * 50 and len(queries) == 2  # stale: answered at once, one refresh begun
+        release.set()
+        await asyncio.sleep(0.01)
+        assert await counts.get("k", 7.0) == 20
+        release.clear()
+        refresh = counts._load("k", 20.0)
+        counts.forget("k")  # a delete while a count is under way: that count is dropped
+        release.set()
+        await refresh
+        assert "k" not in counts._known
+
+    asyncio.run(scenario())

@@ -28,6 +28,7 @@ from ..schema.tools import FunctionTool
 from ..store.base import Store, StoredInteraction
 from ..tools.toolbox import Toolbox
 from .history import chained_history, verify_input
+from .quota import OwnerCounts
 from .run import Run, RunSpec
 from .signatures import InvalidSignature, ThoughtSigner
 from .validate import check_capabilities, check_request_shape, text_response_format
@@ -70,7 +71,7 @@ class InteractionService:
         self.signer = signer
         self.clock = clock
         self.runs: dict[str, Run] = {}
-        self._counts: dict[str, list[float]] = {}
+        self._counts = OwnerCounts(store.count, _COUNT_REFRESH_SECONDS)
         self._sweeper: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -120,7 +121,7 @@ class InteractionService:
             status = "FAILED_PRECONDITION" if exc.code == "failed_precondition" else "INVALID_ARGUMENT"
             raise ApiError(400, exc.message, status) from exc
         if store:
-            self._counts[owner][0] += 1
+            self._counts.added(owner)
         return self._launch(spec, route)
 
     def _route(self, model: str, api_version: str) -> Route:
@@ -134,13 +135,8 @@ class InteractionService:
         return route
 
     async def _check_quota(self, owner: str, now: float) -> None:
-        """Counting an owner's rows costs a scan, so the count is refreshed every few seconds and counted up
-        by this process's creates in between (a delete drops the cached count)."""
         limit = self.settings.store.max_interactions_per_owner
-        cached = self._counts.get(owner)
-        if cached is None or now - cached[1] > _COUNT_REFRESH_SECONDS:
-            cached = self._counts[owner] = [await self.store.count(owner, now), now]
-        if cached[0] >= limit:
+        if await self._counts.get(owner, now) >= limit:
             raise failed_precondition(
                 f"storage quota reached: this key already stores {limit} interactions; delete some, "
                 "send 'store': false, or raise store.max_interactions_per_owner"
@@ -272,7 +268,7 @@ class InteractionService:
             await self.stop_run(run)
         if not await self.store.delete(interaction_id, owner):
             raise not_found(f"interaction {interaction_id!r} was not found")
-        self._counts.pop(owner, None)
+        self._counts.forget(owner)
 
     # ---- housekeeping -------------------------------------------------------------------------------
 
