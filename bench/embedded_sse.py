@@ -109,13 +109,7 @@ async def stream(port: int, path: str, body: dict[str, Any], protocol: str) -> S
         writer.write(request)
         await writer.drain()
         status = await reader.readline()
-        chunked, length = False, None
-        while (line := await reader.readline()) not in (b"\r\n", b""):
-            name, _, value = line.decode("latin-1").partition(":")
-            if name.lower() == "transfer-encoding" and "chunked" in value.lower():
-                chunked = True
-            elif name.lower() == "content-length":
-                length = int(value)
+        chunked, length = await loadgen.read_headers(reader)
         if b" 200 " not in status:
             body_bytes = await reader.read(length) if length else await reader.read(65536)
             raise ServerError(f"{status.decode(errors='replace').strip()}: {body_bytes[:500]!r}")

@@ -24,13 +24,7 @@ async def _read_response(reader: asyncio.StreamReader, started: float, marker: b
     status = await reader.readline()
     if b" 200 " not in status:
         raise RuntimeError(f"unexpected status {status!r}")
-    chunked, length = False, None
-    while (line := await reader.readline()) not in (b"\r\n", b""):
-        name, _, value = line.decode("latin-1").partition(":")
-        if name.lower() == "transfer-encoding" and "chunked" in value.lower():
-            chunked = True
-        elif name.lower() == "content-length":
-            length = int(value)
+    chunked, length = await loadgen.read_headers(reader)
     ttfe = ttfc = None
     events, tail = 0, b""
     keep = max(len(marker), 2) - 1

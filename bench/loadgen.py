@@ -47,10 +47,8 @@ class Result:
         return statistics.median(getattr(s, attr) for s in self.samples) * 1000 if self.samples else float("nan")
 
 
-async def _read_response(reader: asyncio.StreamReader, started: float) -> Sample:
-    status = await reader.readline()
-    if b" 200 " not in status:
-        raise RuntimeError(f"unexpected status {status!r}")
+async def read_headers(reader: asyncio.StreamReader) -> tuple[bool, int | None]:
+    """The response headers (after the status line): whether the body is chunked, and its length if given."""
     chunked, length = False, None
     while (line := await reader.readline()) not in (b"\r\n", b""):
         name, _, value = line.decode("latin-1").partition(":")
@@ -58,6 +56,14 @@ async def _read_response(reader: asyncio.StreamReader, started: float) -> Sample
             chunked = True
         elif name.lower() == "content-length":
             length = int(value)
+    return chunked, length
+
+
+async def _read_response(reader: asyncio.StreamReader, started: float) -> Sample:
+    status = await reader.readline()
+    if b" 200 " not in status:
+        raise RuntimeError(f"unexpected status {status!r}")
+    chunked, length = await read_headers(reader)
     ttfe, events, tail = None, 0, b""
     while True:
         if chunked:
