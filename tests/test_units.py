@@ -217,3 +217,31 @@ def test_owner_counts_run_one_query_at_a_time_and_refresh_in_the_background() ->
         assert "k" not in counts._known
 
     asyncio.run(scenario())
+
+
+def test_a_failing_write_batch_is_retried_one_by_one_and_the_store_goes_on(tmp_path: Path) -> None:
+    from openinteractions.store.base import FinalState, StoredInteraction
+    from openinteractions.store.sql import SqlStore, sqlite_url
+
+    def record(interaction_id: str) -> StoredInteraction:
+        return StoredInteraction(
+            id=interaction_id, owner="o", status="in_progress", model="m", previous_interaction_id=None,
+            created_at=1.0, updated_at=1.0, expires_at=4e9, request={"model": "m"}, input_steps="[]",
+        )  # fmt: skip
+
+    async def scenario() -> None:
+        store = SqlStore(sqlite_url(tmp_path))
+        await store.start()
+        await store.insert(record("taken"))
+        # Queued together, so they go in one batch: the duplicate fails it, and each is then tried alone.
+        duplicate, fresh = store.insert(record("taken")), store.insert(record("fresh"))
+        results = await asyncio.gather(duplicate, fresh, return_exceptions=True)
+        assert isinstance(results[0], Exception) and results[1] is None
+        final = FinalState(status="completed", updated_at=2.0, steps="[]", usage=None, errors=None)
+        await store.finish("fresh", final, b"event: x\n\n")
+        stored = await store.get("fresh", "o", 2.0)
+        assert stored is not None and stored.status == "completed"
+        assert await store.events("fresh") == b"event: x\n\n"
+        await store.close()
+
+    asyncio.run(scenario())

@@ -11,6 +11,7 @@ statement. Writes go through a single writer thread that commits whatever has qu
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import Callable
@@ -99,6 +100,7 @@ class SqlStore:
         self._wake = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
         self._write_thread = ThreadPoolExecutor(1, thread_name_prefix="store-writer")
+        self._raw: Any = None  # the writer thread's own DBAPI connection, for batches (touched only there)
         self._read_threads = ThreadPoolExecutor(4, thread_name_prefix="store-reader")
 
     @property
@@ -120,6 +122,7 @@ class SqlStore:
             await self._flush()
             self._writer.cancel()
             self._writer = None
+            await asyncio.get_running_loop().run_in_executor(self._write_thread, self._release_raw)
         if self._engine is not None:
             self._engine.dispose()
             self._engine = None
@@ -169,18 +172,38 @@ class SqlStore:
         batch, self._pending = self._pending, []
         if not batch:
             return
+        loop = asyncio.get_running_loop()
         try:
-            await self._transaction(lambda conn: _apply(conn, batch))
+            await loop.run_in_executor(self._write_thread, self._write_batch, batch)
         except Exception:
             logger.exception("a batch of %d writes failed; retrying them one by one", len(batch))
             for op in batch:
                 try:
-                    await self._transaction(lambda conn, op=op: _apply(conn, [op]))  # type: ignore[misc]
+                    await loop.run_in_executor(self._write_thread, self._write_batch, [op])
                 except Exception as exc:
                     op[2].set_exception(exc)
         for _, _, future in batch:
             if not future.done():
                 future.set_result(None)
+
+    def _write_batch(self, batch: list[tuple[str, list[Any], asyncio.Future[None]]]) -> None:
+        """In the writer thread: one transaction on its own DBAPI connection. Every stored interaction passes
+        here twice, and SQLAlchemy's Connection and transaction objects cost more than the SQL itself."""
+        raw, self._raw = self._raw or self.engine.raw_connection(), None
+        try:
+            _apply(raw.cursor(), "?" if self.engine.dialect.paramstyle == "qmark" else "%s", batch)
+            raw.commit()
+        except Exception:
+            with contextlib.suppress(Exception):
+                raw.rollback()
+            raw.close()  # back to the pool; the next batch checks out a connection afresh
+            raise
+        self._raw = raw
+
+    def _release_raw(self) -> None:
+        if self._raw is not None:
+            self._raw.close()
+            self._raw = None
 
     # ---- reads and housekeeping ---------------------------------------------------------------------
 
@@ -233,11 +256,11 @@ class SqlStore:
         return [_row_to_record(row) for row in await self._read(lambda conn: conn.execute(query).all())]
 
 
-def _apply(conn: Connection, batch: list[tuple[str, list[Any], asyncio.Future[None]]]) -> None:
+def _apply(cursor: Any, mark: str, batch: list[tuple[str, list[Any], asyncio.Future[None]]]) -> None:
     """Inserts first, then updates. A run whose insert is in the same batch as its finish is written once.
 
     This is the hot path of every stored interaction, so it goes to the driver with plain SQL (a Core
-    statement costs several times the Python per row)."""
+    statement costs several times the Python per row); ``mark`` is the driver's placeholder."""
     inserts = {params[0]: params for kind, params, _ in batch if kind == "insert"}
     finishes = []
     for kind, params, _ in batch:
@@ -249,25 +272,20 @@ def _apply(conn: Connection, batch: list[tuple[str, list[Any], asyncio.Future[No
         else:
             finishes.append(tuple(params))
     if inserts:
-        marks = _placeholders(conn, 15)
-        conn.exec_driver_sql(f"INSERT INTO interactions ({_INSERT_COLUMNS}) VALUES ({marks})",
-                             [tuple(row) for row in inserts.values()])  # fmt: skip
+        marks = ", ".join([mark] * 15)
+        cursor.executemany(f"INSERT INTO interactions ({_INSERT_COLUMNS}) VALUES ({marks})",
+                           [tuple(row) for row in inserts.values()])  # fmt: skip
     if finishes:
-        m = _placeholders(conn, 1)
+        m = mark
         sql = (f"UPDATE interactions SET status = {m}, updated_at = {m}, steps = {m}, usage = {m}, errors = {m}, "
                f"events = {m} WHERE id = {m}")  # fmt: skip
-        conn.exec_driver_sql(sql, finishes)
+        cursor.executemany(sql, finishes)
 
 
 _INSERT_COLUMNS = (
     "id, owner, status, model, agent, previous_interaction_id, created_at, updated_at, expires_at, request, "
     "input_steps, steps, usage, errors, events"
 )
-
-
-def _placeholders(conn: Connection, count: int) -> str:
-    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
-    return ", ".join([mark] * count)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
