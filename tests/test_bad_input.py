@@ -173,6 +173,8 @@ def test_other_requests_reject(
         response = http.request(method, path.format(id=alice_interaction))
     assert response.status_code == status, response.text
     assert message in response.json()["error"]["message"]
+    if status == 405:
+        assert {"GET", "DELETE"} <= set(response.headers["allow"].replace(" ", "").split(","))
     assert guarded.db_rows() == before
 
 

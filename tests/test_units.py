@@ -245,3 +245,17 @@ def test_a_failing_write_batch_is_retried_one_by_one_and_the_store_goes_on(tmp_p
         await store.close()
 
     asyncio.run(scenario())
+
+
+def test_input_tokens_are_split_by_modality_only_when_the_split_is_known() -> None:
+    from openinteractions.backends.base import UsageReport
+    from openinteractions.engine.run import _all_text, usage_model
+    from openinteractions.schema.requests import normalize_input
+
+    report = UsageReport(input_tokens=12, output_tokens=3)
+    text = normalize_input("hello")
+    image = normalize_input([{"type": "text", "text": "what is this?"}, {"type": "image", "uri": "https://x/y.png"}])
+    assert _all_text(text) and not _all_text(image)
+    by_modality = usage_model(report, _all_text(text)).input_tokens_by_modality  # type: ignore[union-attr]
+    assert [(m.modality, m.tokens) for m in by_modality or []] == [("text", 12)]
+    assert usage_model(report, _all_text(image)).input_tokens_by_modality is None  # type: ignore[union-attr]

@@ -47,7 +47,9 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     message = "no such path" if exc.status_code == 404 else str(exc.detail)
     error = ApiError(exc.status_code, f"{message}: {request.method} {request.url.path}")
-    return await _api_error(request, error)
+    response = await _api_error(request, error)
+    response.headers.update(exc.headers or {})  # a 405's Allow
+    return response
 
 
 async def _internal_error(request: Request, exc: Exception) -> Response:

@@ -103,11 +103,16 @@ async def healthz(request: Request) -> Response:
     return JSONResponse({"status": "ok"})
 
 
+async def interaction_resource(request: Request) -> Response:
+    """GET and DELETE share one route, so that a 405 on this path lists both in its Allow header."""
+    handler = delete_interaction if request.method == "DELETE" else get_interaction
+    return await handler(request)
+
+
 ROUTES = [
     Route("/healthz", healthz, methods=["GET"]),
     Route("/{version}/interactions", create_interaction, methods=["POST"]),
-    Route("/{version}/interactions/{id}", get_interaction, methods=["GET"]),
-    Route("/{version}/interactions/{id}", delete_interaction, methods=["DELETE"]),
+    Route("/{version}/interactions/{id}", interaction_resource, methods=["GET", "DELETE"]),
     Route("/{version}/interactions/{id}/cancel", cancel_interaction, methods=["POST"]),
     Route("/{version}/models", list_models, methods=["GET"]),
     Route("/{version}/models/{model}", get_model, methods=["GET"]),

@@ -78,14 +78,16 @@ class _Tally:
         )
 
 
-def usage_model(report: UsageReport | None) -> Usage | None:
+def usage_model(report: UsageReport | None, text_only: bool = True) -> Usage | None:
+    """``text_only``: every input was text, so all input tokens are text tokens. Otherwise the backends do
+    not say how the input splits by modality, and no breakdown is given rather than a wrong one."""
     if report is None:
         return None
     total = report.input_tokens + report.output_tokens + report.thought_tokens + report.tool_use_tokens
     return Usage(
         total_tokens=total,
         total_input_tokens=report.input_tokens,
-        input_tokens_by_modality=[ModalityTokens(modality="text", tokens=report.input_tokens)],
+        input_tokens_by_modality=[ModalityTokens(modality="text", tokens=report.input_tokens)] if text_only else None,
         total_cached_tokens=report.cached_tokens,
         total_output_tokens=report.output_tokens,
         total_tool_use_tokens=report.tool_use_tokens,
@@ -202,7 +204,7 @@ class Run:
     async def _complete(self, status: str, tally: _Tally) -> None:
         self._ending = True
         self.updated_at = self._clock()
-        summary = self.summary(status, usage_model(tally.usage))
+        summary = self.summary(status, usage_model(tally.usage, _all_text(self.spec.generation.history)))
         await self.emit(InteractionCompletedEvent(interaction=summary))
 
     async def _fail(self, code: str, message: str) -> None:
@@ -256,6 +258,11 @@ async def _complete(write: asyncio.Future[None]) -> None:
         except asyncio.CancelledError:
             if write.done():
                 raise
+
+
+def _all_text(steps: list[Any]) -> bool:
+    blocks = (block for step in steps for block in getattr(step, "content", None) or [])
+    return all(getattr(block, "type", "text") == "text" for block in blocks)
 
 
 def _status(writer: StepWriter, tally: _Tally) -> str:
