@@ -357,3 +357,44 @@ def test_periodic_health_checks_run_in_the_background() -> None:
         await b.aclose()
 
     run(go())
+
+
+def test_read_deadlines_count_only_the_reads() -> None:
+    """One timer per stream stands in for a timeout around every read: it must time out the same reads."""
+    from openinteractions.backends.openai.deadline import ReadDeadlines
+
+    async def pieces(delays: list[float]) -> AsyncIterator[bytes]:
+        for delay in delays:
+            await asyncio.sleep(delay)
+            yield b"x"
+
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        reads = ReadDeadlines(loop.time() + 1.0, 0.05)
+        quick = pieces([0, 0.01, 0.01])
+        for _ in range(3):
+            await reads.next(quick)
+            await asyncio.sleep(0.1)  # handling what was read takes longer than the idle timeout: not counted
+        reads.close()
+
+        reads = ReadDeadlines(loop.time() + 1.0, 0.05)
+        slow = pieces([0, 0.3])
+        await reads.next(slow)
+        with pytest.raises(TimeoutError):
+            await reads.next(slow)
+        reads.close()
+
+        reads = ReadDeadlines(loop.time() + 0.05, 10.0)
+        with pytest.raises(TimeoutError):
+            await reads.next(pieces([0.3]))
+        reads.close()
+
+        reads = ReadDeadlines(loop.time() + 10.0, 10.0)
+        waiting = asyncio.create_task(reads.next(pieces([10.0])))
+        await asyncio.sleep(0.01)
+        waiting.cancel()  # a cancel from outside stays a cancel, not a timeout
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        reads.close()
+
+    asyncio.run(scenario())

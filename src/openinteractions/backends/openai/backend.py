@@ -21,6 +21,7 @@ from typing import Any
 import httpx
 
 from ..base import BackendError, Capabilities, GenerationRequest, ModelEvent
+from .deadline import ReadDeadlines
 from .errors import Redactor, retryable_status, status_error, stream_error
 from .options import OpenAIOptions, parse_options
 from .pool import Upstream, UpstreamPool, probe_models
@@ -144,6 +145,7 @@ class OpenAIBackend:
             error = BackendError(self._redact(f"{label} is unreachable: {_describe(exc)}"), "unavailable")
             raise _Retry(error) from None
         emitted = False
+        reads: ReadDeadlines | None = None
         try:
             if response.status_code != 200:
                 body = await _read_some(response, options.idle_timeout)
@@ -162,13 +164,13 @@ class OpenAIBackend:
                 return
             decoder = SSEDecoder()
             reader = response.aiter_bytes().__aiter__()
+            # The first read may take until the first-byte deadline (queueing, prompt processing); later ones
+            # at most the idle timeout each.
+            reads = ReadDeadlines(deadline, options.idle_timeout)
             started = done = ended = False
             while not (done or ended):
                 try:
-                    # The first read may take until the first-byte deadline (queueing, prompt processing);
-                    # later ones at most the idle timeout each.
-                    async with asyncio.timeout(options.idle_timeout) if started else asyncio.timeout_at(deadline):
-                        data = await reader.__anext__()
+                    data = await reads.next(reader)
                     started = True
                     messages = decoder.feed(data)
                 except StopAsyncIteration:
@@ -202,6 +204,8 @@ class OpenAIBackend:
             if done:
                 await _drain(reader)
         finally:
+            if reads is not None:
+                reads.close()
             await response.aclose()
 
     def _translate(self, event: str, data: bytes, translator: StreamTranslator, label: str) -> list[ModelEvent]:
