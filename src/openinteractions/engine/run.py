@@ -188,7 +188,8 @@ class Run:
         """One generation of the backend, its events fed to the step writer."""
         async with aclosing(self._backend.generate(self.spec.generation)) as events:
             async for event in events:
-                await self._row_stored()  # no step before the row is stored
+                if self._inserted is not None and not self._inserted.done():  # inline: this loop is hot
+                    await self._row_stored()  # no step before the row is stored
                 if isinstance(event, UsageReport):
                     tally.add(event)
                 elif isinstance(event, Finish):
