@@ -22,6 +22,7 @@ import contextlib
 import json
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -35,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import gateway_load
 import loadgen
-from servers import ROOT, free_port, openinteractions, process
+from servers import ROOT, cpu_seconds, free_port, openinteractions, process
 
 MASTER_KEY = "sk-bench-4f9c2a7e1b3d5f608a9c2e4b6d8f0a1c"
 DEAD = "http://127.0.0.1:9/none"
@@ -74,6 +75,7 @@ class Target:
     headers: dict[str, str] = field(default_factory=dict)
     marker: bytes = b"step.delta"  # the first content event
     kind: str = "interactions"
+    pid: int = 0  # the serving process, whose CPU time per request is reported
 
     def body(self, model: str, mode: str = "text", store: bool | None = None) -> dict[str, Any]:
         if self.kind == "chat":
@@ -110,7 +112,7 @@ def oi_config(workdir: Path, upstream: int) -> Path:
 
 
 @contextlib.contextmanager
-def litellm(venv: Path, workdir: Path, upstream: int, port: int) -> Iterator[None]:
+def litellm(venv: Path, workdir: Path, upstream: int, port: int) -> Iterator[subprocess.Popen[bytes]]:
     base = f"http://127.0.0.1:{upstream}/v1"
     models = []
     for name, model in (("", "fake"), ("-tool", "fake-tool"), ("-think", "fake-think")):
@@ -124,8 +126,8 @@ def litellm(venv: Path, workdir: Path, upstream: int, port: int) -> Iterator[Non
     )
     log = workdir / "litellm.log"
     command = f"exec {venv / 'bin' / 'litellm'} --config {config} --host 127.0.0.1 --port {port} --num_workers 1"
-    with process(["bash", "-c", f"{command} >>{log} 2>&1"], port, env={**os.environ, **LITELLM_ENV}):
-        yield
+    with process(["bash", "-c", f"{command} >>{log} 2>&1"], port, env={**os.environ, **LITELLM_ENV}) as proc:
+        yield proc
 
 
 def main() -> None:
@@ -146,18 +148,19 @@ def main() -> None:
         up, ours, lite = free_port(), free_port(), free_port()
         upstream_args = [sys.executable, str(ROOT / "bench" / "gateway_upstream.py"), str(up), str(args.chunks)]
         with contextlib.ExitStack() as stack:
-            stack.enter_context(process(upstream_args, up))
-            stack.enter_context(openinteractions(oi_config(workdir, up), ours))
+            upstream = stack.enter_context(process(upstream_args, up)).pid
+            gateway = stack.enter_context(openinteractions(oi_config(workdir, up), ours)).pid
+            chat = Target(up, "/v1/chat/completions", marker=b'"content":"', kind="chat", pid=upstream)
             targets = {
-                UPSTREAM: (Target(up, "/v1/chat/completions", marker=b'"content":"', kind="chat"), "fake", None),
-                "OpenInteractions (store: false)": (Target(ours, "/v1beta/interactions"), "bench", False),
-                "OpenInteractions (store: true)": (Target(ours, "/v1beta/interactions"), "bench", True),
+                UPSTREAM: (chat, "fake", None),
+                "OpenInteractions (store: false)": (Target(ours, "/v1beta/interactions", pid=gateway), "bench", False),
+                "OpenInteractions (store: true)": (Target(ours, "/v1beta/interactions", pid=gateway), "bench", True),
             }
             if use_litellm:
-                stack.enter_context(litellm(args.litellm_venv, workdir, up, lite))
+                bridge = stack.enter_context(litellm(args.litellm_venv, workdir, up, lite)).pid
                 auth = {"authorization": f"Bearer {MASTER_KEY}"}
                 targets["LiteLLM /v1beta/interactions"] = (
-                    Target(lite, "/v1beta/interactions", auth),
+                    Target(lite, "/v1beta/interactions", auth, pid=bridge),
                     "gemini-3-flash-preview",
                     None,
                 )
@@ -217,11 +220,13 @@ async def measure(targets: dict[str, tuple[Target, str, bool | None]], args: arg
     for _ in range(args.rounds):
         for concurrency in args.concurrency:
             for name, (target, _, _) in targets.items():
+                before = cpu_seconds(target.pid)
                 result = await gateway_load.run(
                     "127.0.0.1", target.port, requests[name], target.marker, concurrency, args.seconds
                 )
                 if result.errors or not result.samples:
                     raise RuntimeError(f"{name} at {concurrency}: {result.errors} failed requests")
+                result.cpu_ms = 1000 * (cpu_seconds(target.pid) - before) / len(result.samples)
                 results.setdefault((name, concurrency), []).append(result)
     return results
 
@@ -229,6 +234,8 @@ async def measure(targets: dict[str, tuple[Target, str, bool | None]], args: arg
 def _median(runs: list[loadgen.Result], metric: str) -> float:
     if metric == "rps":
         return statistics.median(r.requests_per_s for r in runs)
+    if metric == "cpu":
+        return statistics.median(r.cpu_ms for r in runs)
     attr, q = metric.split(":")
     return statistics.median(r.pct(attr, float(q)) if q != "0.5" else r.p50(attr) for r in runs)
 
@@ -237,13 +244,14 @@ def report(results: dict[Any, Any], steps: dict[str, dict[str, str]], args: argp
     print(
         f"\n{args.chunks}-chunk text streams; median of {args.rounds} round(s) of {args.seconds:g} s per target and "
         "concurrency; TTFE = time to the first SSE event, first delta = time to the first content event; "
-        "added = target minus upstream at the same percentile\n"
+        "added = target minus upstream at the same percentile; CPU = user + system time of the serving process "
+        "(and its children) per request, measured by /proc around each load run\n"
     )
     print(
-        "| target | streams | req/s | x upstream | TTFE p50 / p99 ms | added TTFE p50 / p99 ms "
+        "| target | streams | req/s | x upstream | CPU ms/req | TTFE p50 / p99 ms | added TTFE p50 / p99 ms "
         "| first delta p50 ms | added first delta p50 ms | total p50 / p99 ms | added total p50 / p99 ms |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     checks: list[str] = []
     for concurrency in args.concurrency:
         base = {m: _median(results[(UPSTREAM, concurrency)], m) for m in _METRICS}
@@ -252,7 +260,7 @@ def report(results: dict[Any, Any], steps: dict[str, dict[str, str]], args: argp
                 continue
             v = {m: _median(runs, m) for m in _METRICS}
             ratio = v["rps"] / base["rps"]
-            row = [name, str(c), f"{v['rps']:,.0f}", f"{ratio:.2f}"]
+            row = [name, str(c), f"{v['rps']:,.0f}", f"{ratio:.2f}", f"{v['cpu']:.2f}"]
             row.append(f"{v['ttfe:0.5']:.2f} / {v['ttfe:0.99']:.2f}")
             row.append("—" if name == UPSTREAM else _added(v, base, "ttfe"))
             row.append(f"{v['ttfc:0.5']:.2f}")
@@ -278,7 +286,7 @@ def report(results: dict[Any, Any], steps: dict[str, dict[str, str]], args: argp
     print("\n" + "\n".join(f"- {line}" for line in checks))
 
 
-_METRICS = ("rps", "ttfe:0.5", "ttfe:0.99", "ttfc:0.5", "total:0.5", "total:0.99")
+_METRICS = ("rps", "cpu", "ttfe:0.5", "ttfe:0.99", "ttfc:0.5", "total:0.5", "total:0.99")
 
 
 def _added(v: dict[str, float], base: dict[str, float], attr: str) -> str:

@@ -28,6 +28,7 @@ class Result:
     samples: list[Sample] = field(default_factory=list)
     elapsed: float = 0.0
     errors: int = 0
+    cpu_ms: float = float("nan")  # the server's CPU time per request, where the caller measured it
 
     @property
     def requests_per_s(self) -> float:

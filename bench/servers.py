@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
 import subprocess
 import sys
@@ -32,17 +33,32 @@ def _wait_for_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 12
 
 
 @contextlib.contextmanager
-def process(args: list[str], port: int, env: dict[str, str] | None = None) -> Iterator[None]:
+def process(args: list[str], port: int, env: dict[str, str] | None = None) -> Iterator[subprocess.Popen[bytes]]:
     """Run ``args`` until the block ends; it is ready once something accepts connections on ``port``."""
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, env=env)
     try:
         _wait_for_port(port, proc)
-        yield
+        yield proc
     finally:
         proc.terminate()
         proc.wait(15)
 
 
-def openinteractions(config: Path, port: int) -> contextlib.AbstractContextManager[None]:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process and all its descendants, from /proc (Linux)."""
+    total, pending = 0.0, [pid]
+    while pending:
+        current = pending.pop()
+        try:
+            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            for task in Path(f"/proc/{current}/task").iterdir():
+                pending += [int(child) for child in (task / "children").read_text().split()]
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+    return total
+
+
+def openinteractions(config: Path, port: int) -> contextlib.AbstractContextManager[subprocess.Popen[bytes]]:
     args = [sys.executable, "-m", "openinteractions", "serve", "--config", str(config), "--port", str(port)]
     return process(args, port)
