@@ -105,6 +105,11 @@ class BackendError(Exception):
         self.message = message
 
 
+# generation_config fields a backend may declare it honours; the rest of a request's config is refused.
+SAMPLING_CONFIG = frozenset({"temperature", "top_p", "seed", "max_output_tokens", "stop_sequences"})
+REASONING_AND_TOOL_CONFIG = frozenset({"thinking_level", "thinking_summaries", "tool_choice"})
+
+
 @dataclass(frozen=True)
 class Capabilities:
     """What a backend implements; the engine rejects with a 400 every request field outside it."""

@@ -23,6 +23,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..schema.steps import ThoughtStep, UserInputStep
 from .base import (
+    REASONING_AND_TOOL_CONFIG,
+    SAMPLING_CONFIG,
     BackendError,
     CallArguments,
     CallStart,
@@ -116,18 +118,7 @@ def _history_words(request: GenerationRequest) -> int:
 class ScriptedBackend:
     def __init__(self, options: ScriptedOptions) -> None:
         self.capabilities = Capabilities(
-            generation_config=frozenset(
-                {
-                    "temperature",
-                    "top_p",
-                    "seed",
-                    "max_output_tokens",
-                    "stop_sequences",
-                    "thinking_level",
-                    "thinking_summaries",
-                    "tool_choice",
-                }
-            ),
+            generation_config=SAMPLING_CONFIG | REASONING_AND_TOOL_CONFIG,
             function_calling=True,
             test_double=True,
         )

@@ -18,6 +18,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ...schema.tools import FunctionTool
 from ..base import (
+    REASONING_AND_TOOL_CONFIG,
+    SAMPLING_CONFIG,
     BackendError,
     Capabilities,
     Finish,
@@ -87,18 +89,7 @@ class LlamaCppBackend:
         native = self.chat.native_thinking if options.reasoning == "auto" else options.reasoning == "native"
         self.native_thinking = native
         self.capabilities = Capabilities(
-            generation_config=frozenset(
-                {
-                    "temperature",
-                    "top_p",
-                    "seed",
-                    "max_output_tokens",
-                    "stop_sequences",
-                    "thinking_level",
-                    "thinking_summaries",
-                    "tool_choice",
-                }
-            ),
+            generation_config=SAMPLING_CONFIG | REASONING_AND_TOOL_CONFIG,
             function_calling=True,
             structured_output=True,
         )

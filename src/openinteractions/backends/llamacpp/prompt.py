@@ -28,6 +28,7 @@ from ...schema.steps import (
 )
 from ...schema.tools import FunctionTool
 from ..base import BackendError
+from ..tool_text import server_result_text
 
 # Used when a GGUF carries no chat template.
 CHATML = (
@@ -84,24 +85,8 @@ def _message(step: Step) -> tuple[str, str] | None:
         arguments = step.arguments.model_dump(exclude_none=True, exclude={"language"})
         return "assistant", json.dumps([{"name": step.type.removesuffix("_call"), "arguments": arguments}])
     if isinstance(step, GoogleSearchResultStep | UrlContextResultStep | CodeExecutionResultStep):
-        return "user", f"{step.type.removesuffix('_result')} returned:\n{_tool_result(step)}"
+        return "user", f"{step.type.removesuffix('_result')} returned:\n{server_result_text(step)}"
     return None
-
-
-def _tool_result(step: GoogleSearchResultStep | UrlContextResultStep | CodeExecutionResultStep) -> str:
-    if isinstance(step.result, str):
-        return step.result
-    lines = []
-    for item in step.result:
-        record = item.wire()
-        if isinstance(step, GoogleSearchResultStep):
-            lines.append(f"- {record.get('title', '')} ({record.get('url', '')}): {record.get('snippet', '')}")
-        elif isinstance(step, UrlContextResultStep):
-            body = record.get("text") or record.get("error") or ""
-            lines.append(f"## {record.get('title') or record.get('url', '')} [{record.get('status', '')}]\n{body}")
-        else:
-            lines.append(json.dumps(record, ensure_ascii=False))
-    return "\n".join(lines) or "(nothing)"
 
 
 def chat_messages(history: list[Step], system: list[str]) -> list[dict[str, str]]:

@@ -20,7 +20,7 @@ from typing import Any
 
 import httpx
 
-from ..base import BackendError, Capabilities, GenerationRequest, ModelEvent
+from ..base import SAMPLING_CONFIG, BackendError, Capabilities, GenerationRequest, ModelEvent
 from .deadline import ReadDeadlines
 from .errors import Redactor, retryable_status, status_error, stream_error
 from .options import OpenAIOptions, parse_options
@@ -35,7 +35,6 @@ logger = logging.getLogger(__name__)
 _ERROR_BODY_LIMIT = 64 * 1024
 _COMPLETION_LIMIT = 16 * 1024 * 1024
 _DRAIN_SECONDS = 1.0  # after [DONE], how long to wait for the body's end before dropping the connection
-_BASE_CONFIG = frozenset({"temperature", "top_p", "seed", "max_output_tokens", "stop_sequences"})
 
 
 class _Retry(Exception):
@@ -47,7 +46,7 @@ class _Retry(Exception):
 
 
 def capabilities_for(options: OpenAIOptions) -> Capabilities:
-    config = set(_BASE_CONFIG)
+    config = set(SAMPLING_CONFIG)
     if options.supports_tools:
         config.add("tool_choice")
     if options.supports_reasoning:

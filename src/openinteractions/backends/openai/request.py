@@ -30,6 +30,7 @@ from ...schema.steps import (
 )
 from ...schema.tools import FunctionTool
 from ..base import BackendError, GenerationRequest
+from ..tool_text import server_result_text
 from .options import OpenAIOptions
 
 _AUDIO_FORMATS = {"audio/wav": "wav", "audio/mp3": "mp3", "audio/mpeg": "mp3"}
@@ -80,7 +81,7 @@ def _append(messages: list[dict[str, Any]], step: Step, i: int, options: OpenAIO
         arguments = step.arguments.model_dump(exclude_none=True, exclude={"language"})
         _append_call(messages, step.id, step.type.removesuffix("_call"), arguments)
     elif isinstance(step, GoogleSearchResultStep | UrlContextResultStep | CodeExecutionResultStep):
-        content = _server_result(step)
+        content = server_result_text(step)
         messages.append({"role": "tool", "tool_call_id": step.call_id, "content": content})
         if step.is_error:
             messages[-1]["content"] = f"Error: {content}"
@@ -104,23 +105,6 @@ def _append_call(messages: list[dict[str, Any]], call_id: str, name: str, argume
     else:
         # An empty string, not null: several servers (llama-cpp-python among them) refuse a null content.
         messages.append({"role": "assistant", "content": "", "tool_calls": [call]})
-
-
-def _server_result(step: GoogleSearchResultStep | UrlContextResultStep | CodeExecutionResultStep) -> str:
-    """A server tool's result as the text the model reads (as the llamacpp backend renders it)."""
-    if isinstance(step.result, str):
-        return step.result
-    lines = []
-    for item in step.result:
-        record = item.wire()
-        if isinstance(step, GoogleSearchResultStep):
-            lines.append(f"- {record.get('title', '')} ({record.get('url', '')}): {record.get('snippet', '')}")
-        elif isinstance(step, UrlContextResultStep):
-            body = record.get("text") or record.get("error") or ""
-            lines.append(f"## {record.get('title') or record.get('url', '')} [{record.get('status', '')}]\n{body}")
-        else:
-            lines.append(json.dumps(record, ensure_ascii=False))
-    return "\n".join(lines) or "(nothing)"
 
 
 def _text(content: Any) -> str:

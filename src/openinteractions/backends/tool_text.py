@@ -1,0 +1,25 @@
+"""What a server tool's result step reads like to a model, the same for every backend that renders prompts."""
+
+from __future__ import annotations
+
+import json
+
+from ..schema.steps import CodeExecutionResultStep, GoogleSearchResultStep, UrlContextResultStep
+
+ServerResultStep = GoogleSearchResultStep | UrlContextResultStep | CodeExecutionResultStep
+
+
+def server_result_text(step: ServerResultStep) -> str:
+    if isinstance(step.result, str):
+        return step.result
+    lines = []
+    for item in step.result:
+        record = item.wire()
+        if isinstance(step, GoogleSearchResultStep):
+            lines.append(f"- {record.get('title', '')} ({record.get('url', '')}): {record.get('snippet', '')}")
+        elif isinstance(step, UrlContextResultStep):
+            body = record.get("text") or record.get("error") or ""
+            lines.append(f"## {record.get('title') or record.get('url', '')} [{record.get('status', '')}]\n{body}")
+        else:
+            lines.append(json.dumps(record, ensure_ascii=False))
+    return "\n".join(lines) or "(nothing)"
