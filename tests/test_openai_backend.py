@@ -133,6 +133,7 @@ def server(
         "fake-reasoning": openai_model(main, model="fixture:sglang_reasoning_content", supports_reasoning=True),
         "fake-usage": openai_model(main, model="fixture:vllm_text"),
         "fake-usage-httpx": openai_model(main, model="fixture:vllm_text", http_transport="httpx"),
+        "fake-error": openai_model(main, model="fixture:vllm_error_in_stream"),
         "fake-hang": openai_model(main, model="hang"),
         "fake-401": openai_model(main, model="status:401", api_key=SECRET),
         "fake-pair": openai_model([url(ports["pair_a"]), url(ports["pair_b"])], model="text", health_check_interval=0),
@@ -284,6 +285,21 @@ def test_usage_comes_from_the_upstream(client: genai.Client, model: str) -> None
     usage = done.usage
     assert (usage.total_input_tokens, usage.total_output_tokens, usage.total_cached_tokens) == (12, 4, 8)
     assert usage.total_tokens == 16
+
+
+def test_chunks_read_together_go_out_as_one_delta(server: LiveServer) -> None:
+    # The fake writes the whole recorded stream at once: its three content chunks arrive in one read.
+    payloads = raw_stream(server, {"model": "fake-usage", "input": "hi"})
+    deltas = [p["delta"] for p in payloads if isinstance(p, dict) and p["event_type"] == "step.delta"]
+    assert deltas == [{"type": "text", "text": "Hello, world!"}]
+
+
+def test_text_read_together_with_an_upstream_error_still_goes_out_before_the_error(server: LiveServer) -> None:
+    payloads = raw_stream(server, {"model": "fake-error", "input": "hi"})
+    kinds = [p if p == "[DONE]" else p["event_type"] for p in payloads]
+    assert kinds[2:] == ["step.start", "step.delta", "step.stop", "error", "[DONE]"]
+    assert payloads[3]["delta"] == {"type": "text", "text": "Par"}
+    assert "The engine died unexpectedly." in payloads[-2]["error"]["message"]
 
 
 def test_reasoning_becomes_a_thought_step_with_summaries(client: genai.Client) -> None:

@@ -34,6 +34,7 @@ from openinteractions.backends.openai.translate import (
     StreamTranslator,
     ThinkTags,
     TruncatedStream,
+    coalesce,
     usage_report,
 )
 from openinteractions.engine.signatures import ThoughtSigner
@@ -268,3 +269,18 @@ def _call(index: int, name: str | None, arguments: Any, call_id: str | None = No
     if call_id is not None:
         item["id"] = call_id
     return {"choices": [{"index": 0, "delta": {"tool_calls": [item]}}]}
+
+
+def test_coalesce_joins_adjacent_pieces_of_one_kind_and_keeps_the_order() -> None:
+    events: list[ModelEvent] = [
+        ThoughtChunk("a"), ThoughtChunk("b"), TextChunk("c"), TextChunk("d"), TextChunk("e"),
+        CallStart("f", "id1"), CallArguments('{"x"'), CallArguments(": 1}"), CallStart("g"), CallArguments("{}"),
+        TextChunk("h"), UsageReport(1, 2), Finish("stop"),
+    ]  # fmt: skip
+    assert coalesce(events) == [
+        ThoughtChunk("ab"), TextChunk("cde"), CallStart("f", "id1"), CallArguments('{"x": 1}'), CallStart("g"),
+        CallArguments("{}"), TextChunk("h"), UsageReport(1, 2), Finish("stop"),
+    ]  # fmt: skip
+    assert coalesce([TextChunk("x")]) == [TextChunk("x")]
+    assert coalesce([]) == []
+    assert coalesce([TextChunk("x"), TextChunk("y")]) == [TextChunk("xy")]

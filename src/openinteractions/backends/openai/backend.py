@@ -26,8 +26,8 @@ from .errors import Redactor, retryable_status, status_error, stream_error
 from .options import OpenAIOptions, parse_options
 from .pool import Upstream, UpstreamPool, probe_models
 from .request import chat_body
-from .sse import SSEDecoder
-from .translate import StreamFailure, StreamTranslator, TruncatedStream
+from .sse import Message, SSEDecoder
+from .translate import StreamFailure, StreamTranslator, TruncatedStream, coalesce
 from .wire import LeanTransport
 
 logger = logging.getLogger(__name__)
@@ -186,19 +186,18 @@ class OpenAIBackend:
                     if emitted:
                         raise error from None
                     raise _Retry(error) from None
-                for message in messages:
-                    if message.data == b"[DONE]":
-                        done = True
-                        break
-                    for event in self._translate(message.event, message.data, translator, label):
-                        emitted = True
-                        yield event
+                events, done, failure = self._translate(messages, translator, label)
+                for event in coalesce(events):
+                    emitted = True
+                    yield event
+                if failure is not None:
+                    raise failure
             try:
                 tail = translator.finish(done)
             except TruncatedStream:
                 error = BackendError(f"{label} ended the stream before the answer was finished", "unavailable")
                 raise error if emitted else _Retry(error) from None
-            for event in tail:
+            for event in coalesce(tail):
                 yield event
             if done:
                 await _drain(reader)
@@ -207,11 +206,22 @@ class OpenAIBackend:
                 reads.close()
             await response.aclose()
 
-    def _translate(self, event: str, data: bytes, translator: StreamTranslator, label: str) -> list[ModelEvent]:
-        try:
-            return translator.message(event, data)
-        except StreamFailure as failure:
-            raise stream_error(failure.payload, label, self._redact) from None
+    def _translate(
+        self, messages: list[Message], translator: StreamTranslator, label: str
+    ) -> tuple[list[ModelEvent], bool, BackendError | None]:
+        """The events of one read's messages, whether [DONE] was among them, and the error that cut them
+        short, if one did (the events before it still go out first)."""
+        events: list[ModelEvent] = []
+        for message in messages:
+            if message.data == b"[DONE]":
+                return events, True, None
+            try:
+                events += translator.message(message.event, message.data)
+            except StreamFailure as failure:
+                return events, False, stream_error(failure.payload, label, self._redact)
+            except BackendError as error:
+                return events, False, error
+        return events, False, None
 
 
 def _no_first_byte(label: str, seconds: float) -> BackendError:

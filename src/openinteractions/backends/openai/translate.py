@@ -301,6 +301,39 @@ class StreamTranslator:
         return out
 
 
+def coalesce(events: list[ModelEvent]) -> list[ModelEvent]:
+    """Adjacent text, thought or argument pieces joined into one event each: what one read brought goes
+    downstream as one delta. The text is the same and nothing waits for more; a token that arrives alone still
+    goes out alone, while a burst (a fast upstream, or a loop busy with other streams) costs one event."""
+    if len(events) < 2:
+        return events
+    out: list[ModelEvent] = []
+    pieces: list[str] = []
+    for event in events:
+        kind = type(event)
+        if pieces and kind is type(out[-1]):
+            pieces.append(_piece(event))
+            continue
+        if len(pieces) > 1:
+            out[-1] = _joined(out[-1], pieces)
+        pieces = [_piece(event)] if kind in _MERGEABLE else []
+        out.append(event)
+    if len(pieces) > 1:
+        out[-1] = _joined(out[-1], pieces)
+    return out
+
+
+_MERGEABLE = (TextChunk, ThoughtChunk, CallArguments)
+
+
+def _piece(event: ModelEvent) -> str:
+    return event.fragment if isinstance(event, CallArguments) else event.text  # type: ignore[union-attr]
+
+
+def _joined(first: ModelEvent, pieces: list[str]) -> ModelEvent:
+    return type(first)("".join(pieces))  # type: ignore[call-arg]
+
+
 def _call_key(item: dict[str, Any], position: int) -> tuple[str, Any]:
     index = item.get("index")
     if isinstance(index, int) and not isinstance(index, bool):
