@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 from typing import Any
 
 import httpx
@@ -174,6 +175,23 @@ def test_mid_stream_error_then_done_and_failed(client: genai.Client, server: Liv
         raw = http.get(f"/v1beta/interactions/{interaction_id}", params={"stream": "true"}).text
     assert raw.endswith("event: done\ndata: [DONE]\n\n")
     assert sse_events(raw)[-2]["event_type"] == "error"
+
+
+def test_the_last_events_and_done_go_out_in_one_http_chunk(server: LiveServer) -> None:
+    body = json.dumps({"model": MODEL, "input": "hello", "stream": True, "store": False}).encode()
+    head = "POST /v1beta/interactions HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\n"
+    request = head.encode() + b"content-length: %d\r\nconnection: close\r\n\r\n" % len(body) + body
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
+        sock.sendall(request)
+        reader = sock.makefile("rb")
+        while reader.readline() not in (b"\r\n", b""):
+            pass
+        chunks = []  # the body's HTTP chunks: one per write of the server
+        while size := int(reader.readline().split(b";")[0], 16):
+            chunks.append(reader.read(size + 2)[:-2])
+    assert chunks[-1].endswith(b"event: done\ndata: [DONE]\n\n")
+    assert b"event: interaction.completed" in chunks[-1]
+    assert b"[DONE]" not in b"".join(chunks[:-1])
 
 
 def test_client_disconnect_cancels_the_run(server: LiveServer) -> None:

@@ -1,7 +1,8 @@
 """Server-sent events out of an event log.
 
 Frames come pre-serialised from the log; several ready events go out in one write. Idle periods send
-``: keepalive`` comments (never data without an ``event_type``), and every stream ends with ``data: [DONE]``.
+``: keepalive`` comments (never data without an ``event_type``), and every stream ends with ``data: [DONE]``,
+which the readers put at the end of their last chunk (so the last events and the end go out in one write).
 A client that goes away stops the response at once and, for the request that created a run, cancels it.
 """
 
@@ -13,7 +14,8 @@ from typing import Any
 
 from starlette.types import Receive, Scope, Send
 
-DONE = b"event: done\ndata: [DONE]\n\n"
+from ..events.log import DONE
+
 KEEPALIVE = b": keepalive\n\n"
 HEADERS = [
     (b"content-type", b"text/event-stream; charset=utf-8"),
@@ -67,5 +69,8 @@ class EventStreamResponse:
 
     async def _write(self, send: Send) -> None:
         async for chunk in self._frames:
-            await send({"type": "http.response.body", "body": chunk or KEEPALIVE, "more_body": True})
-        await send({"type": "http.response.body", "body": DONE, "more_body": False})
+            last = chunk.endswith(DONE)
+            await send({"type": "http.response.body", "body": chunk or KEEPALIVE, "more_body": not last})
+            if last:
+                return
+        await send({"type": "http.response.body", "body": DONE, "more_body": False})  # a reader that ended early

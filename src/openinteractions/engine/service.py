@@ -19,7 +19,7 @@ from ..backends.base import BackendError, GenerationRequest
 from ..backends.registry import BackendRegistry, Route
 from ..config import Settings
 from ..errors import ApiError, failed_precondition, invalid_argument, not_found, validation_error
-from ..events.log import MemoryEventLog, split_frames
+from ..events.log import DONE, MemoryEventLog, split_frames
 from ..ids import new_interaction_id, rfc3339_from_epoch
 from ..schema.interaction import Interaction
 from ..schema.requests import CreateInteractionRequest, InputShapeError, normalize_input
@@ -336,8 +336,7 @@ def _check_position(after: int, available: int, last_event_id: str | None) -> No
 
 
 async def _replay(frames: list[bytes]) -> AsyncIterator[bytes]:
-    if frames:
-        yield b"".join(frames)
+    yield b"".join(frames) + DONE
 
 
 # ---- rendering the resource ------------------------------------------------------------------------

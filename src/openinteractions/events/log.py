@@ -26,6 +26,9 @@ class LoggableEvent(Protocol):
     def encode(self) -> bytes: ...
 
 
+DONE = b"event: done\ndata: [DONE]\n\n"  # every stream's last frame
+
+
 def frame(event_type: str, payload: bytes) -> bytes:
     return b"event: " + event_type.encode() + b"\ndata: " + payload + b"\n\n"
 
@@ -97,8 +100,9 @@ class MemoryEventLog:
         self._logs.pop(interaction_id, None)
 
     async def read(self, interaction_id: str, after: int = 0, heartbeat: float = 15.0) -> AsyncIterator[bytes]:
-        """SSE frames after event ``after``, following the log until it closes. Events that are already there
-        come as one chunk; an empty chunk means nothing arrived for ``heartbeat`` seconds."""
+        """SSE frames after event ``after``, following the log until it closes, then ``DONE``. Events that are
+        already there come as one chunk, with ``DONE`` if the log is closed by then (one write instead of
+        two); an empty chunk means nothing arrived for ``heartbeat`` seconds."""
         log = self._logs[interaction_id]
         position = after
         loop = asyncio.get_running_loop()
@@ -106,10 +110,15 @@ class MemoryEventLog:
             frames = log.frames
             if position < len(frames):
                 end = len(frames)
-                yield frames[position] if end == position + 1 else b"".join(frames[position:end])
+                chunk = frames[position] if end == position + 1 else b"".join(frames[position:end])
                 position = end
+                if log.closed:
+                    yield chunk + DONE
+                    return
+                yield chunk
                 continue
             if log.closed:
+                yield DONE
                 return
             waiter = loop.create_future()
             log.waiters.append(waiter)
