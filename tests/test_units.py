@@ -4,7 +4,10 @@ input shapes, the assembler."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import shutil
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -242,6 +245,68 @@ def test_a_failing_write_batch_is_retried_one_by_one_and_the_store_goes_on(tmp_p
         stored = await store.get("fresh", "o", 2.0)
         assert stored is not None and stored.status == "completed"
         assert await store.events("fresh") == b"event: x\n\n"
+        await store.close()
+
+    asyncio.run(scenario())
+
+
+def _stored_record(interaction_id: str) -> StoredInteraction:
+    return StoredInteraction(
+        id=interaction_id, owner="o", status="in_progress", model="m", previous_interaction_id=None,
+        created_at=1.0, updated_at=1.0, expires_at=4e9, request={"model": "m"}, input_steps="[]",
+    )  # fmt: skip
+
+
+def test_sqlite_writes_commit_on_the_loop_and_go_to_the_writer_thread_while_the_file_is_locked(
+    tmp_path: Path,
+) -> None:
+    async def scenario() -> None:
+        store = SqlStore(sqlite_url(tmp_path))
+        await store.start()
+        in_thread: list[int] = []
+        write_batch = store._write_batch
+        store._write_batch = lambda batch: (in_thread.append(len(batch)), write_batch(batch))[1]  # type: ignore[method-assign]
+        await store.insert(_stored_record("a"))
+        assert in_thread == []  # committed on the loop's thread
+        other = sqlite3.connect(tmp_path / "openinteractions.db", isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")  # another writer holds the lock
+        pending = store.insert(_stored_record("b"))
+        for _ in range(100):
+            if store._thread_jobs:
+                break
+            await asyncio.sleep(0)
+        assert store._thread_jobs == 1 and not pending.done()  # waiting in the thread, not failed
+        other.execute("ROLLBACK")
+        await pending
+        assert in_thread == [1]
+        assert await store.get("b", "o", 2.0) is not None and await store.get("a", "o", 2.0) is not None
+        other.close()
+        await store.close()
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("every", [4, 10_000])
+def test_wal_checkpoints_run_in_the_writer_thread_every_so_many_writes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, every: int
+) -> None:
+    from openinteractions.store import sql
+
+    monkeypatch.setattr(sql, "_CHECKPOINT_EVERY", every)
+
+    async def scenario() -> None:
+        store = sql.SqlStore(sql.sqlite_url(tmp_path))
+        await store.start()
+        for name in "abcd":
+            await store.insert(_stored_record(name))
+        if store._checkpointing is not None:
+            await store._checkpointing
+        # Only the database file, without its WAL: what a checkpoint has copied there.
+        shutil.copy(tmp_path / "openinteractions.db", tmp_path / "main-only.db")
+        with contextlib.closing(sqlite3.connect(tmp_path / "main-only.db")) as copy:
+            tables = {name for (name,) in copy.execute("SELECT name FROM sqlite_master")}
+            rows = copy.execute("SELECT count(*) FROM interactions").fetchone()[0] if "interactions" in tables else 0
+        assert rows == (4 if every == 4 else 0)  # no checkpoint on its own: SQLite's automatic ones are off
         await store.close()
 
     asyncio.run(scenario())
