@@ -48,7 +48,9 @@ async def create_interaction(request: Request) -> Response:
     req = parse_create(body)
     run = await service.create(req, owner, version)
     if req.stream:
-        return EventStreamResponse(service.creation_stream(run), on_disconnect=lambda: service.stop_run(run))
+        return EventStreamResponse(
+            service.creation_stream(run), on_disconnect=lambda: service.stop_run(run), headers_with_first_events=True
+        )
     if await until_disconnected(request.receive, run.finished.wait()):
         await asyncio.shield(service.stop_run(run))
     return wire_response(service.result(run))

@@ -57,20 +57,34 @@ class EventStreamResponse:
         self,
         frames: AsyncIterator[bytes],
         on_disconnect: Callable[[], Awaitable[None]] | None = None,
+        *,
+        headers_with_first_events: bool = False,
     ) -> None:
+        """``headers_with_first_events``: send the headers once the first events are ready rather than at once.
+        For a stream whose first events come right away (a new run's): the run then starts its backend
+        request before this response spends time on its first write."""
         self._frames = frames
         self._on_disconnect = on_disconnect
+        self._wait_first = headers_with_first_events
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await send({"type": "http.response.start", "status": 200, "headers": HEADERS})
         left = await until_disconnected(receive, self._write(send))
         if left and self._on_disconnect is not None:
             await asyncio.shield(self._on_disconnect())
 
     async def _write(self, send: Send) -> None:
+        first = await anext(self._frames, None) if self._wait_first else None
+        await send({"type": "http.response.start", "status": 200, "headers": HEADERS})
+        if first is not None and await self._send(send, first):
+            return
         async for chunk in self._frames:
-            last = chunk.endswith(DONE)
-            await send({"type": "http.response.body", "body": chunk or KEEPALIVE, "more_body": not last})
-            if last:
+            if await self._send(send, chunk):
                 return
         await send({"type": "http.response.body", "body": DONE, "more_body": False})  # a reader that ended early
+
+    @staticmethod
+    async def _send(send: Send, chunk: bytes) -> bool:
+        """Send one chunk; True if it was the last."""
+        last = chunk.endswith(DONE)
+        await send({"type": "http.response.body", "body": chunk or KEEPALIVE, "more_body": not last})
+        return last
