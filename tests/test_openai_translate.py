@@ -58,7 +58,7 @@ def wire(fixture: dict[str, Any]) -> bytes:
 
 
 def pieces(data: bytes, mode: str) -> list[bytes]:
-    if mode == "whole":
+    if mode in ("whole", "batched"):
         return [data]
     if mode == "lines":
         return data.splitlines(keepends=True)
@@ -74,11 +74,17 @@ def translate(fixture: dict[str, Any], mode: str) -> tuple[list[ModelEvent], lis
     try:
         for piece in [*pieces(wire(fixture), mode), None]:
             messages = decoder.feed(piece) if piece is not None else decoder.close()
+            batch = []
             for message in messages:
                 if message.data == b"[DONE]":
                     done = True
                     break
-                events += translator.message(message.event, message.data)
+                batch.append((message.event, message.data))
+            if mode == "batched":  # what the backend does with one read: every message in one call
+                translator.messages(batch, events)
+            else:
+                for event, data in batch:
+                    events += translator.message(event, data)
             if done:
                 break
         events += translator.finish(done)
@@ -134,7 +140,7 @@ def test_there_is_a_fixture_for_every_engine() -> None:
         assert engine in sources
 
 
-@pytest.mark.parametrize("mode", ["whole", "lines", "bytes"])
+@pytest.mark.parametrize("mode", ["whole", "batched", "lines", "bytes"])
 @pytest.mark.parametrize("name", NAMES)
 def test_fixture(name: str, mode: str) -> None:
     fixture = load(name)
@@ -284,3 +290,18 @@ def test_coalesce_joins_adjacent_pieces_of_one_kind_and_keeps_the_order() -> Non
     assert coalesce([TextChunk("x")]) == [TextChunk("x")]
     assert coalesce([]) == []
     assert coalesce([TextChunk("x"), TextChunk("y")]) == [TextChunk("xy")]
+
+
+@pytest.mark.parametrize("odd", [b"not json", b"", b'{"choices":[{"index":0,"delta":{"content":"zz"}}]}'])
+def test_messages_parsed_together_read_exactly_as_one_by_one(odd: bytes) -> None:
+    good = b'{"choices":[{"index":0,"delta":{"content":"a"}}]}'
+    # The third case is a data line holding two JSON values: one by one, only the first counts.
+    batch = [("message", good), ("message", good + b"," + odd if odd.startswith(b"{") else odd), ("message", good)]
+    alone: list[ModelEvent] = []
+    one_by_one = StreamTranslator()
+    for event, data in batch:
+        alone += one_by_one.message(event, data)
+    together: list[ModelEvent] = []
+    StreamTranslator().messages(batch, together)
+    assert together == alone
+    assert together == [TextChunk("a")] * (3 if odd.startswith(b"{") else 2)

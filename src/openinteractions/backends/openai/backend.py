@@ -211,17 +211,21 @@ class OpenAIBackend:
     ) -> tuple[list[ModelEvent], bool, BackendError | None]:
         """The events of one read's messages, whether [DONE] was among them, and the error that cut them
         short, if one did (the events before it still go out first)."""
-        events: list[ModelEvent] = []
+        pending: list[tuple[str, bytes]] = []
+        done = False
         for message in messages:
             if message.data == b"[DONE]":
-                return events, True, None
-            try:
-                events += translator.message(message.event, message.data)
-            except StreamFailure as failure:
-                return events, False, stream_error(failure.payload, label, self._redact)
-            except BackendError as error:
-                return events, False, error
-        return events, False, None
+                done = True
+                break
+            pending.append((message.event, message.data))
+        events: list[ModelEvent] = []
+        try:
+            translator.messages(pending, events)
+        except StreamFailure as failure:
+            return events, False, stream_error(failure.payload, label, self._redact)
+        except BackendError as error:
+            return events, False, error
+        return events, done, None
 
 
 def _no_first_byte(label: str, seconds: float) -> BackendError:

@@ -123,6 +123,18 @@ class StreamTranslator:
             raise StreamFailure(payload)
         return self.feed(payload)
 
+    def messages(self, messages: list[tuple[str, bytes]], out: list[ModelEvent]) -> None:
+        """Several SSE messages (none of them ``[DONE]``), as ``message`` would take them one by one; their
+        events go to ``out`` as they come, so that those before a failure are kept. Plain JSON data lines, the
+        usual case, are parsed with one call (as one array) instead of one each."""
+        payloads = _parse_together(messages)
+        if payloads is None:
+            for name, data in messages:
+                out += self.message(name, data)
+        else:
+            for payload in payloads:
+                out += self.feed(payload)
+
     def feed(self, chunk: Any) -> list[ModelEvent]:
         """One parsed ``data:`` payload."""
         out: list[ModelEvent] = []
@@ -299,6 +311,17 @@ class StreamTranslator:
         # "content_filter" cut the output short: incomplete, like a length limit.
         out.append(Finish("max_tokens" if self.finish_reason in ("length", "content_filter") else "stop"))
         return out
+
+
+def _parse_together(messages: list[tuple[str, bytes]]) -> list[Any] | None:
+    """The JSON payloads of several messages, or None unless each is one plain JSON value."""
+    if len(messages) < 2 or any(name != "message" for name, _ in messages):
+        return None
+    try:
+        payloads = json.loads(b"[" + b",".join(data for _, data in messages) + b"]")
+    except ValueError:
+        return None
+    return payloads if len(payloads) == len(messages) else None  # a data line with two values: one by one
 
 
 def coalesce(events: list[ModelEvent]) -> list[ModelEvent]:
