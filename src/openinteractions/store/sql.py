@@ -21,7 +21,6 @@ on the file) is retried in the thread, which waits for it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import sqlite3
@@ -246,11 +245,9 @@ class SqlStore:
         here twice, and SQLAlchemy's Connection and transaction objects cost more than the SQL itself."""
         raw, self._raw = self._raw or self.engine.raw_connection(), None
         try:
-            _apply(raw.cursor(), "?" if self.engine.dialect.paramstyle == "qmark" else "%s", batch)
-            raw.commit()
+            if not _commit(raw, "?" if self.engine.dialect.paramstyle == "qmark" else "%s", batch):
+                raise sqlite3.OperationalError("database is locked")  # even after the busy timeout
         except Exception:
-            with contextlib.suppress(Exception):
-                raw.rollback()
             raw.close()  # back to the pool; the next batch checks out a connection afresh
             raise
         self._raw = raw
