@@ -799,6 +799,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--only", nargs="+", choices=SECTIONS, default=list(SECTIONS), help="run only these parts (default: all)"
     )
+    parser.add_argument("--model", help="GGUF for every target (default: the shipped SmolLM2-135M Q4_1)")
     parser.add_argument("--skip-llama-server", action="store_true", help="run without llama_cpp.server")
     parser.add_argument("--llama-server-arg", action="append", default=[], help="extra argument for it, repeatable")
     parser.add_argument("--raw", type=Path, help="write every sample as JSON to this file")
@@ -847,7 +848,7 @@ def main() -> None:
     if not args.skip_llama_server and not llama_python.exists():
         print(llama_venv_missing_message(), file=sys.stderr)
         sys.exit(2)
-    gguf = model_path()
+    gguf = args.model or model_path()
     same_build = "not checked (llama_cpp.server skipped)"
     if not args.skip_llama_server:
         ours, theirs = _lib_digest(sys.executable), _lib_digest(str(llama_python))
@@ -875,7 +876,7 @@ def main() -> None:
         config.write_text(
             f'[store]\ndata_dir = "{work / "data"}"\n[server]\nhost = "127.0.0.1"\nlog_level = "warning"\n'
             f'[models.{MODEL_NAME}]\nbackend = "llamacpp"\nthreads = {args.threads}\nparallel = 4\n'
-            "context_size = 4096\nbatch_size = 512\n"
+            f"context_size = 4096\nbatch_size = 512\nmodel = {json.dumps(gguf)}\n"
         )
         port = free_port()
         log = work / "openinteractions.log"

@@ -304,3 +304,28 @@ def test_server_tools_are_offered_to_the_model_under_its_grammar(client: genai.C
         results = [s for s in result["steps"] if s["type"] == "code_execution_result"]
         assert [s["call_id"] for s in results] == [s["id"] for s in calls]
         assert all(isinstance(s["arguments"]["code"], str) for s in calls)
+
+
+def test_a_model_served_with_converted_weights(tmp_path: Path) -> None:
+    """``convert_weights`` serves the model through llama.cpp's quantizer: converted once at start-up into the
+    cache directory, then a model like any other (same protocol, same determinism)."""
+    cache = tmp_path / "cache"
+    options = {"backend": "llamacpp", "convert_weights": "q4_k_m", "cache_dir": cache, "parallel": 1}
+    server = LiveServer(tmp_path, {"models.smollm2-q4k": options}).start()
+    try:
+        client = genai.Client(api_key="k", http_options={"base_url": server.url})
+        body = {"input": "Count from 1 to 10.", "generation_config": {"temperature": 0, "max_output_tokens": 16}}
+        runs = [
+            check_stream([dump(e) for e in client.interactions.create(model="smollm2-q4k", stream=True, **body)])
+            for _ in range(2)
+        ]
+        assert runs[0]["steps"][0]["text"] and runs[0]["steps"][0]["text"] == runs[1]["steps"][0]["text"]
+        assert [p.name.endswith(".q4_k_m.gguf") for p in cache.iterdir()] == [True]
+    finally:
+        server.stop()
+
+
+def test_an_unknown_weight_type_is_a_config_error(tmp_path: Path) -> None:
+    server = LiveServer(tmp_path, {"models.m": {"backend": "llamacpp", "convert_weights": "q3_weird"}})
+    with pytest.raises(RuntimeError, match="convert_weights"):
+        server.start()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import json
 import re
+from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -156,3 +157,51 @@ def test_long_string_bounds_are_grammars_llama_cpp_accepts(vocab: object, bounds
 def test_a_minimum_length_llama_cpp_cannot_repeat_is_refused() -> None:
     with pytest.raises(UnsupportedSchema, match="minLength"):
         schema_to_gbnf({"type": "object", "properties": {"s": {"type": "string", "minLength": 2001}}})
+
+
+def _file_type(path: object) -> str | None:
+    import ctypes
+
+    import llama_cpp as L
+
+    params = L.llama_model_default_params()
+    params.vocab_only = True
+    model = L.llama_model_load_from_file(str(path).encode(), params)
+    assert model, f"llama.cpp could not load {path}"
+    try:
+        buf = ctypes.create_string_buffer(64)
+        n = L.llama_model_meta_val_str(model, b"general.file_type", buf, len(buf))
+        return buf.value.decode() if n >= 0 else None
+    finally:
+        L.llama_model_free(model)
+
+
+def test_converted_weights_are_made_once_then_found_in_the_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import llama_cpp as L
+
+    from openinteractions.backends.llamacpp import models
+
+    source = models.default_model_path()
+    assert _file_type(source) == "3"  # Q4_1, as shipped
+    path = models.converted(source, "q4_0", tmp_path)
+    assert path.parent == tmp_path and _file_type(path) == "2"  # LLAMA_FTYPE_MOSTLY_Q4_0
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]
+
+    def no_second_conversion(*_args: object) -> int:
+        raise AssertionError("converted again although the cache holds it")
+
+    monkeypatch.setattr(L, "llama_model_quantize", no_second_conversion)
+    assert models.converted(source, "q4_0", tmp_path) == path
+
+
+def test_a_failed_conversion_leaves_nothing_in_the_cache(tmp_path: Path) -> None:
+    from openinteractions.backends.llamacpp import models
+
+    source = tmp_path / "broken.gguf"
+    source.write_bytes(b"GGUF" + b"\0" * 64)
+    cache = tmp_path / "cache"
+    with pytest.raises(ValueError, match="could not convert"):
+        models.converted(source, "q4_k_m", cache)
+    assert not any(cache.iterdir())
