@@ -324,3 +324,32 @@ def test_input_tokens_are_split_by_modality_only_when_the_split_is_known() -> No
     by_modality = usage_model(report, _all_text(text)).input_tokens_by_modality  # type: ignore[union-attr]
     assert [(m.modality, m.tokens) for m in by_modality or []] == [("text", 12)]
     assert usage_model(report, _all_text(image)).input_tokens_by_modality is None  # type: ignore[union-attr]
+
+
+def test_a_stream_response_closes_its_frames_when_it_ends() -> None:
+    """Left suspended after its last frame, the generator would be closed by the garbage collector through a
+    thread-safe callback: an extra wake-up of the event loop for every stream."""
+    from openinteractions.api.sse import EventStreamResponse
+    from openinteractions.events.log import DONE
+
+    async def frames():  # type: ignore[no-untyped-def]
+        yield b"event: interaction.created\ndata: {}\n\n" + DONE
+        yield b"never read"
+
+    async def scenario() -> None:
+        generator = frames()
+        sent: list[dict[str, object]] = []
+
+        async def receive() -> dict[str, object]:
+            await asyncio.Event().wait()  # the client stays
+            return {}
+
+        async def send(message: dict[str, object]) -> None:
+            sent.append(message)
+
+        await EventStreamResponse(generator, headers_with_first_events=True)({"type": "http"}, receive, send)
+        assert [m["type"] for m in sent] == ["http.response.start", "http.response.body"]
+        assert sent[-1]["more_body"] is False
+        assert generator.ag_frame is None  # closed by the response, not left for the finalizer
+
+    asyncio.run(scenario())

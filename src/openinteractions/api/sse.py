@@ -4,12 +4,15 @@ Frames come pre-serialised from the log; several ready events go out in one writ
 ``: keepalive`` comments (never data without an ``event_type``), and every stream ends with ``data: [DONE]``,
 which the readers put at the end of their last chunk (so the last events and the end go out in one write).
 A client that goes away stops the response at once and, for the request that created a run, cancels it.
+The frames' generator is closed when the response ends: left to the garbage collector, an unfinished async
+generator is closed through a thread-safe callback, which costs every stream a wake-up of the event loop.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+import contextlib
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Any
 
 from starlette.types import Receive, Scope, Send
@@ -55,7 +58,7 @@ async def until_disconnected(receive: Receive, work: Awaitable[Any]) -> bool:
 class EventStreamResponse:
     def __init__(
         self,
-        frames: AsyncIterator[bytes],
+        frames: AsyncGenerator[bytes, None],
         on_disconnect: Callable[[], Awaitable[None]] | None = None,
         *,
         headers_with_first_events: bool = False,
@@ -73,13 +76,14 @@ class EventStreamResponse:
             await asyncio.shield(self._on_disconnect())
 
     async def _write(self, send: Send) -> None:
-        first = await anext(self._frames, None) if self._wait_first else None
-        await send({"type": "http.response.start", "status": 200, "headers": HEADERS})
-        if first is not None and await self._send(send, first):
-            return
-        async for chunk in self._frames:
-            if await self._send(send, chunk):
+        async with contextlib.aclosing(self._frames) as frames:
+            first = await anext(frames, None) if self._wait_first else None
+            await send({"type": "http.response.start", "status": 200, "headers": HEADERS})
+            if first is not None and await self._send(send, first):
                 return
+            async for chunk in frames:
+                if await self._send(send, chunk):
+                    return
         await send({"type": "http.response.body", "body": DONE, "more_body": False})  # a reader that ended early
 
     @staticmethod

@@ -10,7 +10,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
@@ -230,7 +230,7 @@ class InteractionService:
     def result(self, run: Run) -> Interaction:
         return render_run(run, include_input=False)
 
-    async def events(self, interaction_id: str, owner: str, last_event_id: str | None) -> AsyncIterator[bytes]:
+    async def events(self, interaction_id: str, owner: str, last_event_id: str | None) -> AsyncGenerator[bytes, None]:
         """The SSE frames after ``last_event_id``, following the run if it is still going."""
         after = _event_position(last_event_id)
         run = self._live(interaction_id, owner)
@@ -242,7 +242,7 @@ class InteractionService:
         _check_position(after, len(frames), last_event_id)
         return _replay(frames[after:])
 
-    def creation_stream(self, run: Run) -> AsyncIterator[bytes]:
+    def creation_stream(self, run: Run) -> AsyncGenerator[bytes, None]:
         return self.log.read(run.id, 0, self.settings.server.keepalive_seconds)
 
     # ---- cancel / delete ----------------------------------------------------------------------------
@@ -335,7 +335,7 @@ def _check_position(after: int, available: int, last_event_id: str | None) -> No
         raise invalid_argument(f"'last_event_id' {last_event_id!r} is not an event of this interaction")
 
 
-async def _replay(frames: list[bytes]) -> AsyncIterator[bytes]:
+async def _replay(frames: list[bytes]) -> AsyncGenerator[bytes, None]:
     yield b"".join(frames) + DONE
 
 

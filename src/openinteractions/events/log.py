@@ -11,7 +11,7 @@ a shared, Redis-backed log implements for several replicas.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any, Protocol
 
 
@@ -99,7 +99,7 @@ class MemoryEventLog:
         """Forget a closed log. Readers that already hold it finish reading; later ones go to the store."""
         self._logs.pop(interaction_id, None)
 
-    async def read(self, interaction_id: str, after: int = 0, heartbeat: float = 15.0) -> AsyncIterator[bytes]:
+    async def read(self, interaction_id: str, after: int = 0, heartbeat: float = 15.0) -> AsyncGenerator[bytes, None]:
         """SSE frames after event ``after``, following the log until it closes, then ``DONE``. Events that are
         already there come as one chunk, with ``DONE`` if the log is closed by then (one write instead of
         two); an empty chunk means nothing arrived for ``heartbeat`` seconds."""
