@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from openinteractions.backends.base import (
     BackendError,
@@ -75,11 +77,11 @@ def translate(fixture: dict[str, Any], mode: str) -> tuple[list[ModelEvent], lis
         for piece in [*pieces(wire(fixture), mode), None]:
             messages = decoder.feed(piece) if piece is not None else decoder.close()
             batch = []
-            for message in messages:
-                if message.data == b"[DONE]":
+            for event, data in messages:
+                if data == b"[DONE]":
                     done = True
                     break
-                batch.append((message.event, message.data))
+                batch.append((event, data))
             if mode == "batched":  # what the backend does with one read: every message in one call
                 translator.messages(batch, events)
             else:
@@ -305,3 +307,91 @@ def test_messages_parsed_together_read_exactly_as_one_by_one(odd: bytes) -> None
     StreamTranslator().messages(batch, together)
     assert together == alone
     assert together == [TextChunk("a")] * (3 if odd.startswith(b"{") else 2)
+
+
+# ---- the fast paths read exactly as the general ones ----------------------------------------------------
+
+_texts = st.sampled_from(["a", " b", "", "<think>", "x</think>", "<thi", "nk>y", "\n", "é"])
+_deltas = st.one_of(
+    st.fixed_dictionaries({"content": _texts}),
+    st.fixed_dictionaries({"role": st.just("assistant"), "content": _texts}),
+    st.fixed_dictionaries({"content": _texts, "reasoning_content": st.none(), "tool_calls": st.none()}),
+    st.fixed_dictionaries({"reasoning_content": _texts}),
+    st.fixed_dictionaries({"content": st.none(), "reasoning": _texts}),
+    st.fixed_dictionaries(
+        {"tool_calls": st.lists(st.fixed_dictionaries({
+            "index": st.integers(0, 1),
+            "function": st.fixed_dictionaries({"name": st.sampled_from(["f", ""]),
+                                               "arguments": st.sampled_from(['{"a"', ": 1}", "", "{}"])}),
+        }), max_size=2)}
+    ),
+)  # fmt: skip
+_chunks = st.fixed_dictionaries(
+    {"choices": st.lists(st.fixed_dictionaries({"index": st.sampled_from([0, 1, None]), "delta": _deltas,
+                                                "finish_reason": st.sampled_from([None, None, "", "stop", "length"])}),
+                         max_size=2)},
+    optional={"usage": st.just({"prompt_tokens": 3, "completion_tokens": 4}), "object": st.just("chunk")},
+)  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_chunks, min_size=2, max_size=12), st.sampled_from(["parse", "starts_open", "off"]))
+def test_chunks_read_together_give_what_one_by_one_gives(chunks: list[Any], think: str) -> None:
+    """The batched path (one parse, runs of text-only chunks joined) against ``feed`` one chunk at a time."""
+    alone, together = StreamTranslator(think), StreamTranslator(think)  # type: ignore[arg-type]
+    expected_events: list[ModelEvent] = []
+    got: list[ModelEvent] = []
+    outcome = []
+    for translator, out in ((alone, expected_events), (together, got)):
+        try:
+            if translator is alone:
+                for chunk in chunks:
+                    out += translator.feed(chunk)
+            else:
+                translator.messages([("message", json.dumps(c).encode()) for c in chunks], out)
+            out += translator.finish()
+            outcome.append("ok")
+        except BackendError as exc:
+            outcome.append(exc.code)
+    assert outcome[0] == outcome[1]
+    assert merged(got) == merged(expected_events)
+
+
+_lines = st.sampled_from(["data: {}", "data: x", "data:y", "data", "event: error", ": ping", "id: 3", "error: {}", ""])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_lines, max_size=14), st.sampled_from(["\n", "\r\n"]), st.lists(st.integers(0, 200), max_size=5))
+def test_sse_decoding_does_not_depend_on_where_reads_end(lines: list[str], end: str, cuts: list[int]) -> None:
+    """Whole, in arbitrary pieces, and line by line through the general path: the same messages."""
+    data = "".join(line + end for line in lines).encode()
+    whole = SSEDecoder()
+    expected_messages = whole.feed(data) + whole.close()
+    pieces_decoder = SSEDecoder()
+    got = []
+    start = 0
+    for cut in [*sorted(c for c in cuts if c <= len(data)), len(data)]:
+        got += pieces_decoder.feed(data[start:cut])
+        start = cut
+    got += pieces_decoder.close()
+    assert got == expected_messages
+    reference: list[tuple[str, bytes]] = []
+    event, buffer = "", []
+    for line in [*lines, ""]:
+        if not line:
+            if buffer:
+                reference.append((event or "message", b"\n".join(buffer)))
+            event, buffer = "", []
+        elif line.startswith(":"):
+            continue
+        else:
+            name, _, value = line.partition(":")
+            value = value[1:] if value.startswith(" ") else value
+            if name == "data":
+                buffer.append(value.encode())
+            elif name == "event":
+                event = value
+            elif name == "error":  # llama.cpp server's error lines
+                event = "error"
+                buffer.append(value.encode())
+    assert expected_messages == reference

@@ -211,13 +211,12 @@ class OpenAIBackend:
     ) -> tuple[list[ModelEvent], bool, BackendError | None]:
         """The events of one read's messages, whether [DONE] was among them, and the error that cut them
         short, if one did (the events before it still go out first)."""
-        pending: list[tuple[str, bytes]] = []
+        pending = messages
         done = False
-        for message in messages:
-            if message.data == b"[DONE]":
-                done = True
+        for at, (_, data) in enumerate(messages):
+            if data == b"[DONE]":
+                pending, done = messages[:at], True
                 break
-            pending.append((message.event, message.data))
         events: list[ModelEvent] = []
         try:
             translator.messages(pending, events)

@@ -8,13 +8,7 @@ lines (a field SSE does not define) come out as an ``error`` event.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-
-@dataclass(frozen=True, slots=True)
-class Message:
-    event: str  # "message" unless the upstream named it
-    data: bytes
+Message = tuple[str, bytes]  # (event, data); the event is "message" unless the upstream named it
 
 
 class SSEDecoder:
@@ -25,29 +19,35 @@ class SSEDecoder:
 
     def feed(self, chunk: bytes) -> list[Message]:
         buffer = self._tail + chunk if self._tail else chunk
+        if self._data or self._event or b"\r" in buffer:
+            return self._lines(buffer)
+        # The common case, a message at a time: "data: <one line>" and a blank line.
+        parts = buffer.split(b"\n\n")
+        self._tail = parts.pop()  # what follows the last blank line: a message still arriving
+        out: list[Message] = []
+        for part in parts:
+            if part[:6] == b"data: " and b"\n" not in part:
+                out.append(("message", part[6:]))
+            elif part:
+                for line in part.split(b"\n"):
+                    self._line(line, out)
+                self._line(b"", out)
+        return out
+
+    def _lines(self, buffer: bytes) -> list[Message]:
         lines = buffer.split(b"\n")
         self._tail = lines.pop()
         out: list[Message] = []
-        data = self._data
         for line in lines:
-            if line[-1:] == b"\r":
-                line = line[:-1]
-            if line[:6] == b"data: ":  # the common case, inline
-                data.append(line[6:])
-            elif not line and data and not self._event:
-                out.append(Message("message", data[0] if len(data) == 1 else b"\n".join(data)))
-                data.clear()
-            else:
-                self._line(line, out)
-                data = self._data
+            self._line(line[:-1] if line[-1:] == b"\r" else line, out)
         return out
 
     def close(self) -> list[Message]:
         """The end of the stream: whatever was pending is a message too."""
         out: list[Message] = []
-        if self._tail:
-            tail, self._tail = self._tail, b""
-            self._line(tail.rstrip(b"\r"), out)
+        tail, self._tail = self._tail, b""
+        for line in tail.split(b"\n") if tail else ():
+            self._line(line.rstrip(b"\r"), out)
         self._line(b"", out)
         return out
 
@@ -55,7 +55,7 @@ class SSEDecoder:
         if not line:
             if self._data:
                 event = self._event.decode("utf-8", "replace") if self._event else "message"
-                out.append(Message(event, b"\n".join(self._data)))
+                out.append((event, b"\n".join(self._data)))
             self._data.clear()
             self._event = b""
             return

@@ -68,13 +68,13 @@ class ThinkTags:
 
     def __init__(self, starts_open: bool = False) -> None:
         self.thinking = starts_open
-        self._held = ""
+        self.held = ""
 
     def feed(self, text: str) -> list[tuple[bool, str]]:
         """(is_thought, text) pieces."""
-        if not self._held and "<" not in text:  # the common case: no tag, and no tag's beginning
+        if not self.held and "<" not in text:  # the common case: no tag, and no tag's beginning
             return [(self.thinking, text)]
-        buffer, self._held = self._held + text, ""
+        buffer, self.held = self.held + text, ""
         out: list[tuple[bool, str]] = []
         while buffer:
             tag = self.CLOSE if self.thinking else self.OPEN
@@ -88,12 +88,12 @@ class ThinkTags:
             partial = next((k for k in range(len(tag) - 1, 0, -1) if buffer.endswith(tag[:k])), 0)
             if len(buffer) > partial:
                 out.append((self.thinking, buffer[: len(buffer) - partial]))
-            self._held = buffer[len(buffer) - partial :]
+            self.held = buffer[len(buffer) - partial :]
             break
         return out
 
     def flush(self) -> list[tuple[bool, str]]:
-        held, self._held = self._held, ""
+        held, self.held = self.held, ""
         return [(self.thinking, held)] if held else []
 
 
@@ -132,8 +132,38 @@ class StreamTranslator:
             for name, data in messages:
                 out += self.message(name, data)
         else:
-            for payload in payloads:
-                out += self.feed(payload)
+            self._feed_many(payloads, out)
+
+    def _feed_many(self, payloads: list[Any], out: list[ModelEvent]) -> None:
+        """``feed`` for each payload, with runs of chunks that carry nothing but text (the bulk of a stream)
+        taken in one pass and joined into one event, as ``coalesce`` would join them."""
+        texts: list[str] = []
+        plain = self._plain()
+        tags = self._think is not None
+        for payload in payloads:
+            text = _only_text(payload) if plain else None
+            if text is not None and not (tags and "<" in text):
+                if text:
+                    texts.append(text)
+                continue
+            if texts:
+                out.append(TextChunk("".join(texts)))
+                texts = []
+            out += self.feed(payload)
+            plain = self._plain()
+        if texts:
+            out.append(TextChunk("".join(texts)))
+
+    def _plain(self) -> bool:
+        """Whether text would go out as it is: no call open or queued, no thought just ended, no tag pending."""
+        think = self._think
+        return (
+            self._current is None
+            and not self._queue
+            and not self._held
+            and not self._after_thought
+            and (think is None or not (think.thinking or think.held))
+        )
 
     def feed(self, chunk: Any) -> list[ModelEvent]:
         """One parsed ``data:`` payload."""
@@ -311,6 +341,30 @@ class StreamTranslator:
         # "content_filter" cut the output short: incomplete, like a length limit.
         out.append(Finish("max_tokens" if self.finish_reason in ("length", "content_filter") else "stop"))
         return out
+
+
+def _only_text(chunk: Any) -> str | None:
+    """The text of a chunk whose only content is text for choice 0 (no usage, finish, error, reasoning or
+    call), else None: such a chunk changes nothing but the text."""
+    if type(chunk) is not dict or chunk.get("usage") is not None or "error" in chunk or chunk.get("object") == "error":
+        return None
+    choices = chunk.get("choices")
+    if type(choices) is not list or len(choices) != 1:
+        return None
+    choice = choices[0]
+    if type(choice) is not dict or choice.get("finish_reason") or choice.get("index") not in (0, None):
+        return None
+    delta = choice.get("delta")
+    if type(delta) is not dict:
+        return None
+    text = delta.get("content")
+    if type(text) is not str:
+        return None
+    if len(delta) > 1:
+        for key, value in delta.items():
+            if value is not None and key != "content" and key != "role":
+                return None
+    return text
 
 
 def _parse_together(messages: list[tuple[str, bytes]]) -> list[Any] | None:
