@@ -26,6 +26,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import orjson
+
 from ..base import BackendError, CallArguments, CallStart, Finish, ModelEvent, TextChunk, ThoughtChunk, UsageReport
 
 ThinkMode = Literal["parse", "starts_open", "off"]
@@ -368,11 +370,12 @@ def _only_text(chunk: Any) -> str | None:
 
 
 def _parse_together(messages: list[tuple[str, bytes]]) -> list[Any] | None:
-    """The JSON payloads of several messages, or None unless each is one plain JSON value."""
-    if len(messages) < 2 or any(name != "message" for name, _ in messages):
+    """The JSON payloads of the messages, or None unless each is one plain JSON value that orjson reads (what
+    it refuses, such as NaN or a lone surrogate, goes one by one through the lenient ``json``)."""
+    if not messages or any(name != "message" for name, _ in messages):
         return None
     try:
-        payloads = json.loads(b"[" + b",".join(data for _, data in messages) + b"]")
+        payloads = orjson.loads(b"[" + b",".join(data for _, data in messages) + b"]")
     except ValueError:
         return None
     return payloads if len(payloads) == len(messages) else None  # a data line with two values: one by one
