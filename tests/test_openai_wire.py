@@ -4,14 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import random
+import zlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
 import pytest
+from pydantic import TypeAdapter
 
 from live import free_port
+from openinteractions.backends.base import GenerationRequest, TextChunk
+from openinteractions.backends.openai.backend import OpenAIBackend
+from openinteractions.backends.openai.options import parse_options
 from openinteractions.backends.openai.wire import LeanTransport, _Dechunker
+from openinteractions.schema.steps import Step
 
 Handler = Callable[[int, asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
@@ -219,3 +225,34 @@ def test_giving_up_before_the_answer_closes_the_connection() -> None:
         server.stop()
 
     run(go())
+
+
+def test_a_compressed_stream_is_decoded_and_a_plain_one_read_directly() -> None:
+    """The backend reads the lean transport's body directly only when it has no content-encoding."""
+    chunk = b'data: {"choices":[{"index":0,"delta":{"content":"hi"}}]}\n\ndata: [DONE]\n\n'
+    packer = zlib.compressobj(wbits=31)  # gzip
+    packed = packer.compress(chunk) + packer.flush()
+
+    async def handler(_: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        answers = [
+            chunked(packed[:10], packed[10:]).replace(b"content-type:", b"content-encoding: gzip\r\ncontent-type:"),
+            chunked(chunk),
+        ]
+        while answers and await read_request(reader) is not None:
+            writer.write(answers.pop(0))
+
+    async def go() -> None:
+        server = Server(handler)
+        port = await server.start()
+        backend = OpenAIBackend(parse_options({"base_urls": [f"http://127.0.0.1:{port}/v1"], "max_connections": 1}))
+        user = {"type": "user_input", "content": [{"type": "text", "text": "x"}]}
+        history = TypeAdapter(list[Step]).validate_python([user])
+        try:
+            for _ in range(2):
+                events = [e async for e in backend.generate(GenerationRequest(model="m", history=history))]
+                assert [e for e in events if isinstance(e, TextChunk)] == [TextChunk("hi")]
+        finally:
+            await backend.aclose()
+            server.stop()
+
+    asyncio.run(go())

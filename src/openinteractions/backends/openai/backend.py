@@ -162,7 +162,7 @@ class OpenAIBackend:
                     yield event
                 return
             decoder = SSEDecoder()
-            reader = response.aiter_bytes().__aiter__()
+            reader = _body_reader(response, lean=self._lean is not None)
             # The first read may take until the first-byte deadline (queueing, prompt processing); later ones
             # at most the idle timeout each.
             reads = ReadDeadlines(deadline, options.idle_timeout)
@@ -234,6 +234,14 @@ def _no_first_byte(label: str, seconds: float) -> BackendError:
 def _describe(exc: Exception) -> str:
     text = str(exc)
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _body_reader(response: httpx.Response, lean: bool) -> AsyncIterator[bytes]:
+    """The body's pieces. The lean transport's own stream is read directly when there is nothing to decode:
+    httpx's decoding and re-chunking layers cost more per read than what the read brings, at token pace."""
+    if lean and response.headers.get("content-encoding", "identity") == "identity":
+        return response.stream.__aiter__()  # type: ignore[union-attr]
+    return response.aiter_bytes().__aiter__()
 
 
 async def _read_some(response: httpx.Response, timeout: float, limit: int = _ERROR_BODY_LIMIT) -> bytes:
