@@ -13,7 +13,7 @@ import pytest
 from pydantic import TypeAdapter
 
 from live import free_port
-from openinteractions.backends.base import GenerationRequest, TextChunk
+from openinteractions.backends.base import BackendError, GenerationRequest, TextChunk
 from openinteractions.backends.openai.backend import OpenAIBackend
 from openinteractions.backends.openai.options import parse_options
 from openinteractions.backends.openai.wire import LeanTransport, _Dechunker
@@ -251,6 +251,39 @@ def test_a_compressed_stream_is_decoded_and_a_plain_one_read_directly() -> None:
             for _ in range(2):
                 events = [e async for e in backend.generate(GenerationRequest(model="m", history=history))]
                 assert [e for e in events if isinstance(e, TextChunk)] == [TextChunk("hi")]
+        finally:
+            await backend.aclose()
+            server.stop()
+
+    asyncio.run(go())
+
+
+def test_an_upstream_that_never_answers_times_out_and_one_that_never_ends_its_body_is_let_go() -> None:
+    """The first-byte deadline covers the request and the response head; after [DONE], waiting for the end
+    of the body is bounded too (the connection is then dropped, not reused)."""
+    done = b'data: {"choices":[{"index":0,"delta":{"content":"hi"}}]}\n\ndata: [DONE]\n\n'
+
+    async def handler(count: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        if count == 2:  # the head and [DONE], but never the last chunk
+            writer.write(chunked(done).removesuffix(b"0\r\n\r\n"))
+        await reader.read()
+
+    async def go() -> None:
+        server = Server(handler)
+        port = await server.start()
+        options = {"base_urls": [f"http://127.0.0.1:{port}/v1"], "first_byte_timeout": 0.05}
+        backend = OpenAIBackend(parse_options(options))
+        user = {"type": "user_input", "content": [{"type": "text", "text": "x"}]}
+        request = GenerationRequest(model="m", history=TypeAdapter(list[Step]).validate_python([user]))
+        try:
+            with pytest.raises(BackendError, match=r"did not start answering within 0\.05 s"):
+                [e async for e in backend.generate(request)]
+            await asyncio.wait_for(server.closed.wait(), 5)
+            server.closed.clear()
+            events = [e async for e in backend.generate(request)]
+            assert [e for e in events if isinstance(e, TextChunk)] == [TextChunk("hi")]
+            await asyncio.wait_for(server.closed.wait(), 5)
         finally:
             await backend.aclose()
             server.stop()

@@ -353,3 +353,24 @@ def test_a_stream_response_closes_its_frames_when_it_ends() -> None:
         assert generator.ag_frame is None  # closed by the response, not left for the finalizer
 
     asyncio.run(scenario())
+
+
+def test_an_idle_log_reader_gets_a_heartbeat_then_the_events_and_done() -> None:
+    from openinteractions.events.log import DONE, MemoryEventLog
+
+    async def go() -> list[bytes]:
+        log = MemoryEventLog(max_events=10, max_bytes=10_000)
+        log.open("i")
+        reader = log.read("i", 0, heartbeat=0.02)
+        got = [await asyncio.wait_for(anext(reader), 5)]  # nothing appended: the heartbeat's empty chunk
+        pending = asyncio.ensure_future(anext(reader))
+        await log.append("i", StepDeltaEvent(index=0, delta={"type": "text", "text": "a"}))
+        got.append(await pending)
+        await log.close("i")
+        got += [chunk async for chunk in reader]
+        return got
+
+    heartbeat, event, done = asyncio.run(go())
+    assert heartbeat == b""
+    assert event.startswith(b"event: step.delta\ndata: {") and b'"event_id":"1"' in event
+    assert done == DONE

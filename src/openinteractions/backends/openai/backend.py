@@ -131,20 +131,25 @@ class OpenAIBackend:
         request = httpx.Request(
             "POST", upstream.chat_url, content=payload, headers=self._headers, extensions={"timeout": self._timeouts}
         )
-        deadline = asyncio.get_running_loop().time() + options.first_byte_timeout
+        # The first read may take until the first-byte deadline (queueing, prompt processing), counted from
+        # here; later ones at most the idle timeout each.
+        reads = ReadDeadlines(asyncio.get_running_loop().time() + options.first_byte_timeout, options.idle_timeout)
         try:
-            async with asyncio.timeout_at(deadline):
-                if self._lean is not None:  # straight to the transport: no cookies, redirects or auth flows to run
-                    response = await self._lean.handle_async_request(request)
-                else:
-                    response = await client.send(request, stream=True)
+            if self._lean is not None:  # straight to the transport: no cookies, redirects or auth flows to run
+                response = await reads.opening(self._lean.handle_async_request(request))
+            else:
+                response = await reads.opening(client.send(request, stream=True))
         except TimeoutError:
+            reads.close()
             raise _Retry(_no_first_byte(label, options.first_byte_timeout)) from None
         except httpx.TransportError as exc:
+            reads.close()
             error = BackendError(self._redact(f"{label} is unreachable: {_describe(exc)}"), "unavailable")
             raise _Retry(error) from None
+        except BaseException:
+            reads.close()
+            raise
         emitted = False
-        reads: ReadDeadlines | None = None
         try:
             if response.status_code != 200:
                 body = await _read_some(response, options.idle_timeout)
@@ -163,9 +168,6 @@ class OpenAIBackend:
                 return
             decoder = SSEDecoder()
             reader = _body_reader(response, lean=self._lean is not None)
-            # The first read may take until the first-byte deadline (queueing, prompt processing); later ones
-            # at most the idle timeout each.
-            reads = ReadDeadlines(deadline, options.idle_timeout)
             started = done = ended = False
             while not (done or ended):
                 try:
@@ -200,10 +202,9 @@ class OpenAIBackend:
             for event in coalesce(tail):
                 yield event
             if done:
-                await _drain(reader)
+                await _drain(reads, reader)
         finally:
-            if reads is not None:
-                reads.close()
+            reads.close()
             await response.aclose()
 
     def _translate(
@@ -271,13 +272,12 @@ def _whole(translator: StreamTranslator, body: bytes) -> list[ModelEvent]:
     return translator.feed(chunk) + translator.finish()
 
 
-async def _drain(reader: AsyncIterator[bytes]) -> None:
+async def _drain(reads: ReadDeadlines, reader: AsyncIterator[bytes]) -> None:
     """Read to the end of the body after [DONE], so that the connection goes back to the pool."""
     try:
-        async with asyncio.timeout(_DRAIN_SECONDS):
-            async for _ in reader:
-                pass
-    except (TimeoutError, httpx.HTTPError):
+        while True:
+            await reads.next(reader, _DRAIN_SECONDS)
+    except (StopAsyncIteration, TimeoutError, httpx.HTTPError):
         pass
 
 

@@ -1,4 +1,5 @@
-"""The first-byte and idle deadlines of one upstream stream's reads, kept by one timer for the whole stream.
+"""The first-byte and idle deadlines of one upstream stream (its request, response head and body reads), kept
+by one timer for the whole stream.
 
 An ``asyncio.timeout`` around every read schedules and cancels a timer handle per chunk, which cost more than
 the rest of a chunk's handling (about 9 µs a read on a 2-vCPU VM). Here one timer fires only when a read could
@@ -8,8 +9,10 @@ be late and checks whether the read under way is.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
+from typing import TypeVar
 
+T = TypeVar("T")
 _EARLY = 0.001  # a timer may fire this much before its time (the loop's clock resolution, with room)
 
 
@@ -26,20 +29,28 @@ class ReadDeadlines:
         self._check_at = first
         self._handle = self._loop.call_at(first, self._check)
 
-    async def next(self, reader: AsyncIterator[bytes]) -> bytes:
-        """The next piece of the body; TimeoutError if it comes too late, StopAsyncIteration at its end."""
-        task = asyncio.current_task()
-        assert task is not None
+    async def opening(self, exchange: Awaitable[T]) -> T:
+        """The request and the response's head, under the first read's deadline; TimeoutError if too late."""
+        return await self._await(exchange)
+
+    async def next(self, reader: AsyncIterator[bytes], idle: float | None = None) -> bytes:
+        """The next piece of the body; TimeoutError if it comes too late, StopAsyncIteration at its end.
+        ``idle`` replaces the idle timeout for this read."""
         if not self._first:
-            self._due = self._loop.time() + self._idle
+            self._due = self._loop.time() + (self._idle if idle is None else idle)
             if self._due < self._check_at:  # the first read's deadline was later: check sooner
                 self._handle.cancel()
                 self._schedule(self._due)
         self._first = False
+        return await self._await(reader.__anext__())
+
+    async def _await(self, awaitable: Awaitable[T]) -> T:
+        task = asyncio.current_task()
+        assert task is not None
         cancelling = task.cancelling()
         self._reader_task = task
         try:
-            return await reader.__anext__()
+            return await awaitable
         except asyncio.CancelledError:
             if self._expired and task.uncancel() <= cancelling:  # ours, not a cancel from outside
                 raise TimeoutError from None
