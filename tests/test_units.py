@@ -374,3 +374,49 @@ def test_an_idle_log_reader_gets_a_heartbeat_then_the_events_and_done() -> None:
     assert heartbeat == b""
     assert event.startswith(b"event: step.delta\ndata: {") and b'"event_id":"1"' in event
     assert done == DONE
+
+
+def test_a_response_head_goes_out_with_the_first_body_bytes() -> None:
+    from openinteractions.api.protocol import HeadHoldingTransport
+
+    class Wire:
+        def __init__(self) -> None:
+            self.writes: list[bytes] = []
+            self.closed = False
+
+        def write(self, data: bytes) -> None:
+            assert not self.closed
+            self.writes.append(data)
+
+        def close(self) -> None:
+            self.closed = True
+
+        def is_closing(self) -> bool:
+            return self.closed
+
+    async def go() -> list[list[bytes]]:
+        loop = asyncio.get_running_loop()
+        seen = []
+        wire = Wire()
+        transport = HeadHoldingTransport(wire, loop)  # type: ignore[arg-type]
+        transport.write(b"HTTP/1.1 200 OK\r\n\r\n")
+        transport.write(b"5\r\nhello\r\n")
+        transport.write(b"0\r\n\r\n")
+        seen.append(wire.writes)
+        wire = Wire()
+        transport = HeadHoldingTransport(wire, loop)  # type: ignore[arg-type]
+        transport.write(b"HTTP/1.1 200 OK\r\n\r\n")  # and nothing more this iteration
+        assert wire.writes == []
+        await asyncio.sleep(0)  # the end of the iteration (the flush is scheduled, not timed)
+        seen.append(wire.writes)
+        wire = Wire()
+        transport = HeadHoldingTransport(wire, loop)  # type: ignore[arg-type]
+        transport.write(b"HTTP/1.1 500 Internal Server Error\r\n\r\n")
+        transport.close()
+        seen.append([*wire.writes, b"closed" if transport.is_closing() else b"open"])
+        return seen
+
+    together, alone, closed = asyncio.run(go())
+    assert together == [b"HTTP/1.1 200 OK\r\n\r\n5\r\nhello\r\n", b"0\r\n\r\n"]
+    assert alone == [b"HTTP/1.1 200 OK\r\n\r\n"]
+    assert closed == [b"HTTP/1.1 500 Internal Server Error\r\n\r\n", b"closed"]

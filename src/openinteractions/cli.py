@@ -49,7 +49,9 @@ def serve(args: argparse.Namespace) -> None:
     from .api.app import create_app
 
     app = create_app(settings, Path(config).resolve().parent if config else Path.cwd())
-    uvicorn.run(app, host=host, port=port, log_level=settings.server.log_level, access_log=False)
+    from .api.protocol import HttpProtocol
+
+    uvicorn.run(app, host=host, port=port, log_level=settings.server.log_level, access_log=False, http=HttpProtocol)
 
 
 def index(args: argparse.Namespace) -> None:
