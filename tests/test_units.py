@@ -19,6 +19,7 @@ from openinteractions.engine.assembler import Assembler
 from openinteractions.engine.signatures import InvalidSignature, ThoughtSigner, load_or_create_key
 from openinteractions.schema.events import ChunkEvent, StepDeltaEvent, StepStartEvent
 from openinteractions.schema.requests import InputShapeError, normalize_input
+from openinteractions.store import sql as sql_module
 from openinteractions.store.base import BrokenChain, FinalState, StoredInteraction
 from openinteractions.store.sql import SqlStore, sqlite_url
 
@@ -281,6 +282,33 @@ def test_sqlite_writes_commit_on_the_loop_and_go_to_the_writer_thread_while_the_
         assert in_thread == [1]
         assert await store.get("b", "o", 2.0) is not None and await store.get("a", "o", 2.0) is not None
         other.close()
+        await store.close()
+
+    asyncio.run(scenario())
+
+
+def test_the_last_running_interaction_commits_its_result_at_once_others_share_a_batch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    commits: list[int] = []
+    commit = sql_module._commit
+    monkeypatch.setattr(
+        sql_module, "_commit", lambda raw, mark, batch: (commits.append(len(batch)), commit(raw, mark, batch))[1]
+    )
+
+    async def scenario() -> None:
+        store = SqlStore(sqlite_url(tmp_path))
+        await store.start()
+        await asyncio.gather(store.insert(_stored_record("a")), store.insert(_stored_record("b")))
+        final = FinalState(status="completed", updated_at=2.0, steps="[]", usage=None, errors=None)
+        first = store.finish("a", final, b"event: a\n\n")
+        assert not first.done()  # "b" is still running: queued for the writer's next batch
+        last = store.finish("b", final, b"event: b\n\n")
+        assert first.done() and last.done()  # nothing else can join: committed now, "a" with it
+        assert commits == [2, 2]  # the two inserts in one batch, the two results in another
+        for name in "ab":
+            stored = await store.get(name, "o", 2.0)
+            assert stored is not None and stored.status == "completed"
         await store.close()
 
     asyncio.run(scenario())

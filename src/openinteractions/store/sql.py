@@ -15,7 +15,8 @@ thread, on a connection that never waits for a lock (``busy_timeout=0``). What c
 WAL checkpoints (SQLite's automatic ones are off; the writer thread runs one every ``_CHECKPOINT_EVERY`` writes),
 and any batch queued while the writer thread has work (a delete, a sweep, a checkpoint) goes behind that work
 in the thread, so that writes stay in order and never contend. A batch that meets a lock anyway (another process
-on the file) is retried in the thread, which waits for it.
+on the file) is retried in the thread, which waits for it. When the run that finishes is the only one
+writing, no other write can join its batch, and its result commits at once instead of a loop iteration later.
 """
 
 from __future__ import annotations
@@ -109,6 +110,7 @@ class SqlStore:
         self._url = url
         self._engine: Engine | None = None
         self._pending: list[tuple[str, list[Any], asyncio.Future[None]]] = []
+        self._running: set[str] = set()  # runs whose row is inserted (or queued) and not finished
         self._wake = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
         self._write_thread = ThreadPoolExecutor(1, thread_name_prefix="store-writer")
@@ -187,11 +189,29 @@ class SqlStore:
         request = json.dumps(r.request or {}, separators=(",", ":"))
         row = [r.id, r.owner, r.status, r.model, r.agent, r.previous_interaction_id, r.created_at, r.updated_at,
                r.expires_at, request, r.input_steps, r.steps, r.usage, r.errors, None]  # fmt: skip
+        self._running.add(r.id)
         return self._queue("insert", row)
 
     def finish(self, interaction_id: str, final: FinalState, events: bytes) -> asyncio.Future[None]:
         f = final
-        return self._queue("finish", [f.status, f.updated_at, f.steps, f.usage, f.errors, events, interaction_id])
+        self._running.discard(interaction_id)
+        params = [f.status, f.updated_at, f.steps, f.usage, f.errors, events, interaction_id]
+        if not self._running and self._inline is not None and not self._thread_jobs:
+            # No other run is writing, so no write can join this batch: commit now, on this thread, rather
+            # than a loop iteration later. The run then closes its log in the same step, and its last events
+            # and [DONE] reach the client in one write.
+            future = asyncio.get_running_loop().create_future()
+            batch, self._pending = [*self._pending, ("finish", params, future)], []
+            with contextlib.suppress(Exception):  # the writer task retries and reports, as for any batch
+                if _commit(self._inline, "?", batch):
+                    self._count_inline(len(batch))
+                    for _, _, done in batch:
+                        done.set_result(None)
+                    return future
+            self._pending[:0] = batch
+            self._wake.set()
+            return future
+        return self._queue("finish", params)
 
     async def _write_forever(self) -> None:
         while True:
@@ -215,6 +235,8 @@ class SqlStore:
                     await self._in_write_thread(self._write_batch, [op])
                 except Exception as exc:
                     op[2].set_exception(exc)
+                    if op[0] == "insert":
+                        self._running.discard(op[1][0])  # a row that never landed will not be finished
         for _, _, future in batch:
             if not future.done():
                 future.set_result(None)
