@@ -28,7 +28,7 @@ from .pool import Upstream, UpstreamPool, probe_models
 from .request import chat_body
 from .sse import Message, SSEDecoder
 from .translate import StreamFailure, StreamTranslator, TruncatedStream, coalesce
-from .wire import LeanTransport
+from .wire import LeanTransport, Origin, request_head
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +71,7 @@ class OpenAIBackend:
         self._headers = {**self._auth, "content-type": "application/json", "accept": "text/event-stream"}
         self._transport = transport
         self._lean: LeanTransport | None = None
+        self._lean_heads: dict[str, tuple[Origin, bytes]] = {}  # per upstream: its origin and request head
         self._client: httpx.AsyncClient | None = None
         self._timeouts = {"connect": options.connect_timeout, "read": None, "write": None, "pool": None}
         self.pool = UpstreamPool(options.base_urls, options.balancing, options.health_check_interval, self._probe)
@@ -88,6 +89,12 @@ class OpenAIBackend:
             timeout = httpx.Timeout(None, connect=options.connect_timeout)
             self._client = httpx.AsyncClient(limits=limits, timeout=timeout, transport=transport, trust_env=False)
         return self._client
+
+    def _lean_head(self, upstream: Upstream) -> tuple[Origin, bytes]:
+        head = self._lean_heads.get(upstream.base_url)
+        if head is None:
+            head = self._lean_heads[upstream.base_url] = request_head("POST", upstream.chat_url, self._headers)
+        return head
 
     async def _probe(self, upstream: Upstream) -> bool:
         return await probe_models(self._http(), upstream, self._auth, self.options.connect_timeout)
@@ -128,16 +135,17 @@ class OpenAIBackend:
         """One attempt. Raises _Retry for a failure before the first event, BackendError after it."""
         options, label = self.options, upstream.label
         client = self._http()
-        request = httpx.Request(
-            "POST", upstream.chat_url, content=payload, headers=self._headers, extensions={"timeout": self._timeouts}
-        )
         # The first read may take until the first-byte deadline (queueing, prompt processing), counted from
         # here; later ones at most the idle timeout each.
         reads = ReadDeadlines(asyncio.get_running_loop().time() + options.first_byte_timeout, options.idle_timeout)
         try:
             if self._lean is not None:  # straight to the transport: no cookies, redirects or auth flows to run
-                response = await reads.opening(self._lean.handle_async_request(request))
+                origin, head = self._lean_head(upstream)
+                message = b"%sContent-Length: %d\r\n\r\n%s" % (head, len(payload), payload)
+                response = await reads.opening(self._lean.exchange(origin, message, options.connect_timeout))
             else:
+                request = httpx.Request("POST", upstream.chat_url, content=payload, headers=self._headers,
+                                        extensions={"timeout": self._timeouts})  # fmt: skip
                 response = await reads.opening(client.send(request, stream=True))
         except TimeoutError:
             reads.close()

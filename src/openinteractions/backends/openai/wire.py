@@ -44,33 +44,35 @@ class LeanTransport(httpx.AsyncBaseTransport):
         self._ssl: ssl.SSLContext | None = None
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        origin = (
-            request.url.scheme,
-            request.url.host,
-            request.url.port or (443 if request.url.scheme == "https" else 80),
-        )
         timeout = request.extensions.get("timeout", {}).get("connect")
-        head = _head(request)
+        message = _head(request) + b"\r\n" + request.content
+        return await self.exchange(_origin(request.url), message, timeout, head=request.method == "HEAD")
+
+    async def exchange(
+        self, origin: Origin, message: bytes, timeout: float | None, head: bool = False
+    ) -> httpx.Response:
+        """Send ``message`` (a whole request: line, headers, body) to ``origin``; the response, its body to
+        be read. ``head``: a HEAD request, whose response has no body."""
         await self._slots.acquire()
         connection: _Connection | None = None
         try:
             reused = connection = self._idle_connection(origin)
             connection = connection or await self._connect(origin, timeout)
             try:
-                status, headers = await _exchange(connection, head, request)
+                status, headers = await _exchange(connection, message)
             except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError):
                 if reused is None:
                     raise
                 connection.close()
                 connection = await self._connect(origin, timeout)  # the server had closed the kept connection
-                status, headers = await _exchange(connection, head, request)
+                status, headers = await _exchange(connection, message)
         except BaseException:  # cancelled too: a request given up on closes its connection
             if connection is not None:
                 connection.close()
             self._slots.release()
             raise
-        body = _Body(connection, headers, self, origin, request.method == "HEAD" or status in (204, 304))
-        return httpx.Response(status, headers=headers, stream=body, request=request)
+        body = _Body(connection, headers, self, origin, head or status in (204, 304))
+        return httpx.Response(status, headers=headers, stream=body)
 
     def _idle_connection(self, origin: Origin) -> _Connection | None:
         idle = self._idle.get(origin)
@@ -110,18 +112,28 @@ class LeanTransport(httpx.AsyncBaseTransport):
         self._idle.clear()
 
 
+def request_head(method: str, url: httpx.URL, headers: dict[str, str]) -> tuple[Origin, bytes]:
+    """For ``exchange``: the origin, and the request line and headers (with Host, without Content-Length)
+    of requests to ``url``, each line ended; built once per upstream instead of an httpx.Request per call."""
+    request = httpx.Request(method, url, headers=headers)
+    request.headers.pop("Content-Length", None)  # httpx says 0 for a request built without a body
+    return _origin(url), _head(request)
+
+
+def _origin(url: httpx.URL) -> Origin:
+    return url.scheme, url.host, url.port or (443 if url.scheme == "https" else 80)
+
+
 def _head(request: httpx.Request) -> bytes:
-    target = request.url.raw_path
-    lines = [request.method.encode() + b" " + target + b" HTTP/1.1"]
+    """The request line and header lines, each ended with CRLF (the blank line not included)."""
+    lines = [request.method.encode() + b" " + request.url.raw_path + b" HTTP/1.1"]
     lines += [name + b": " + value for name, value in request.headers.raw]
-    return b"\r\n".join(lines) + b"\r\n\r\n"
+    return b"\r\n".join(lines) + b"\r\n"
 
 
-async def _exchange(
-    connection: _Connection, head: bytes, request: httpx.Request
-) -> tuple[int, list[tuple[bytes, bytes]]]:
+async def _exchange(connection: _Connection, message: bytes) -> tuple[int, list[tuple[bytes, bytes]]]:
     try:
-        connection.writer.write(head + request.content)
+        connection.writer.write(message)
         reader = connection.reader
         while True:
             status_line = await reader.readline()
