@@ -24,6 +24,7 @@ def guarded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
         tmp_path_factory.mktemp("guarded"),
         {
             "server": {"max_request_bytes": 4096},
+            "store": {"sqlite_exclusive": False},  # db_rows() reads the file while the server runs
             "auth": {"api_keys": ["alice-key-123456", "bob-key-12345678"]},
             f"models.{MODEL}": {
                 "backend": "scripted",

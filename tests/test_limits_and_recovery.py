@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -104,3 +105,25 @@ def test_a_crash_mid_run_leaves_a_failed_interaction(tmp_path: Path) -> None:
     assert got["status"] == "failed"
     assert got["errors"][0]["code"] == "aborted"
     assert [e if isinstance(e, str) else e["event_type"] for e in events] == ["interaction.created", "error", "[DONE]"]
+
+
+def test_one_server_keeps_its_sqlite_file_and_a_second_one_is_refused_clearly(tmp_path: Path) -> None:
+    """store.sqlite_exclusive (the default): no other process opens the file while the server runs; with
+    it off, another process can read the file meanwhile."""
+    models = {f"models.{MODEL}": {"backend": "scripted", "inline": True}}
+    first = LiveServer(tmp_path, models).start()
+    try:
+        with first.http() as http:
+            assert http.post("/v1beta/interactions", json={"model": MODEL, "input": "hi"}).status_code == 200
+        second = LiveServer(tmp_path, models)
+        with pytest.raises(RuntimeError, match="is in use by another process"):
+            second.start()
+        with pytest.raises(sqlite3.OperationalError, match="locked"):
+            first.db_rows()
+    finally:
+        first.stop()
+    shared = LiveServer(tmp_path, {**models, "store": {"sqlite_exclusive": False}}).start()
+    try:
+        assert len(shared.db_rows()) == 1  # what the first server stored, read while this one runs
+    finally:
+        shared.stop()

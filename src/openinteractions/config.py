@@ -43,6 +43,9 @@ class StoreSettings(_Section):
     data_dir: Path = DEFAULT_DATA_DIR  # a relative path is relative to the config file's folder
     # A SQLAlchemy URL; by default a SQLite file in data_dir.
     url: str | None = None
+    # The default SQLite file is opened for this process alone (faster commits); false lets other processes
+    # open it while the server runs.
+    sqlite_exclusive: bool = True
     retention_seconds: int = Field(default=55 * 24 * 3600, gt=0)
     max_interactions_per_owner: int = Field(default=100_000, gt=0)
     sweep_interval_seconds: float = Field(default=300.0, gt=0)

@@ -30,7 +30,7 @@ logger = logging.getLogger(__name__)
 def build_service(settings: Settings, config_dir: Path) -> InteractionService:
     data_dir = config_dir / settings.data_dir()
     data_dir.mkdir(parents=True, exist_ok=True)
-    store = SqlStore(settings.store.url or sqlite_url(data_dir))
+    store = SqlStore(settings.store.url or sqlite_url(data_dir, settings.store.sqlite_exclusive))
     limits = settings.limits
     log = MemoryEventLog(limits.max_events_per_interaction, limits.max_event_log_bytes)
     registry = BackendRegistry.from_settings(settings.models or default_models(), config_dir)
