@@ -372,10 +372,15 @@ def _only_text(chunk: Any) -> str | None:
 def _parse_together(messages: list[tuple[str, bytes]]) -> list[Any] | None:
     """The JSON payloads of the messages, or None unless each is one plain JSON value that orjson reads (what
     it refuses, such as NaN or a lone surrogate, goes one by one through the lenient ``json``)."""
-    if not messages or any(name != "message" for name, _ in messages):
+    if not messages:
         return None
+    parts = []
+    for name, data in messages:  # a plain loop: this runs once per read, for every message
+        if name != "message":
+            return None
+        parts.append(data)
     try:
-        payloads = orjson.loads(b"[" + b",".join(data for _, data in messages) + b"]")
+        payloads = orjson.loads(b"[" + b",".join(parts) + b"]")
     except ValueError:
         return None
     return payloads if len(payloads) == len(messages) else None  # a data line with two values: one by one

@@ -249,7 +249,10 @@ class _Dechunker:
             if self._trailers:
                 self.finished = not line  # the empty line ends the message; other lines are trailers
                 continue
-            size = _chunk_size(line)
+            try:
+                size = int(line, 16)  # the usual size line, inline: this loop runs once per upstream chunk
+            except ValueError:
+                size = _chunk_size(line)
             if not size:
                 self._trailers = True
                 continue
