@@ -448,3 +448,20 @@ def test_a_response_head_goes_out_with_the_first_body_bytes() -> None:
     assert together == [b"HTTP/1.1 200 OK\r\n\r\n5\r\nhello\r\n", b"0\r\n\r\n"]
     assert alone == [b"HTTP/1.1 200 OK\r\n\r\n"]
     assert closed == [b"HTTP/1.1 500 Internal Server Error\r\n\r\n", b"closed"]
+
+
+@pytest.mark.parametrize("exclusive", [True, False])
+def test_the_sqlite_file_lands_in_a_data_dir_whose_name_has_uri_characters(tmp_path: Path, exclusive: bool) -> None:
+    data_dir = tmp_path / "odd #?% name é"
+    data_dir.mkdir()
+
+    async def scenario() -> None:
+        store = SqlStore(sqlite_url(data_dir, exclusive))
+        await store.start()
+        await store.insert(_stored_record("a"))
+        assert await store.get("a", "o", 2.0) is not None
+        await store.close()
+
+    asyncio.run(scenario())
+    assert (data_dir / "openinteractions.db").is_file()
+    assert [p.name for p in tmp_path.iterdir()] == [data_dir.name]  # nothing created beside it

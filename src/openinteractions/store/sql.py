@@ -31,6 +31,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, unquote
 
 from sqlalchemy import (
     Column,
@@ -51,6 +52,7 @@ from sqlalchemy import (
     select,
     text,
 )
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import OperationalError
 
 from .base import BrokenChain, ChainTooLong, FinalState, StoredInteraction
@@ -97,14 +99,17 @@ _RECORD_COLUMNS = [c for c in interactions.c if c.name != "events"]
 _CHECKPOINT_EVERY = 1000  # writes committed on the loop's thread between two WAL checkpoints
 
 
-def sqlite_url(data_dir: Path, exclusive: bool = True) -> str:
+def sqlite_url(data_dir: Path, exclusive: bool = True) -> URL:
     """``exclusive``: SQLite's unix-excl VFS, which locks the file for this process and keeps the WAL index in
     its memory instead of a shared-memory file locked with fcntl around every transaction (six lock calls a
     commit). One server per database is then enforced (a second one would mark the first one's running
     interactions failed at startup), and an insert and its result cost ~95 instead of ~107 us; other
     processes cannot open the file while the server runs."""
-    path = data_dir / "openinteractions.db"
-    return f"sqlite:///file:{path}?vfs=unix-excl&uri=true" if exclusive else f"sqlite:///{path}"
+    path = str(data_dir / "openinteractions.db")
+    if not exclusive:
+        return URL.create("sqlite", database=path)
+    # An SQLite URI: '?', '#' and '%' in the path are escaped (URL.create passes the name on as it is).
+    return URL.create("sqlite", database=f"file:{quote(path)}", query={"vfs": "unix-excl", "uri": "true"})
 
 
 def _row_to_record(row: Any) -> StoredInteraction:
@@ -114,8 +119,8 @@ def _row_to_record(row: Any) -> StoredInteraction:
 
 
 class SqlStore:
-    def __init__(self, url: str) -> None:
-        self._url = url
+    def __init__(self, url: str | URL) -> None:
+        self._url = make_url(url)
         self._engine: Engine | None = None
         self._pending: list[tuple[str, list[Any], asyncio.Future[None]]] = []
         self._running: set[str] = set()  # runs whose row is inserted (or queued) and not finished
@@ -135,7 +140,7 @@ class SqlStore:
         return self._engine
 
     async def start(self) -> None:
-        is_sqlite = self._url.startswith("sqlite")
+        is_sqlite = self._url.get_backend_name() == "sqlite"
         # A file that another server holds is reported within 2 s; once connected, waits are up to 30 s.
         engine = create_engine(self._url, connect_args={"timeout": 2, "check_same_thread": False} if is_sqlite else {})
         if is_sqlite:
@@ -144,7 +149,7 @@ class SqlStore:
             await asyncio.get_running_loop().run_in_executor(self._write_thread, metadata.create_all, engine)
         except OperationalError as exc:
             if is_sqlite and "locked" in str(exc):
-                path = str(engine.url.database).removeprefix("file:")
+                path = unquote(str(engine.url.database).removeprefix("file:"))
                 raise RuntimeError(
                     f"the store {path} is in use by another process (with store.sqlite_exclusive, the default, "
                     "one server keeps its SQLite file to itself)"

@@ -139,21 +139,20 @@ class OpenAIBackend:
         # here; later ones at most the idle timeout each.
         reads = ReadDeadlines(asyncio.get_running_loop().time() + options.first_byte_timeout, options.idle_timeout)
         try:
-            if self._lean is not None:  # straight to the transport: no cookies, redirects or auth flows to run
-                origin, head = self._lean_head(upstream)
-                message = b"%sContent-Length: %d\r\n\r\n%s" % (head, len(payload), payload)
-                response = await reads.opening(self._lean.exchange(origin, message, options.connect_timeout))
-            else:
-                request = httpx.Request("POST", upstream.chat_url, content=payload, headers=self._headers,
-                                        extensions={"timeout": self._timeouts})  # fmt: skip
-                response = await reads.opening(client.send(request, stream=True))
-        except TimeoutError:
-            reads.close()
-            raise _Retry(_no_first_byte(label, options.first_byte_timeout)) from None
-        except httpx.TransportError as exc:
-            reads.close()
-            error = BackendError(self._redact(f"{label} is unreachable: {_describe(exc)}"), "unavailable")
-            raise _Retry(error) from None
+            try:
+                if self._lean is not None:  # straight to the transport: no cookies, redirects or auth flows
+                    origin, head = self._lean_head(upstream)
+                    message = b"%sContent-Length: %d\r\n\r\n%s" % (head, len(payload), payload)
+                    response = await reads.opening(self._lean.exchange(origin, message, options.connect_timeout))
+                else:
+                    request = httpx.Request("POST", upstream.chat_url, content=payload, headers=self._headers,
+                                            extensions={"timeout": self._timeouts})  # fmt: skip
+                    response = await reads.opening(client.send(request, stream=True))
+            except TimeoutError:
+                raise _Retry(_no_first_byte(label, options.first_byte_timeout)) from None
+            except httpx.TransportError as exc:
+                error = BackendError(self._redact(f"{label} is unreachable: {_describe(exc)}"), "unavailable")
+                raise _Retry(error) from None
         except BaseException:
             reads.close()
             raise
