@@ -465,3 +465,19 @@ def test_the_sqlite_file_lands_in_a_data_dir_whose_name_has_uri_characters(tmp_p
     asyncio.run(scenario())
     assert (data_dir / "openinteractions.db").is_file()
     assert [p.name for p in tmp_path.iterdir()] == [data_dir.name]  # nothing created beside it
+
+
+def test_compact_json_reads_back_as_the_standard_library_would_write_it() -> None:
+    from openinteractions import jsontext
+
+    values = [
+        {"text": "héllo ✓", "n": 1, "f": 0.1, "nested": [{"a": None, "b": True}]},
+        {"big": 2**70},  # beyond orjson's 64 bits: the standard library writes it
+        {1: "non-string key"},  # orjson refuses it; json writes "1"
+        {"lone": "\ud800"},  # a lone surrogate: orjson refuses it
+    ]
+    for value in values:
+        expected = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+        assert json.loads(jsontext.dumps(value)) == json.loads(expected)
+        assert jsontext.dumps_bytes(value).decode("utf-8", "surrogatepass") == jsontext.dumps(value)
+    assert jsontext.dumps({"t": "é"}) == '{"t":"é"}'  # UTF-8 as it is, compact

@@ -9,12 +9,12 @@ first.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any
 
+from .. import jsontext
 from ..backends.base import Backend, BackendError, Finish, GenerationRequest, UsageReport
 from ..events.log import LogLimitExceeded, MemoryEventLog
 from ..ids import rfc3339_from_epoch
@@ -272,5 +272,4 @@ def _status(writer: StepWriter, tally: _Tally) -> str:
     return "incomplete" if tally.finish == "max_tokens" else "completed"
 
 
-def _dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+_dumps = jsontext.dumps

@@ -55,6 +55,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import OperationalError
 
+from .. import jsontext
 from .base import BrokenChain, ChainTooLong, FinalState, StoredInteraction
 
 logger = logging.getLogger(__name__)
@@ -209,7 +210,7 @@ class SqlStore:
 
     def insert(self, record: StoredInteraction) -> asyncio.Future[None]:
         r = record
-        request = json.dumps(r.request or {}, separators=(",", ":"))
+        request = jsontext.dumps(r.request or {})
         row = [r.id, r.owner, r.status, r.model, r.agent, r.previous_interaction_id, r.created_at, r.updated_at,
                r.expires_at, request, r.input_steps, r.steps, r.usage, r.errors, None]  # fmt: skip
         self._running.add(r.id)

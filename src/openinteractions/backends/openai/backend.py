@@ -20,6 +20,7 @@ from typing import Any
 
 import httpx
 
+from ... import jsontext
 from ..base import SAMPLING_CONFIG, BackendError, Capabilities, GenerationRequest, ModelEvent
 from .deadline import ReadDeadlines
 from .errors import Redactor, retryable_status, status_error, stream_error
@@ -107,7 +108,7 @@ class OpenAIBackend:
 
     def prepare(self, request: GenerationRequest) -> bytes:
         body = chat_body(request, self.options)
-        return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+        return jsontext.dumps_bytes(body)
 
     async def generate(self, request: GenerationRequest) -> AsyncIterator[ModelEvent]:
         payload = request.plan if isinstance(request.plan, bytes) else self.prepare(request)
