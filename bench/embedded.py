@@ -34,7 +34,9 @@ above 1 is faster for throughputs, slower for latencies.
    in the TTFT column.
    ``decode tok/s`` = (output tokens - 1) / (time of the last token - time of the first token), the median of
    the repetitions with (min-max) after it; ``spread`` = max / min of the repetitions (a two-speed target shows
-   up as a large spread); ``TTFT ms`` = time from sending the request to the first text token.
+   up as a large spread, but so does a host that slows down between repetitions: the line under the table
+   divides each repetition's rate by the ceiling's, measured just before or after it, and gives the spread of
+   those ratios too); ``TTFT ms`` = time from sending the request to the first text token.
 2. N concurrent streams sent at once with different prompts: ``aggregate tok/s`` = all output tokens / (time
    of the last token of any stream - the send); ``decode-phase tok/s`` = the tokens after each stream's first /
    (last token of any stream - first token of any stream), prefill mostly left out; ``x 1 stream`` compares
@@ -663,12 +665,31 @@ def report_single(names: list[str], args: argparse.Namespace, res: Results, clea
             f"| {name} | {spread(rates, tps)} | {ratio(med(rates), base_tps)} | {sp:.2f} | {spread(ttfts, ms)} | "
             f"{ratio(med(ttfts), base_ttft)} | {tokens:.0f} | {dropped} |"
         )
+    paired = paired_ratios(res.single.get(OURS, []), res.single.get(CEILING, []), clean.limit)
+    paired_spread = max(paired) / min(paired) if paired else None
+    if paired:
+        print(
+            f"\nRepetition by repetition against the ceiling's run just before or after it (the host's drift, which "
+            f"moves both, cancels): ratios {min(paired):.2f}-{max(paired):.2f}, spread {paired_spread:.2f} "
+            f"over {len(paired)} repetitions."
+        )
     ok = None if ours_ratio is None or ours_spread is None else ours_ratio >= 0.85 and ours_spread <= args.steady
     shown = "-" if ours_ratio is None else f"{ours_ratio:.2f}x, spread {ours_spread:.2f}"
     print(
         f"\nTarget: OpenInteractions decode >= 0.85x the ceiling, steadily (spread <= {args.steady:g}): "
         f"{shown} -> {verdict(ok)}"
     )
+
+
+def paired_ratios(ours: list[Stream], ceiling: list[Stream], limit: float) -> list[float]:
+    """Our decode rate over the ceiling's in the same repetition (the two run back to back), for repetitions
+    where neither sample is noisy. A server with two speeds shows here; a host that slows down does not."""
+    out = []
+    for mine, theirs in zip(ours, ceiling, strict=False):
+        clean = (mine.foreign or 0.0) <= limit and (theirs.foreign or 0.0) <= limit
+        if clean and mine.decode_tps and theirs.decode_tps:
+            out.append(mine.decode_tps / theirs.decode_tps)
+    return out
 
 
 def report_concurrent(names: list[str], args: argparse.Namespace, res: Results, clean: Clean) -> None:
