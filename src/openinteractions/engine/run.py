@@ -228,9 +228,9 @@ class Run:
         return FinalState(
             status=summary.get("status", "failed"),
             updated_at=self.updated_at,
-            steps=_dumps(self.assembler.steps()),
-            usage=_dumps(summary["usage"]) if summary.get("usage") else None,
-            errors=_dumps(self.assembler.errors) if self.assembler.errors else None,
+            steps=jsontext.dumps(self.assembler.steps()),
+            usage=jsontext.dumps(summary["usage"]) if summary.get("usage") else None,
+            errors=jsontext.dumps(self.assembler.errors) if self.assembler.errors else None,
         )
 
     def _record(self) -> StoredInteraction:
@@ -245,7 +245,7 @@ class Run:
             updated_at=spec.created_at,
             expires_at=spec.expires_at,
             request=spec.echo,
-            input_steps=_dumps([s.wire() for s in spec.input_steps]),
+            input_steps=jsontext.dumps([s.wire() for s in spec.input_steps]),
         )
 
 
@@ -270,6 +270,3 @@ def _status(writer: StepWriter, tally: _Tally) -> str:
     if writer.function_calls:
         return "requires_action"
     return "incomplete" if tally.finish == "max_tokens" else "completed"
-
-
-_dumps = jsontext.dumps

@@ -202,10 +202,11 @@ class SqlStore:
 
     # ---- writes: queued, applied in order, one transaction per batch --------------------------------
 
-    def _queue(self, kind: str, params: list[Any]) -> asyncio.Future[None]:
+    def _queue(self, kind: str, params: list[Any], wake: bool = True) -> asyncio.Future[None]:
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._pending.append((kind, params, future))
-        self._wake.set()
+        if wake:
+            self._wake.set()
         return future
 
     def insert(self, record: StoredInteraction) -> asyncio.Future[None]:
@@ -220,22 +221,33 @@ class SqlStore:
         f = final
         self._running.discard(interaction_id)
         params = [f.status, f.updated_at, f.steps, f.usage, f.errors, events, interaction_id]
-        if not self._running and self._inline is not None and not self._thread_jobs:
-            # No other run is writing, so no write can join this batch: commit now, on this thread, rather
-            # than a loop iteration later. The run then closes its log in the same step, and its last events
-            # and [DONE] reach the client in one write.
-            future = asyncio.get_running_loop().create_future()
-            batch, self._pending = [*self._pending, ("finish", params, future)], []
-            with contextlib.suppress(Exception):  # the writer task retries and reports, as for any batch
-                if _commit(self._inline, "?", batch):
-                    self._count_inline(len(batch))
-                    for _, _, done in batch:
-                        done.set_result(None)
-                    return future
-            self._pending[:0] = batch
+        alone = not self._running
+        future = self._queue("finish", params, wake=not alone)
+        # No other run is writing, so no write can join this batch: commit now, on this thread, rather than a
+        # loop iteration later. The run then closes its log in the same step, and its last events and [DONE]
+        # reach the client in one write.
+        if alone and not self._commit_now():
             self._wake.set()
-            return future
-        return self._queue("finish", params)
+        return future
+
+    def _commit_now(self) -> bool:
+        """Commit everything queued, on the loop's thread; False if it has to wait for the writer task."""
+        batch = self._pending
+        with contextlib.suppress(Exception):  # the writer task retries and reports, as for any batch
+            if self._commit_inline(batch):
+                self._pending = []
+                for _, _, future in batch:
+                    future.set_result(None)
+                return True
+        return False
+
+    def _commit_inline(self, batch: list[tuple[str, list[Any], asyncio.Future[None]]]) -> bool:
+        """SQLite: commit ``batch`` on the loop's thread unless the writer thread has work or the file is
+        locked; True if it was committed."""
+        if self._inline is None or self._thread_jobs or not _commit(self._inline, "?", batch):
+            return False
+        self._count_inline(len(batch))
+        return True
 
     async def _write_forever(self) -> None:
         while True:
@@ -248,9 +260,7 @@ class SqlStore:
         if not batch:
             return
         try:
-            if self._inline is not None and not self._thread_jobs and _commit(self._inline, "?", batch):
-                self._count_inline(len(batch))
-            else:
+            if not self._commit_inline(batch):
                 await self._in_write_thread(self._write_batch, batch)
         except Exception:
             logger.exception("a batch of %d writes failed; retrying them one by one", len(batch))
