@@ -47,7 +47,10 @@ def check_stream(events: list[dict[str, Any]]) -> dict[str, Any]:
             step["text"] = "".join(d["text"] for d in step["deltas"] if d["type"] == "text")
         elif step["type"] == "function_call":
             fragments = "".join(d["arguments"] for d in step["deltas"])
-            step["arguments"] = json.loads(fragments) if fragments else {}
+            if terminal == "error":  # a failed run may have been cut off inside the call
+                step["fragments"] = fragments
+            else:
+                step["arguments"] = json.loads(fragments) if fragments else {}
             step["name"] = step["start"]["name"]
             step["id"] = step["start"]["id"]
     return {"steps": steps, "status": events[-1]["interaction"]["status"] if terminal != "error" else "failed"}
