@@ -111,6 +111,8 @@ class Run:
         self._clock = clock
         self._ending = False
         self._inserted: asyncio.Future[None] | None = None
+        self._announcement: asyncio.Task[None] | None = None
+        self._steps_ready = False
         self.updated_at = spec.created_at
         self._created = rfc3339_from_epoch(spec.created_at)
 
@@ -126,18 +128,38 @@ class Run:
         )
 
     async def emit(self, event: Event | ChunkEvent) -> None:
+        if self._announcement is not None:
+            await self._announced()
+        await self._append(event)
+
+    async def _append(self, event: Event | ChunkEvent) -> None:
         await self._log.append(self.id, event, terminal=self._ending)
         self.assembler.apply(event)
+
+    async def _announce(self) -> None:
+        """The created and status events, and the row's insert: execute's first step schedules this, so that
+        the backend's request goes out before it and the two overlap."""
+        await self._append(InteractionCreatedEvent(interaction=self.summary("in_progress")))
+        await self._append(InteractionStatusUpdateEvent(interaction_id=self.id, status="in_progress"))
+        if self.spec.store:
+            self._inserted = self._store.insert(self._record())
+
+    async def _announced(self) -> None:
+        """Every other event waits for the announcement, so that it stays first in the log."""
+        task = self._announcement
+        if task is None:
+            return
+        try:
+            await _complete(task)
+        finally:
+            if task.done():
+                self._announcement = None
 
     async def execute(self) -> None:
         writer = StepWriter(self.emit, self._signer, self.spec.summaries)
         tally = _Tally()
         try:
-            await self.emit(InteractionCreatedEvent(interaction=self.summary("in_progress")))
-            await self.emit(InteractionStatusUpdateEvent(interaction_id=self.id, status="in_progress"))
-            if self.spec.store:
-                # The row is written while the backend starts; no step goes out before it is durable.
-                self._inserted = self._store.insert(self._record())
+            self._announcement = asyncio.get_running_loop().create_task(self._announce())
             async with asyncio.timeout(self.spec.timeout):
                 await self._generate(writer, tally)
             await writer.close()
@@ -178,18 +200,21 @@ class Run:
         spec = self.spec
         tools = ToolLoop(spec.tools, self._backend, spec.generation, writer, self.assembler,
                          max_rounds=spec.max_tool_rounds, time_budget=spec.tool_budget)  # fmt: skip
-        await tools.run(lambda: self._round(writer, tally), spec.input_steps, self._row_stored)
+        await tools.run(lambda: self._round(writer, tally), spec.input_steps, self._ready_for_steps)
 
-    async def _row_stored(self) -> None:
+    async def _ready_for_steps(self) -> None:
+        """No step goes out before the announcement and, with store, before the row is durable."""
+        await self._announced()
         if self._inserted is not None and not self._inserted.done():
             await asyncio.shield(self._inserted)  # cancelling the run must not cancel the write
+        self._steps_ready = True
 
     async def _round(self, writer: StepWriter, tally: _Tally) -> None:
         """One generation of the backend, its events fed to the step writer."""
         async with aclosing(self._backend.generate(self.spec.generation)) as events:
             async for event in events:
-                if self._inserted is not None and not self._inserted.done():  # inline: this loop is hot
-                    await self._row_stored()  # no step before the row is stored
+                if not self._steps_ready:  # inline: this loop is hot
+                    await self._ready_for_steps()
                 if isinstance(event, UsageReport):
                     tally.add(event)
                 elif isinstance(event, Finish):
@@ -214,6 +239,7 @@ class Run:
 
     async def _persist(self) -> None:
         try:
+            await self._announced()  # its insert, if any, must not outlive the run
             if self._inserted is not None:
                 await _complete(self._inserted)
                 await _complete(self._store.finish(self.id, self.final_state(), self._log.contents(self.id)))
