@@ -51,7 +51,17 @@ def serve(args: argparse.Namespace) -> None:
     app = create_app(settings, Path(config).resolve().parent if config else Path.cwd())
     from .api.protocol import HttpProtocol
 
-    uvicorn.run(app, host=host, port=port, log_level=settings.server.log_level, access_log=False, http=HttpProtocol)
+    # Nothing reads the client's address (there is no access log), so uvicorn's X-Forwarded-* rewriting is
+    # off: it would only cost time on every request.
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_level=settings.server.log_level,
+        access_log=False,
+        http=HttpProtocol,
+        proxy_headers=False,
+    )
 
 
 def index(args: argparse.Namespace) -> None:

@@ -44,6 +44,8 @@ def parse_create(body: bytes) -> CreateInteractionRequest:
 
 
 def query_flags(request: Request, allowed: frozenset[str]) -> dict[str, str]:
+    if not request.scope["query_string"]:  # the usual case, without parsing
+        return {}
     params = dict(request.query_params)
     for name in params:
         if name not in allowed and name != "key":
