@@ -53,6 +53,7 @@ class Model:
         params.n_ctx, params.n_batch, params.n_ubatch, params.n_seq_max = 4 * 2048, 1024, 512, 4
         params.n_threads = params.n_threads_batch = threads
         params.kv_unified = False
+        params.flash_attn_type = L.LLAMA_FLASH_ATTN_TYPE_DISABLED  # as the server's engine runs it
         self.ctx = L.llama_init_from_model(self.model, params)
         self.memory = L.llama_get_memory(self.ctx)
         self.batch = L.llama_batch_init(1024, 0, 1)

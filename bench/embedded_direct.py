@@ -81,6 +81,7 @@ class Direct:
         cparams.n_threads = threads
         cparams.n_threads_batch = threads
         cparams.kv_unified = kv_unified
+        cparams.flash_attn_type = L.LLAMA_FLASH_ATTN_TYPE_DISABLED  # as the server's engine runs it
         self.ctx = L.llama_init_from_model(self.model, cparams)
         if not self.ctx:
             raise SystemExit("llama.cpp could not create a context")

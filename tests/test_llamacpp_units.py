@@ -205,3 +205,20 @@ def test_a_failed_conversion_leaves_nothing_in_the_cache(tmp_path: Path) -> None
     with pytest.raises(ValueError, match="could not convert"):
         models.converted(source, "q4_k_m", cache)
     assert not any(cache.iterdir())
+
+
+@given(pending=st.integers(1, 3000), share=st.integers(1, 600))
+def test_a_prompt_is_cut_into_chunks_whose_last_has_at_least_two_tokens(pending: int, share: int) -> None:
+    from openinteractions.backends.llamacpp.engine import MIN_LAST_CHUNK, _chunk_size
+
+    chunks = []
+    while pending:
+        size = _chunk_size(pending, share)
+        assert size > 0 or share < MIN_LAST_CHUNK  # a share of 1 may have to wait for a larger one
+        if size == 0:
+            share += 1
+            continue
+        chunks.append(size)
+        pending -= size
+    assert all(0 < c <= max(share, 1) for c in chunks)
+    assert chunks[-1] >= MIN_LAST_CHUNK or len(chunks) == 1

@@ -30,6 +30,10 @@ logger = logging.getLogger(__name__)
 _LOG_CALLBACK: Any = None
 # A cached prefix shorter than this is not worth evicting another conversation's tokens for.
 REUSE_MIN_TOKENS = 64
+# A prompt's last token evaluated in a batch of its own gets other logits (by ~0.5 here) than in a batch with
+# the tokens before it, so a prompt always ends with a chunk of at least this many tokens: from the cache or
+# from scratch, a seeded request then samples the same tokens.
+MIN_LAST_CHUNK = 2
 
 
 def silence_llama_logs() -> None:
@@ -118,6 +122,11 @@ class LlamaEngine:
         cparams.n_threads = threads
         cparams.n_threads_batch = threads
         cparams.kv_unified = False
+        # With flash attention (llama.cpp's default on CPU) a token's logits depend on how its prompt was split
+        # into batches, by up to ~0.6 here, so a prompt continued from the KV cache sampled other tokens than the
+        # same prompt evaluated whole, with the same seed. Without it they are bit-identical however the prompt
+        # is split (see MIN_LAST_CHUNK), and decoding is faster too (here: decode +7 %, prompt evaluation -13 %).
+        cparams.flash_attn_type = L.LLAMA_FLASH_ATTN_TYPE_DISABLED
         self._ctx = L.llama_init_from_model(self._model, cparams)
         if not self._ctx:
             raise ValueError("llama.cpp could not create a context")
@@ -226,7 +235,7 @@ class LlamaEngine:
                 job.on_event(("error", str(exc)))
                 continue
             slot = max(free, key=lambda s: _preference(s, job.prompt))
-            keep = min(_common_prefix(slot.tokens, job.prompt), len(job.prompt) - 1)
+            keep = max(0, min(_common_prefix(slot.tokens, job.prompt), len(job.prompt) - MIN_LAST_CHUNK))
             L.llama_memory_seq_rm(self._memory, slot.seq, keep, -1)
             slot.tokens = slot.tokens[:keep]
             slot.job = job
@@ -253,7 +262,9 @@ class LlamaEngine:
         for i, slot in enumerate(prefilling):
             job = slot.job
             assert job is not None
-            share = max(1, budget // (len(prefilling) - i))
+            share = _chunk_size(len(job.pending), max(1, budget // (len(prefilling) - i)))
+            if share == 0:
+                continue
             chunk, job.pending = job.pending[:share], job.pending[share:]
             for k, token in enumerate(chunk):
                 last = not job.pending and k == len(chunk) - 1
@@ -327,6 +338,14 @@ def _preference(slot: _Slot, prompt: list[int]) -> tuple[int, float]:
     if not slot.tokens:
         return 1, 0
     return 0, -slot.used
+
+
+def _chunk_size(pending: int, share: int) -> int:
+    """How many of a prompt's ``pending`` tokens to evaluate now, given its ``share`` of the batch: never so
+    many that fewer than MIN_LAST_CHUNK would be left for the last chunk (0: wait for a larger share)."""
+    if pending <= share:
+        return pending
+    return max(0, min(share, pending - MIN_LAST_CHUNK))
 
 
 def _common_prefix(a: list[int], b: list[int]) -> int:
