@@ -404,6 +404,44 @@ def test_an_idle_log_reader_gets_a_heartbeat_then_the_events_and_done() -> None:
     assert done == DONE
 
 
+def test_a_burst_of_deltas_after_the_first_goes_out_as_one_chunk_and_the_end_is_never_held() -> None:
+    from openinteractions.events.log import DONE, MemoryEventLog
+    from openinteractions.schema.events import StepStartEvent
+
+    def delta(text: str) -> StepDeltaEvent:
+        return StepDeltaEvent(index=0, delta={"type": "text", "text": text})
+
+    async def go() -> tuple[list[bytes], float, float]:
+        loop = asyncio.get_running_loop()
+        log = MemoryEventLog(max_events=20, max_bytes=10_000)
+        log.open("i")
+        reader = log.read("i", 0, heartbeat=30, coalesce=0.05)
+        await log.append("i", StepStartEvent(index=0, step={"type": "model_output"}))
+        got = [await anext(reader)]  # no content yet: at once
+        await log.append("i", delta("a"))
+        got.append(await anext(reader))  # the first content: at once
+        sent = loop.time()
+        await log.append("i", delta("b"))
+        await log.append("i", delta("c"))
+        got.append(await anext(reader))  # held until the interval is over, then both together
+        waited = loop.time() - sent
+        await log.append("i", delta("d"))
+        pending = asyncio.ensure_future(anext(reader))
+        for _ in range(10):
+            await asyncio.sleep(0)
+        assert not pending.done()  # held again...
+        await log.close("i")
+        got.append(await pending)  # ...but not past the end
+        return got, waited, loop.time() - sent
+
+    (start, first, burst, end), waited, total = asyncio.run(go())
+    assert b"step.start" in start and b"step.delta" not in start
+    assert first.count(b"event: step.delta") == 1 and b'"text":"a"' in first
+    assert burst.count(b"event: step.delta") == 2 and b'"text":"b"' in burst and b'"text":"c"' in burst
+    assert waited >= 0.045
+    assert end.endswith(DONE) and b'"text":"d"' in end and total < waited + 0.045
+
+
 def test_a_response_head_goes_out_with_the_first_body_bytes() -> None:
     from openinteractions.api.protocol import HeadHoldingTransport
 

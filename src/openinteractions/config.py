@@ -27,6 +27,9 @@ class ServerSettings(_Section):
     allow_unauthenticated_remote: bool = False
     max_request_bytes: int = Field(default=20 * 1024 * 1024, gt=0)
     keepalive_seconds: float = Field(default=15.0, ge=1.0)
+    # After a write that carried content, more content waits up to this long so that a burst goes out in one
+    # write; a stream's first content and its end are never held. 0: every event goes out as soon as it is ready.
+    stream_coalesce_seconds: float = Field(default=0.001, ge=0.0, le=1.0)
     log_level: str = "info"
 
 

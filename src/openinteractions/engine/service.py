@@ -236,14 +236,18 @@ class InteractionService:
         run = self._live(interaction_id, owner)
         if run is not None and self.log.has(interaction_id):
             _check_position(after, self.log.length(interaction_id), last_event_id)
-            return self.log.read(interaction_id, after, self.settings.server.keepalive_seconds)
+            return self._follow(interaction_id, after)
         await self._stored(interaction_id, owner)
         frames = split_frames(await self.store.events(interaction_id))
         _check_position(after, len(frames), last_event_id)
         return _replay(frames[after:])
 
     def creation_stream(self, run: Run) -> AsyncGenerator[bytes, None]:
-        return self.log.read(run.id, 0, self.settings.server.keepalive_seconds)
+        return self._follow(run.id, 0)
+
+    def _follow(self, interaction_id: str, after: int) -> AsyncGenerator[bytes, None]:
+        server = self.settings.server
+        return self.log.read(interaction_id, after, server.keepalive_seconds, server.stream_coalesce_seconds)
 
     # ---- cancel / delete ----------------------------------------------------------------------------
 

@@ -39,7 +39,7 @@ def split_frames(blob: bytes) -> list[bytes]:
 
 
 class _Log:
-    __slots__ = ("closed", "frames", "max_bytes", "max_events", "size", "waiters")
+    __slots__ = ("closed", "frames", "last_delta", "max_bytes", "max_events", "size", "waiters")
 
     def __init__(self, max_events: int, max_bytes: int) -> None:
         self.max_events = max_events
@@ -47,6 +47,7 @@ class _Log:
         self.frames: list[bytes] = []
         self.size = 0
         self.closed = False
+        self.last_delta = -1  # the position of the latest step.delta frame
         self.waiters: list[asyncio.Future[bool]] = []  # True: woken by an event; False: by the heartbeat
 
     def notify(self) -> None:
@@ -60,6 +61,18 @@ class _Log:
 def _time_up(waiter: asyncio.Future[bool]) -> None:
     if not waiter.done():
         waiter.set_result(False)
+
+
+async def _wait(log: _Log, loop: asyncio.AbstractEventLoop, seconds: float) -> bool:
+    """Until the log changes (True) or ``seconds`` pass (False)."""
+    waiter: asyncio.Future[bool] = loop.create_future()
+    log.waiters.append(waiter)
+    # A bare timer rather than asyncio.timeout, which costs several times more and runs per wait.
+    timer = loop.call_later(seconds, _time_up, waiter)
+    try:
+        return await waiter
+    finally:
+        timer.cancel()
 
 
 class MemoryEventLog:
@@ -87,6 +100,8 @@ class MemoryEventLog:
         data = frame(event.event_type, event.encode())
         if not terminal and log.size + len(data) > log.max_bytes:
             raise LogLimitExceeded(f"event log over {log.max_bytes} bytes")
+        if event.event_type == "step.delta":
+            log.last_delta = len(log.frames)
         log.frames.append(data)
         log.size += len(data)
         log.notify()
@@ -104,34 +119,38 @@ class MemoryEventLog:
         """Forget a closed log. Readers that already hold it finish reading; later ones go to the store."""
         self._logs.pop(interaction_id, None)
 
-    async def read(self, interaction_id: str, after: int = 0, heartbeat: float = 15.0) -> AsyncGenerator[bytes, None]:
+    async def read(
+        self, interaction_id: str, after: int = 0, heartbeat: float = 15.0, coalesce: float = 0.0
+    ) -> AsyncGenerator[bytes, None]:
         """SSE frames after event ``after``, following the log until it closes, then ``DONE``. Events that are
         already there come as one chunk, with ``DONE`` if the log is closed by then (one write instead of
-        two); an empty chunk means nothing arrived for ``heartbeat`` seconds."""
+        two); an empty chunk means nothing arrived for ``heartbeat`` seconds.
+
+        ``coalesce``: after a chunk with a ``step.delta``, the next chunk waits until that many seconds have
+        passed, unless the log closes first. A write to a local client wakes it, and on a small machine it then
+        takes the writer's CPU; a burst of deltas (a fast upstream, several tokens at once) is cheaper as one
+        write. A token stream slower than one delta per ``coalesce`` is not held at all."""
         log = self._logs[interaction_id]
         position = after
         loop = asyncio.get_running_loop()
+        held_until = 0.0
         while True:
             frames = log.frames
+            if position < len(frames) and not log.closed and held_until and loop.time() < held_until:
+                await _wait(log, loop, held_until - loop.time())  # more may come, or the end
+                continue
             if position < len(frames):
                 end = len(frames)
                 chunk = frames[position] if end == position + 1 else b"".join(frames[position:end])
-                position = end
                 if log.closed:
                     yield chunk + DONE
                     return
+                held_until = loop.time() + coalesce if coalesce and log.last_delta >= position else 0.0
+                position = end
                 yield chunk
                 continue
             if log.closed:
                 yield DONE
                 return
-            waiter: asyncio.Future[bool] = loop.create_future()
-            log.waiters.append(waiter)
-            # A bare timer rather than asyncio.timeout, which costs several times more and runs per wait.
-            timer = loop.call_later(heartbeat, _time_up, waiter)
-            try:
-                woken = await waiter
-            finally:
-                timer.cancel()
-            if not woken:
+            if not await _wait(log, loop, heartbeat):
                 yield b""
