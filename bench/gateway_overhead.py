@@ -100,7 +100,8 @@ class Target:
 def oi_config(workdir: Path, upstream: int) -> Path:
     base = f"http://127.0.0.1:{upstream}/v1"
     path = workdir / "config.toml"
-    lines = ["[server]", 'log_level = "warning"', "[store]", f'data_dir = "{workdir / "data"}"']
+    store = [f'data_dir = "{workdir / "data"}"', "max_interactions_per_owner = 100000000"]  # not a quota test
+    lines = ["[server]", 'log_level = "warning"', "[store]", *store]
     for name, model, extra in (
         ("bench", "fake", ""),
         ("bench-tool", "fake-tool", ""),

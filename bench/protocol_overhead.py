@@ -30,7 +30,9 @@ MODEL = "bench-scripted"
 def config(workdir: Path) -> Path:
     path = workdir / "config.toml"
     path.write_text(
-        f'[store]\ndata_dir = "{workdir / "data"}"\n[server]\nlog_level = "warning"\n'
+        # The quota would stop a long store: true run (some 100,000 requests) half-way.
+        f'[store]\ndata_dir = "{workdir / "data"}"\nmax_interactions_per_owner = 100000000\n'
+        f'[server]\nlog_level = "warning"\n'
         f'[models.{MODEL}]\nbackend = "scripted"\ninline = true\n'
     )
     return path
