@@ -10,8 +10,8 @@ Targets (each a separate process; every socket is bound to 127.0.0.1):
 - ``in-process ceiling``: bench/embedded_direct.py, llama.cpp driven through llama-cpp-python's low-level API
   in its own process (no HTTP, no asyncio, no threads): the chat prompt rendered with the GGUF's template,
   tokenised, prefilled, then one ``llama_decode`` per token, several sequences batched together exactly as
-  the server's engine does (same context: ``parallel`` 4 x 4096 tokens, batch 512). Times are taken in that
-  process, from the start of the request to the sampling of each token.
+  the server's engine does (same context: ``parallel`` 4 x 4096 tokens, batch 512, no flash attention). Times
+  are taken in that process, from the start of the request to the sampling of each token.
 - ``OpenInteractions``: ``python -m openinteractions serve`` with ``backend = "llamacpp"`` and an explicit
   ``threads``; ``POST /v1beta/interactions`` with ``stream: true``; tokens are the ``step.delta`` text events,
   counts come from ``usage.total_output_tokens``; conversations continue with ``previous_interaction_id``.
