@@ -442,6 +442,35 @@ def test_a_burst_of_deltas_after_the_first_goes_out_as_one_chunk_and_the_end_is_
     assert end.endswith(DONE) and b'"text":"d"' in end and total < waited + 0.045
 
 
+def test_a_held_reader_waits_for_the_clock_instead_of_spinning_on_uvloop(monkeypatch: pytest.MonkeyPatch) -> None:
+    """uvloop's clock and timers count whole milliseconds: a hold that armed a sub-millisecond timer woke up
+    ~100 times per held chunk, each time to find the clock unchanged."""
+    import uvloop
+
+    from openinteractions.events import log as event_log
+
+    waits = 0
+    wait = event_log._wait
+
+    async def counted(*args: object) -> bool:
+        nonlocal waits
+        waits += 1
+        return await wait(*args)
+
+    monkeypatch.setattr(event_log, "_wait", counted)
+
+    async def go() -> None:
+        log = event_log.MemoryEventLog(max_events=1000, max_bytes=10**7)
+        log.open("i")
+        reader = log.read("i", 0, heartbeat=30, coalesce=0.002)
+        for _ in range(20):
+            await log.append("i", StepDeltaEvent(index=0, delta={"type": "text", "text": "a"}))
+            await anext(reader)  # held from the second on: the previous chunk carried a delta
+
+    uvloop.run(go())
+    assert waits <= 2 * 20
+
+
 def test_a_response_head_goes_out_with_the_first_body_bytes() -> None:
     from openinteractions.api.protocol import HeadHoldingTransport
 

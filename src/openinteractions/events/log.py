@@ -27,6 +27,8 @@ class LoggableEvent(Protocol):
 
 
 DONE = b"event: done\ndata: [DONE]\n\n"  # every stream's last frame
+# uvloop's clock and timers count whole milliseconds: a shorter timer fires at once, with the clock unchanged.
+_TICK = 0.001
 
 
 def frame(event_type: str, payload: bytes) -> bytes:
@@ -136,8 +138,9 @@ class MemoryEventLog:
         held_until = 0.0
         while True:
             frames = log.frames
-            if position < len(frames) and not log.closed and held_until and loop.time() < held_until:
-                await _wait(log, loop, held_until - loop.time())  # more may come, or the end
+            if position < len(frames) and not log.closed and held_until - loop.time() > _TICK / 2:
+                # More may come, or the end. A wait shorter than a tick would spin until the clock moves.
+                await _wait(log, loop, max(held_until - loop.time(), _TICK))
                 continue
             if position < len(frames):
                 end = len(frames)
