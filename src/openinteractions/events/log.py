@@ -138,10 +138,11 @@ class MemoryEventLog:
         held_until = 0.0
         while True:
             frames = log.frames
-            if position < len(frames) and not log.closed and held_until - loop.time() > _TICK / 2:
-                # More may come, or the end. A wait shorter than a tick would spin until the clock moves.
-                await _wait(log, loop, max(held_until - loop.time(), _TICK))
-                continue
+            if held_until and position < len(frames) and not log.closed:
+                remaining = held_until - loop.time()
+                if remaining > _TICK / 2:  # more may come, or the end
+                    await _wait(log, loop, max(remaining, _TICK))  # a shorter wait would spin until the clock moves
+                    continue
             if position < len(frames):
                 end = len(frames)
                 chunk = frames[position] if end == position + 1 else b"".join(frames[position:end])
