@@ -66,6 +66,7 @@ def test_stream_then_get_stream_then_resume_from_every_position(client: genai.Cl
     assert ids == [str(n) for n in range(1, len(streamed) + 1)]
     replayed = [dump(e) for e in client.interactions.get(interaction_id, stream=True)]
     assert replayed == streamed
+    assert [dump(e) for e in client.interactions.get(interaction_id, stream=True, include_input=False)] == streamed
     for position, event in enumerate(streamed):
         tail = client.interactions.get(interaction_id, stream=True, last_event_id=event["event_id"])
         assert [dump(e) for e in tail] == streamed[position + 1 :], f"resume after {event['event_id']}"

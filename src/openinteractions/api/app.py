@@ -78,6 +78,9 @@ def create_app(settings: Settings, config_dir: Path | None = None) -> Starlette:
         exception_handlers={ApiError: _api_error, HTTPException: _http_error, Exception: _internal_error},
     )
     app.add_route("/openapi.json", _openapi, methods=["GET"])
+    # Starlette would answer a path with a stray trailing slash with a 307 to the Host header's origin; the API
+    # has no such paths, so they are 404s like any other.
+    app.router.redirect_slashes = False
     app.state.service = service
     app.state.auth = Authenticator(settings.auth.api_keys)
     return app

@@ -51,7 +51,8 @@ def _number(value: str | None, name: str, default: int) -> int:
         return default
     if not (value.isascii() and value.isdigit()):
         raise invalid_argument(f"Query parameter {name!r} must be a non-negative integer, got {value!r}.")
-    return int(value)
+    digits = value.lstrip("0") or "0"
+    return int(digits) if len(digits) <= 18 else 10**18  # past every page; int() refuses > 4300 digits
 
 
 def model_resource(registry: BackendRegistry, name: str) -> dict[str, Any] | None:

@@ -64,7 +64,7 @@ async def get_interaction(request: Request) -> Response:
     interaction_id = request.path_params["id"]
     last_event_id = params.get("last_event_id")
     if stream:
-        if "include_input" in params:
+        if parse_bool(params, "include_input"):
             raise invalid_argument("'include_input' applies to stream=false: a stream carries events, not input")
         return EventStreamResponse(await service.events(interaction_id, owner, last_event_id))
     if last_event_id is not None:
