@@ -53,6 +53,16 @@ CASES = [
     ("malformed JSON", b'{"model": "x", "input": ', 400, "Invalid JSON payload"),
     ("not an object", b"[1, 2]", 400, "must be a JSON object"),
     ("empty body", b"", 400, "Invalid JSON payload"),
+    ("NaN is not JSON", body(generation_config={"temperature": float("nan")}), 400, "Invalid JSON payload"),
+    (
+        "Infinity inside free-form parameters",
+        body(tools=[{"type": "function", "name": "f", "parameters": {"default": float("inf")}}]),
+        400,
+        "Invalid JSON payload",
+    ),
+    ("a number beyond double", body(tools=[{"type": "function", "name": "f"}]).replace(b'"f"', b'"f", "x": 1e999'),
+     400, "Invalid JSON payload"),  # fmt: skip
+    ("an empty stop sequence", body(generation_config={"stop_sequences": [""]}), 400, "stop_sequences[0]"),
     ("wrong type for stream", body(stream="yes"), 400, "'stream'"),
     (
         "wrong type for temperature",

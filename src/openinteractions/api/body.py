@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
+import orjson
 from pydantic import ValidationError
 from starlette.requests import Request
 
@@ -32,15 +32,26 @@ def _too_large(limit: int) -> ApiError:
 
 def parse_create(body: bytes) -> CreateInteractionRequest:
     try:
-        return CreateInteractionRequest.model_validate_json(body or b"null", strict=True)
+        request = CreateInteractionRequest.model_validate_json(body or b"null", strict=True)
     except ValidationError as exc:
         first = exc.errors(include_url=False)[0]
         if first["type"] == "json_invalid":
             raise invalid_argument(f"Invalid JSON payload received. {first['msg']}.") from exc
-        data: Any = json.loads(body or b"null")
+        data = _strict_json(body or b"null")
         if not isinstance(data, dict):
             raise invalid_argument("Invalid JSON payload received. The body must be a JSON object.") from exc
         raise validation_error(exc, data) from exc
+    _strict_json(body)
+    return request
+
+
+def _strict_json(body: bytes) -> Any:
+    """pydantic's parser reads NaN, Infinity and 1e999 as floats, which are not JSON: inside a free-form
+    object (a tool's ``parameters``) they would be stored and echoed as null. orjson keeps to RFC 8259."""
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise invalid_argument(f"Invalid JSON payload received. {exc}.") from None
 
 
 def query_flags(request: Request, allowed: frozenset[str]) -> dict[str, str]:

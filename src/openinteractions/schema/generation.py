@@ -21,7 +21,7 @@ class GenerationConfig(WireModel):
     top_p: Annotated[float, Field(ge=0.0, le=1.0)] | None = None
     seed: int | None = None
     max_output_tokens: Annotated[int, Field(gt=0)] | None = None
-    stop_sequences: Annotated[list[str], Field(max_length=16)] | None = None
+    stop_sequences: Annotated[list[Annotated[str, Field(min_length=1)]], Field(max_length=16)] | None = None
     thinking_level: ThinkingLevel | None = None
     thinking_summaries: Literal["auto", "none"] | None = None
     tool_choice: ToolMode | ToolChoiceConfig | None = None
