@@ -60,8 +60,12 @@ CASES = [
         400,
         "Invalid JSON payload",
     ),
-    ("a number beyond double", body(tools=[{"type": "function", "name": "f"}]).replace(b'"f"', b'"f", "x": 1e999'),
-     400, "Invalid JSON payload"),  # fmt: skip
+    (
+        "a number beyond double",
+        body(tools=[{"type": "function", "name": "f"}]).replace(b'"f"', b'"f", "x": 1e999'),
+        400,
+        "Invalid JSON payload",
+    ),
     ("an empty stop sequence", body(generation_config={"stop_sequences": [""]}), 400, "stop_sequences[0]"),
     ("wrong type for stream", body(stream="yes"), 400, "'stream'"),
     (
@@ -93,6 +97,17 @@ CASES = [
         "mixes contents and steps",
     ),
     ("unknown tool type", body(tools=[{"type": "teleport"}]), 400, "'tools[0]'"),
+    (
+        "function result named after another function",
+        body(
+            input=[
+                {"type": "function_call", "id": "c1", "name": "f", "arguments": {}},
+                {"type": "function_result", "call_id": "c1", "name": "g", "result": "x"},
+            ]
+        ),
+        400,
+        "input[1].name 'g' differs from the name of call 'c1' ('f')",
+    ),
     ("function without name", body(tools=[{"type": "function"}]), 400, "'tools[0].name' is required"),
     ("duplicate function", body(tools=[{"type": "function", "name": "f"}] * 2), 400, "declared twice"),
     (

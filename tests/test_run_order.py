@@ -137,3 +137,47 @@ def test_a_run_cancelled_before_its_announcement_still_logs_it_first_and_stores_
     journal, types = asyncio.run(main())
     assert journal == ["request sent, 0 events logged", "insert", "finish cancelled"]
     assert types == ["interaction.created", "interaction.status_update", "interaction.completed"]
+
+
+def test_continuing_a_run_whose_row_is_not_committed_yet_is_a_precondition_not_a_404(tmp_path: Any) -> None:
+    """The created event can reach a client before the insert commits; a continuation sent at once must hear
+    that the run is still going (400 FAILED_PRECONDITION), not that it does not exist."""
+    from openinteractions.api.app import build_service
+    from openinteractions.api.body import parse_create
+    from openinteractions.config import Settings
+    from openinteractions.errors import ApiError
+
+    async def main() -> ApiError:
+        settings = Settings(models={"m": {"backend": "scripted", "inline": True}}, signing_key="k" * 32)
+        service = build_service(settings, tmp_path)
+        await service.start()
+        gate = asyncio.Event()
+        insert = service.store.insert
+
+        def held_insert(record: StoredInteraction) -> asyncio.Future[None]:
+            landed = asyncio.get_running_loop().create_future()
+
+            async def later() -> None:
+                await gate.wait()
+                await insert(record)
+                landed.set_result(None)
+
+            asyncio.get_running_loop().create_task(later())
+            return landed
+
+        service.store.insert = held_insert  # type: ignore[method-assign]
+        run = await service.create(parse_create(b'{"model": "m", "input": "{\\"script\\": [{\\"text\\": \\"a\\"}]}"}'),
+                                   "o", "v1beta")  # fmt: skip
+        while service.log.length(run.id) < 1:  # interaction.created is out
+            await asyncio.sleep(0)
+        follow_up = json.dumps({"model": "m", "input": "next", "previous_interaction_id": run.id}).encode()
+        with pytest.raises(ApiError) as refused:
+            await service.create(parse_create(follow_up), "o", "v1beta")
+        gate.set()
+        await run.finished.wait()
+        await service.stop()
+        return refused.value
+
+    error = asyncio.run(main())
+    assert (error.http_status, error.status) == (400, "FAILED_PRECONDITION"), error.message
+    assert "still in_progress" in error.message

@@ -39,7 +39,7 @@ async def chained_history(store: Store, owner: str, previous_id: str, now: float
 
 def verify_input(inputs: list[Step], history: list[Step], signer: ThoughtSigner) -> None:
     """Client-sent thoughts must carry a signature made here; function results must answer a known call."""
-    call_ids = {step.id for step in history if isinstance(step, FunctionCallStep)}
+    calls = {step.id: step.name for step in history if isinstance(step, FunctionCallStep)}
     for i, step in enumerate(inputs):
         if isinstance(step, ThoughtStep) and step.signature:
             try:
@@ -49,8 +49,18 @@ def verify_input(inputs: list[Step], history: list[Step], signer: ThoughtSigner)
                     f"input[{i}].signature: the thought signature is invalid ({exc}); send it back unchanged"
                 ) from exc
         elif isinstance(step, FunctionCallStep):
-            call_ids.add(step.id)
-        elif isinstance(step, FunctionResultStep) and step.call_id not in call_ids:
-            raise invalid_argument(
-                f"input[{i}].call_id {step.call_id!r} does not match any function_call in the conversation"
-            )
+            calls[step.id] = step.name
+        elif isinstance(step, FunctionResultStep):
+            _check_result(i, step, calls)
+
+
+def _check_result(i: int, step: FunctionResultStep, calls: dict[str, str]) -> None:
+    name = calls.get(step.call_id)
+    if name is None:
+        raise invalid_argument(
+            f"input[{i}].call_id {step.call_id!r} does not match any function_call in the conversation"
+        )
+    if step.name is not None and step.name != name:
+        raise invalid_argument(
+            f"input[{i}].name {step.name!r} differs from the name of call {step.call_id!r} ({name!r})"
+        )

@@ -107,6 +107,7 @@ class InteractionService:
         now = self.clock()
         history: list[Step] = []
         if req.previous_interaction_id is not None:
+            self._check_not_running(req.previous_interaction_id, owner)
             history = await chained_history(
                 self.store, owner, req.previous_interaction_id, now, self.settings.limits.max_chain_length
             )
@@ -208,6 +209,12 @@ class InteractionService:
         self.log.drop(run.id)
 
     # ---- read ---------------------------------------------------------------------------------------
+
+    def _check_not_running(self, interaction_id: str, owner: str) -> None:
+        """A run's created event can reach its client before its row is committed: ask the run, not the store."""
+        run = self._live(interaction_id, owner)
+        if run is not None and not run.finished.is_set():
+            raise failed_precondition(f"interaction {interaction_id!r} is still in_progress; continue it once it ends")
 
     def _live(self, interaction_id: str, owner: str) -> Run | None:
         run = self.runs.get(interaction_id)
