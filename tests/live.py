@@ -108,7 +108,7 @@ class LiveServer:
         self.process.wait()
 
     def http(self, **kwargs: Any) -> httpx.Client:
-        return httpx.Client(base_url=self.url, timeout=30, **kwargs)
+        return httpx.Client(base_url=self.url, **{"timeout": 30, **kwargs})
 
     def db_rows(self) -> list[tuple[Any, ...]]:
         """Every stored row, to prove that a request changed nothing."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -127,3 +128,40 @@ def test_one_server_keeps_its_sqlite_file_and_a_second_one_is_refused_clearly(tm
         assert len(shared.db_rows()) == 1  # what the first server stored, read while this one runs
     finally:
         shared.stop()
+
+
+def test_stopping_the_server_cancels_its_runs_and_stores_them_at_once(tmp_path: Path) -> None:
+    """uvicorn would wait for every open response, and a run can last its whole time limit (15 minutes by
+    default): the runs are cancelled, their streams end properly, and the server exits."""
+    settings = {f"models.{MODEL}": {"backend": "scripted", "inline": True}, "server": {"keepalive_seconds": 60}}
+    server = LiveServer(tmp_path, settings).start()
+    assert server.process is not None
+    with (
+        server.http(timeout=10) as http,  # the stream stalling is the failure: no keep-alive comes for 60 s
+        http.stream(
+            "POST",
+            "/v1beta/interactions",
+            json={"model": MODEL, "input": script({"text": "half"}, {"hang": True}), "stream": True},
+        ) as response,
+    ):
+        lines = response.iter_lines()
+        assert next(lines) == "event: interaction.created"
+        interaction_id = json.loads(next(lines)[6:])["interaction"]["id"]
+        for line in lines:
+            if '"text":"half"' in line:
+                break
+        server.process.send_signal(signal.SIGINT)
+        tail = sse_events("\n".join(lines))
+    server.process.wait(10)  # the runs' time limit is 900 s
+    assert [e if isinstance(e, str) else e["event_type"] for e in tail] == [
+        "step.stop",
+        "interaction.completed",
+        "[DONE]",
+    ]
+    assert tail[1]["interaction"]["status"] == "cancelled"  # type: ignore[index]
+    server.start()
+    try:
+        with server.http() as http:
+            assert http.get(f"/v1beta/interactions/{interaction_id}").json()["status"] == "cancelled"
+    finally:
+        server.stop()

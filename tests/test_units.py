@@ -548,3 +548,27 @@ def test_compact_json_reads_back_as_the_standard_library_would_write_it() -> Non
         assert json.loads(jsontext.dumps(value)) == json.loads(expected)
         assert jsontext.dumps_bytes(value).decode("utf-8", "surrogatepass") == jsontext.dumps(value)
     assert jsontext.dumps({"t": "é"}) == '{"t":"é"}'  # UTF-8 as it is, compact
+
+
+def test_a_server_that_is_shutting_down_refuses_new_runs_with_503(tmp_path: Path) -> None:
+    """503 is what both SDKs retry: a client of a server being restarted gets through once it is back."""
+    from openinteractions.api.app import build_service
+    from openinteractions.api.body import parse_create
+    from openinteractions.config import Settings
+    from openinteractions.errors import ApiError
+
+    async def main() -> ApiError:
+        settings = Settings(models={"m": {"backend": "scripted", "inline": True}}, signing_key="k" * 32)
+        service = build_service(settings, tmp_path)
+        await service.start()
+        await service.stop_runs()
+        try:
+            await service.create(parse_create(b'{"model": "m", "input": "hi"}'), "o", "v1beta")
+        except ApiError as exc:
+            return exc
+        finally:
+            await service.stop()
+        raise AssertionError("created a run while shutting down")
+
+    error = asyncio.run(main())
+    assert (error.http_status, error.status) == (503, "UNAVAILABLE")

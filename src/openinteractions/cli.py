@@ -6,12 +6,17 @@ import argparse
 import ipaddress
 import logging
 import os
+import socket
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import uvicorn
 
 from .config import Settings, load_settings
+
+if TYPE_CHECKING:
+    from .engine.service import InteractionService
 
 logger = logging.getLogger("openinteractions")
 
@@ -53,7 +58,7 @@ def serve(args: argparse.Namespace) -> None:
 
     # Nothing reads the client's address (there is no access log), so uvicorn's X-Forwarded-* rewriting is
     # off: it would only cost time on every request.
-    uvicorn.run(
+    config = uvicorn.Config(
         app,
         host=host,
         port=port,
@@ -62,6 +67,22 @@ def serve(args: argparse.Namespace) -> None:
         http=HttpProtocol,
         proxy_headers=False,
     )
+    _Server(config, app.state.service).run()
+
+
+class _Server(uvicorn.Server):
+    """uvicorn waits for every open response to end before it shuts the application down, and a run can go
+    on for its whole time limit: the runs are cancelled first, which ends their responses."""
+
+    def __init__(self, config: uvicorn.Config, service: InteractionService) -> None:
+        super().__init__(config)
+        self._service = service
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        for server in self.servers:
+            server.close()  # no new connections while the runs end (super() closes them again, harmlessly)
+        await self._service.stop_runs()
+        await super().shutdown(sockets)
 
 
 def index(args: argparse.Namespace) -> None:

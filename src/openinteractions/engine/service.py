@@ -73,19 +73,26 @@ class InteractionService:
         self.runs: dict[str, Run] = {}
         self._counts = OwnerCounts(store.count, _COUNT_REFRESH_SECONDS)
         self._sweeper: asyncio.Task[None] | None = None
+        self._closing = False
 
     async def start(self) -> None:
         await self.store.start()
         await self._fail_interrupted()
         self._sweeper = asyncio.create_task(self._sweep_forever())
 
-    async def stop(self) -> None:
-        if self._sweeper:
-            self._sweeper.cancel()
+    async def stop_runs(self) -> None:
+        """Shutting down: refuse new runs, cancel the running ones and wait until each is stored, which also
+        ends their streams and non-stream requests."""
+        self._closing = True
         for run in list(self.runs.values()):
             if run.task and not run.task.done():
                 run.task.cancel()
         await asyncio.gather(*(r.finished.wait() for r in list(self.runs.values())))
+
+    async def stop(self) -> None:
+        if self._sweeper:
+            self._sweeper.cancel()
+        await self.stop_runs()
         await self.registry.aclose()
         self.toolbox.close()
         await self.store.close()
@@ -93,6 +100,8 @@ class InteractionService:
     # ---- create -------------------------------------------------------------------------------------
 
     async def create(self, req: CreateInteractionRequest, owner: str, api_version: str) -> Run:
+        if self._closing:
+            raise ApiError(503, "The server is shutting down; retry on another one or once it is back.")
         check_request_shape(req)
         route = self._route(req.model or "", api_version)
         try:
