@@ -101,11 +101,15 @@ def test_a_crash_mid_run_leaves_a_failed_interaction(tmp_path: Path) -> None:
         with server.http() as http:
             got = http.get(f"/v1beta/interactions/{interaction_id}").json()
             events = sse_events(http.get(f"/v1beta/interactions/{interaction_id}?stream=true").text)
+            # the client had seen ids 1 to 4 (created, status_update, step.start, step.delta) before the crash
+            resumed = [sse_events(http.get(f"/v1beta/interactions/{interaction_id}?stream=true&last_event_id={n}").text)
+                       for n in range(1, 5)]  # fmt: skip
     finally:
         server.stop()
     assert got["status"] == "failed"
     assert got["errors"][0]["code"] == "aborted"
     assert [e if isinstance(e, str) else e["event_type"] for e in events] == ["interaction.created", "error", "[DONE]"]
+    assert all(tail == events[1:] for tail in resumed), resumed
 
 
 def test_one_server_keeps_its_sqlite_file_and_a_second_one_is_refused_clearly(tmp_path: Path) -> None:

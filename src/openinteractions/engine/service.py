@@ -253,8 +253,12 @@ class InteractionService:
         if run is not None and self.log.has(interaction_id):
             _check_position(after, self.log.length(interaction_id), last_event_id)
             return self._follow(interaction_id, after)
-        await self._stored(interaction_id, owner)
+        record = await self._stored(interaction_id, owner)
         frames = split_frames(await self.store.events(interaction_id))
+        if after >= 1 and _left_by_a_crash(record, frames):
+            # What the dead process sent after interaction.created was never stored, and from 2 on the ids now
+            # name other events: whatever a client saw, what it has not seen is the error that ends the run.
+            return _replay(frames[1:])
         _check_position(after, len(frames), last_event_id)
         return _replay(frames[after:])
 
@@ -307,7 +311,7 @@ class InteractionService:
         for record in await self.store.unfinished():
             run = Run(_recovered_spec(record), _NoBackend(), self.log, self.store, self.signer, self.clock)
             self.log.open(run.id)
-            await run.recover("aborted", "the server stopped before this interaction finished")
+            await run.recover("aborted", _LEFT_BY_A_CRASH)
             self.log.drop(run.id)
             logger.warning("interaction %s was left unfinished by a previous process: marked failed", run.id)
 
@@ -349,6 +353,13 @@ def _event_position(last_event_id: str | None) -> int:
         raise invalid_argument(f"'last_event_id' {last_event_id!r} is not an event id of this server")
     digits = last_event_id.lstrip("0") or "0"
     return int(digits) if len(digits) <= 18 else 10**18  # beyond every log; int() refuses > 4300 digits
+
+
+_LEFT_BY_A_CRASH = "the server stopped before this interaction finished"
+
+
+def _left_by_a_crash(record: StoredInteraction, frames: list[bytes]) -> bool:
+    return len(frames) == 2 and _LEFT_BY_A_CRASH in (record.errors or "")
 
 
 def _check_position(after: int, available: int, last_event_id: str | None) -> None:
