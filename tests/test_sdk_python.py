@@ -94,6 +94,27 @@ def test_resume_a_live_run_then_cancel(client: genai.Client) -> None:
         client.interactions.cancel(interaction_id)
 
 
+def test_a_call_cut_off_by_a_cancel_is_left_out_of_the_interaction(client: genai.Client) -> None:
+    """Shown with made-up arguments, the call would invite the client to run it and answer it."""
+    cut = script({"text": "Let me look."}, {"call": {"name": "lookup", "fragments": ['{"q": ', '"x']}}, {"hang": True})
+    events = []
+    stream = client.interactions.create(model=MODEL, input=cut, tools=[LOOKUP], stream=True)
+    for event in stream:
+        events.append(dump(event))
+        if event.event_type == "step.delta" and getattr(event.delta, "arguments", None) == '"x':
+            break
+    interaction_id = events[0]["interaction"]["id"]
+    cancelled = client.interactions.cancel(interaction_id)
+    assert [e["event_type"] for e in map(dump, stream)] == ["step.stop", "interaction.completed"]
+    assert cancelled.status == "cancelled"
+    assert [step.type for step in cancelled.steps] == ["model_output"]
+    assert dump(client.interactions.get(interaction_id)) == server_fields(cancelled)
+    call = next(e["step"] for e in events if e["event_type"] == "step.start" and e["step"]["type"] == "function_call")
+    answer = {"type": "function_result", "call_id": call["id"], "result": "found"}
+    with pytest.raises(BadRequestError, match="does not match any function_call"):
+        client.interactions.create(model=MODEL, input=[answer], previous_interaction_id=interaction_id)
+
+
 def test_delete(client: genai.Client) -> None:
     created = client.interactions.create(model=MODEL, input="hello")
     client.interactions.delete(created.id)

@@ -1,6 +1,7 @@
 """The one assembler: folds an interaction's events into its steps, status, usage and errors.
 
-The stream, GET and non-stream create all show this fold of the same events, so they cannot disagree.
+The stream, GET and non-stream create all show this fold of the same events, so they cannot disagree; the
+one thing the fold leaves out is a function call cut off before its arguments were complete.
 """
 
 from __future__ import annotations
@@ -71,7 +72,9 @@ class _Draft:
         blocks.append(block)
         return block
 
-    def build(self) -> dict[str, Any]:
+    def build(self) -> dict[str, Any] | None:
+        """The finished step; None for a function call whose arguments were cut off (by a cancel, a failure or
+        the token limit): showing it with made-up arguments would invite a client to run it, and answer it."""
         out = dict(self.fields)
         if self.content:
             out["content"] = [_finish_block(b) for b in self.content]
@@ -81,7 +84,7 @@ class _Draft:
             try:
                 out["arguments"] = json.loads("".join(self.args))
             except json.JSONDecodeError:
-                out["arguments"] = {}  # only on a failed run, whose call never completed
+                return None
         return out
 
 
@@ -124,4 +127,4 @@ class Assembler:
             self.errors.append(event.error.wire())
 
     def steps(self) -> list[dict[str, Any]]:
-        return [draft.build() for draft in self._drafts]
+        return [step for step in map(_Draft.build, self._drafts) if step is not None]
