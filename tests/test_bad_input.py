@@ -109,6 +109,7 @@ CASES = [
         "input[1].name 'g' differs from the name of call 'c1' ('f')",
     ),
     ("function without name", body(tools=[{"type": "function"}]), 400, "'tools[0].name' is required"),
+    ("function name beyond ASCII", body(tools=[{"type": "function", "name": "café"}]), 400, "'tools[0].name' 'café'"),
     ("duplicate function", body(tools=[{"type": "function", "name": "f"}] * 2), 400, "declared twice"),
     (
         "tool_choice names unknown function",
@@ -136,6 +137,21 @@ CASES = [
         body(input=[{"type": "image", "data": "AAAA", "mime_type": "image/png"}]),
         400,
         "image input",
+    ),
+    (
+        "image inside a function result on scripted",
+        body(
+            input=[
+                {"type": "function_call", "id": "c1", "name": "f", "arguments": {}},
+                {
+                    "type": "function_result",
+                    "call_id": "c1",
+                    "result": [{"type": "image", "data": "AAAA", "mime_type": "image/png"}],
+                },
+            ]
+        ),
+        400,
+        "image input (input step 1)",
     ),
     ("continuation token", body(continuation_token="abc"), 400, "continuation_token"),
     ("unknown model", body(model="gemini-9-ultra"), 404, "models/gemini-9-ultra is not found"),

@@ -222,3 +222,16 @@ def test_a_prompt_is_cut_into_chunks_whose_last_has_at_least_two_tokens(pending:
         pending -= size
     assert all(0 < c <= max(share, 1) for c in chunks)
     assert chunks[-1] >= MIN_LAST_CHUNK or len(chunks) == 1
+
+
+def test_history_steps_the_prompt_cannot_carry_are_refused_not_dropped() -> None:
+    from openinteractions.backends.base import BackendError
+    from openinteractions.backends.llamacpp.prompt import chat_messages
+    from openinteractions.schema.steps import GoogleMapsResultStep, ThoughtStep, UserInputStep
+
+    question = UserInputStep.model_validate({"content": [{"type": "text", "text": "Where?"}]})
+    thought = ThoughtStep.model_validate({"signature": "s", "summary": [{"type": "text", "text": "hmm"}]})
+    assert chat_messages([question, thought], []) == [{"role": "user", "content": "Where?"}]  # by design
+    maps = GoogleMapsResultStep.model_validate({"call_id": "c1", "result": [{"name": "Rome"}]})
+    with pytest.raises(BackendError, match="a google_maps_result step cannot be sent to this model"):
+        chat_messages([question, maps], [])

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Iterator
 
 from ..backends.base import Capabilities
 from ..errors import failed_precondition, invalid_argument, not_supported
 from ..schema.generation import GenerationConfig, TextResponseFormat, ToolChoiceConfig
 from ..schema.requests import CreateInteractionRequest
-from ..schema.steps import Step
+from ..schema.steps import FunctionResultStep, Step
 from ..schema.tools import SERVER_TOOL_TYPES, FunctionTool
 
 _HONOURED_THRESHOLDS = frozenset({"block_none", "off"})
+_MEDIA = frozenset({"image", "audio", "video", "document"})
+_FUNCTION_NAME = re.compile(r"[A-Za-z0-9_.\-]{1,128}")
 ToolProblem = Callable[[str], str | None]
 
 
@@ -81,9 +84,19 @@ def check_capabilities(
     if wants_json and not caps.structured_output:
         raise not_supported("structured output ('response_format' with JSON)", f"not supported by model {model!r}")
     for i, step in enumerate(inputs):
-        for block in getattr(step, "content", None) or []:
-            if block.type not in caps.input_modalities:
-                raise not_supported(f"{block.type} input (input step {i})", f"not supported by model {model!r}")
+        for kind in _block_types(step):
+            if kind not in caps.input_modalities:
+                raise not_supported(f"{kind} input (input step {i})", f"not supported by model {model!r}")
+
+
+def _block_types(step: Step) -> Iterator[str]:
+    """The content types a step carries: its content, a thought's summary, a function result's items."""
+    for block in getattr(step, "content", None) or []:
+        yield block.type
+    for block in getattr(step, "summary", None) or []:
+        yield block.type
+    if isinstance(step, FunctionResultStep) and isinstance(step.result, list):
+        yield from (item["type"] for item in step.result if isinstance(item, dict) and item.get("type") in _MEDIA)
 
 
 def _check_generation_config(config: GenerationConfig | None, caps: Capabilities, model: str) -> None:
@@ -123,7 +136,7 @@ def _check_tools(
 def _check_function(tool: FunctionTool, i: int, seen: set[str]) -> FunctionTool:
     if not tool.name:
         raise invalid_argument(f"'tools[{i}].name' is required for a function tool")
-    if not tool.name.replace("_", "").replace("-", "").replace(".", "").isalnum() or len(tool.name) > 128:
+    if not _FUNCTION_NAME.fullmatch(tool.name):  # ASCII: str.isalnum() would pass 'café', which upstreams refuse
         raise invalid_argument(f"'tools[{i}].name' {tool.name!r} must be 1-128 letters, digits, '_', '-' or '.'")
     if tool.name in seen:
         raise invalid_argument(f"'tools[{i}].name' {tool.name!r} is declared twice")

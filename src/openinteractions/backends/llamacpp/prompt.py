@@ -22,6 +22,7 @@ from ...schema.steps import (
     GoogleSearchResultStep,
     ModelOutputStep,
     Step,
+    ThoughtStep,
     UrlContextCallStep,
     UrlContextResultStep,
     UserInputStep,
@@ -71,7 +72,7 @@ def _as_json(value: Any) -> str:
 
 
 def _message(step: Step) -> tuple[str, str] | None:
-    """(role, text) for one history step; None for steps that are not re-rendered."""
+    """(role, text) for one history step; None for a thought (see above); a step it cannot carry is a 400."""
     if isinstance(step, UserInputStep):
         return "user", _text(step.content)
     if isinstance(step, ModelOutputStep):
@@ -86,7 +87,9 @@ def _message(step: Step) -> tuple[str, str] | None:
         return "assistant", json.dumps([{"name": step.type.removesuffix("_call"), "arguments": arguments}])
     if isinstance(step, GoogleSearchResultStep | UrlContextResultStep | CodeExecutionResultStep):
         return "user", f"{step.type.removesuffix('_result')} returned:\n{server_result_text(step)}"
-    return None
+    if isinstance(step, ThoughtStep):
+        return None
+    raise BackendError(f"a {step.type} step cannot be sent to this model", "invalid_argument")
 
 
 def chat_messages(history: list[Step], system: list[str]) -> list[dict[str, str]]:
