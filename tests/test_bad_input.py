@@ -78,6 +78,20 @@ CASES = [
     ("input of the wrong type", body(input=5), 400, "input must be a string, an object or a list"),
     ("text that is not a string", body(input=[{"type": "text", "text": 3}]), 400, "'input[0].text'"),
     ("unknown field", body(bogus=True), 400, "Unknown name 'bogus'"),
+    (
+        "union tried member by member, reported as one field",
+        body(generation_config={"tool_choice": "required"}),
+        400,
+        "Invalid value at 'generation_config.tool_choice': Input should be 'auto', 'any', 'none' or 'validated'; "
+        "or Input should be an object",
+    ),
+    (
+        "a content object where a list belongs",
+        body(input=[{"role": "user", "content": {"text": "hi"}}]),
+        400,
+        "Invalid value at 'input[0].content': Input should be a valid string; or Input should be a valid list",
+    ),
+    ("a step without its type", body(input={}), 400, "Invalid value at 'input[0]': 'type' is required"),
     ("unknown generation_config field", body(generation_config={"topK": 3}), 400, "topK"),
     ("model with agent", body(agent="deep-research-preview-04-2026"), 400, "mutually exclusive"),
     ("no model", json.dumps({"input": "hi"}).encode(), 400, "'model' is required"),
@@ -126,6 +140,12 @@ CASES = [
         "no safety classifier",
     ),
     ("image output", body(response_format={"type": "image"}), 400, "image output"),
+    (
+        "a response format without type is text, as Python sends it",  # JS sends what the user wrote
+        body(response_format={"mime_type": "application/json"}),
+        400,
+        "structured output",
+    ),
     (
         "structured output on scripted",
         body(response_format={"type": "text", "schema": {"type": "object"}}),

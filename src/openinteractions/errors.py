@@ -55,28 +55,48 @@ def not_found(message: str) -> ApiError:
     return ApiError(404, message)
 
 
-def _path(loc: tuple[Any, ...], data: Any, root: str) -> str:
-    """A readable location like ``input[0].content[1].text``, without pydantic's union tags."""
+def _path(loc: tuple[Any, ...], data: Any, root: str, missing: bool = False) -> str:
+    """A readable location like ``input[0].content[1].text``, without pydantic's union tags. ``missing``: the
+    last part names a required field that is absent."""
     out = root
     for i, part in enumerate(loc):
         if isinstance(part, int):
             out += f"[{part}]"
             data = data[part] if isinstance(data, list) and part < len(data) else None
-        elif isinstance(data, dict) and data.get("type") == part and i < len(loc) - 1:
-            continue  # a discriminated-union tag, not a field
+        elif _union_member(part, data, absent_field=missing and i == len(loc) - 1, last=i == len(loc) - 1):
+            continue  # which member of a union was tried ('str', 'list[...]', 'ToolChoiceConfig'), not a field
         else:
             out += f".{part}" if out else str(part)
             data = data.get(part) if isinstance(data, dict) else None
     return out
 
 
+def _union_member(part: str, data: Any, absent_field: bool, last: bool) -> bool:
+    if isinstance(data, dict):
+        if data.get("type") == part and not last:
+            return True  # the tag of a discriminated union, followed by the field
+        return part not in data and not absent_field
+    if data is None:  # the request's data was not followed this far
+        return "[" in part or part[:1].isupper()
+    return True  # a string, number or list has no fields
+
+
+def _message(err: Any) -> str:
+    if err["type"] == "union_tag_not_found":  # pydantic: "Unable to extract tag using discriminator 'type'"
+        return f"{err['ctx']['discriminator']} is required"
+    return str(err["msg"])
+
+
 def validation_error(exc: ValidationError, data: Any, root: str = "") -> ApiError:
-    """One 400 that names every offending field, in Google's 'Invalid value at ...' style."""
-    messages = []
+    """One 400 that names every offending field, in Google's 'Invalid value at ...' style; the members of a
+    union that all failed at one place are one message."""
+    unknown: list[str] = []
+    invalid: dict[str, list[str]] = {}
     for err in exc.errors(include_url=False):
-        where = _path(tuple(err["loc"]), data, root) or "(body)"
+        where = _path(tuple(err["loc"]), data, root, missing=err["type"] == "missing") or "(body)"
         if err["type"] == "extra_forbidden":
-            messages.append(f"Unknown name {where.rsplit('.', 1)[-1]!r} at {where!r}: Cannot find field.")
-        else:
-            messages.append(f"Invalid value at {where!r}: {err['msg']}")
+            unknown.append(f"Unknown name {where.rsplit('.', 1)[-1]!r} at {where!r}: Cannot find field.")
+        elif _message(err) not in invalid.setdefault(where, []):
+            invalid[where].append(_message(err))
+    messages = unknown + [f"Invalid value at {where!r}: {'; or '.join(why)}" for where, why in invalid.items()]
     return invalid_argument("; ".join(messages[:10]))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import BeforeValidator, Field
 
 from .base import WireModel
 from .tools import AllowedTools, ToolMode
@@ -62,9 +62,17 @@ class VideoResponseFormat(WireModel):
     gcs_uri: str | None = None
 
 
+def _default_text_format(value: Any) -> Any:
+    """JS sends a format as written; Python adds ``"type": "text"`` when it is missing. Accept both."""
+    if isinstance(value, dict) and "type" not in value:
+        return {"type": "text", **value}
+    return value
+
+
 ResponseFormat = Annotated[
     TextResponseFormat | ImageResponseFormat | AudioResponseFormat | VideoResponseFormat,
     Field(discriminator="type"),
+    BeforeValidator(_default_text_format),
 ]
 
 HarmCategory = Literal[
