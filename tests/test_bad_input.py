@@ -24,6 +24,7 @@ def guarded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
         tmp_path_factory.mktemp("guarded"),
         {
             "server": {"max_request_bytes": 4096},
+            "limits": {"max_input_items": 20},
             "store": {"sqlite_exclusive": False},  # db_rows() reads the file while the server runs
             "auth": {"api_keys": ["alice-key-123456", "bob-key-12345678"]},
             f"models.{MODEL}": {
@@ -177,6 +178,13 @@ CASES = [
     ("unknown model", body(model="gemini-9-ultra"), 404, "models/gemini-9-ultra is not found"),
     ("unknown previous interaction", body(previous_interaction_id="v1_nope"), 404, "'v1_nope' was not found"),
     ("body over the limit", body(input="x" * 5000), 413, "exceeds the limit: 4096 bytes"),
+    ("too many content blocks", body(input=[{"type": "text", "text": ""}] * 21), 400, "more than 20 steps and"),
+    (
+        "too many blocks across steps",
+        body(input=[{"type": "user_input", "content": [{"type": "text", "text": ""}] * 10}] * 2),
+        400,
+        "(limits.max_input_items)",
+    ),
 ]
 
 

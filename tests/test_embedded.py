@@ -266,8 +266,11 @@ def test_json_schema_output(client: genai.Client) -> None:
 
 
 def test_too_long_a_conversation_is_a_400(client: genai.Client) -> None:
-    with pytest.raises(BadRequestError, match=r"holds \d+ per sequence"):
+    with pytest.raises(BadRequestError, match=r"is \d+ tokens; model .* holds \d+ tokens per sequence"):
         client.interactions.create(model=MODEL, input="word " * 5000)
+    # too long to be worth tokenizing: refused by its size, without holding the event loop
+    with pytest.raises(BadRequestError, match=r"is over \d+ tokens \(2000\d+ bytes\); model .* holds"):
+        client.interactions.create(model=MODEL, input="x" * 2_000_000)
 
 
 def test_four_concurrent_streams_all_progress(client: genai.Client) -> None:

@@ -58,6 +58,7 @@ class LimitsSettings(_Section):
     max_events_per_interaction: int = Field(default=200_000, gt=0)
     max_event_log_bytes: int = Field(default=64 * 1024 * 1024, gt=0)
     max_chain_length: int = Field(default=1_000, gt=0)
+    max_input_items: int = Field(default=10_000, gt=0)
     run_timeout_seconds: float = Field(default=900.0, gt=0)
 
 

@@ -105,19 +105,27 @@ class LlamaCppBackend:
 
     # ---- planning (runs before the interaction starts, so its errors are 400s) ----------------------
 
+    def _too_long(self, request: GenerationRequest, length: str) -> BackendError:
+        return BackendError(
+            f"the conversation is {length}; model {request.model!r} holds {self.engine.context_size} tokens per "
+            "sequence (llamacpp context_size)",
+            "invalid_argument",
+        )
+
     def prepare(self, request: GenerationRequest) -> Plan:
         config = request.config
         functions = _allowed_functions(request)
         mode, grammar, system = self._decoding(request, functions)
         prompt_text = self.chat.render(chat_messages(request.history, [request.system_instruction or "", *system]))
+        size = len(prompt_text.encode())
+        # A token covers at most longest_token_bytes of text: a longer text cannot fit, and tokenizing megabytes
+        # would hold the event loop for seconds.
+        if size > self.engine.context_size * self.engine.longest_token_bytes:
+            raise self._too_long(request, f"over {self.engine.context_size} tokens ({size} bytes)")
         prompt = self.engine.tokenize(prompt_text)
         room = self.engine.context_size - len(prompt) - 1
         if room < 16:
-            raise BackendError(
-                f"the conversation is {len(prompt)} tokens; model {request.model!r} holds "
-                f"{self.engine.context_size} per sequence (llamacpp context_size)",
-                "invalid_argument",
-            )
+            raise self._too_long(request, f"{len(prompt)} tokens")
         level = config.thinking_level or ("medium" if config.thinking_summaries == "auto" else "minimal")
         budget = 0 if self.native_thinking else min(THINKING_BUDGETS[level], room // 2)
         sampling = Sampling(
