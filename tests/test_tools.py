@@ -102,6 +102,7 @@ def test_search_then_answer_with_citations(tools_server: LiveServer) -> None:
     cited = {a.url for a in text.annotations}
     assert cited == {h["url"] for h in hits}
     assert all(a.type == "url_citation" and a.end_index == len(text.text) for a in text.annotations)
+    assert [(g.type, g.count) for g in interaction.usage.grounding_tool_count] == [("google_search", 1)]
     no_packets_left(tools_server)
 
 

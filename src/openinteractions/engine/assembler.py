@@ -126,5 +126,8 @@ class Assembler:
             self.summary["status"] = "failed"
             self.errors.append(event.error.wire())
 
+    def count(self, step_type: str) -> int:
+        return sum(draft.fields["type"] == step_type for draft in self._drafts)
+
     def steps(self) -> list[dict[str, Any]]:
         return [step for step in map(_Draft.build, self._drafts) if step is not None]

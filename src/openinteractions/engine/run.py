@@ -29,7 +29,7 @@ from ..schema.events import (
 )
 from ..schema.interaction import InteractionSummary
 from ..schema.steps import Step
-from ..schema.usage import ModalityTokens, Usage
+from ..schema.usage import GroundingToolCount, ModalityTokens, Usage
 from ..store.base import FinalState, Store, StoredInteraction
 from ..tools.builtin import ServerTool
 from .assembler import Assembler
@@ -78,7 +78,7 @@ class _Tally:
         )
 
 
-def usage_model(report: UsageReport | None, text_only: bool = True) -> Usage | None:
+def usage_model(report: UsageReport | None, text_only: bool = True, searches: int = 0) -> Usage | None:
     """``text_only``: every input was text, so all input tokens are text tokens. Otherwise the backends do
     not say how the input splits by modality, and no breakdown is given rather than a wrong one."""
     if report is None:
@@ -92,6 +92,7 @@ def usage_model(report: UsageReport | None, text_only: bool = True) -> Usage | N
         total_output_tokens=report.output_tokens,
         total_tool_use_tokens=report.tool_use_tokens,
         total_thought_tokens=report.thought_tokens,
+        grounding_tool_count=[GroundingToolCount(type="google_search", count=searches)] if searches else None,
     )
 
 
@@ -230,7 +231,8 @@ class Run:
     async def _complete(self, status: str, tally: _Tally) -> None:
         self._ending = True
         self.updated_at = self._clock()
-        summary = self.summary(status, usage_model(tally.usage, _all_text(self.spec.generation.history)))
+        searches = self.assembler.count("google_search_call")
+        summary = self.summary(status, usage_model(tally.usage, _all_text(self.spec.generation.history), searches))
         await self.emit(InteractionCompletedEvent(interaction=summary))
 
     async def _fail(self, code: str, message: str) -> None:
