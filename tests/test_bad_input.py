@@ -132,7 +132,7 @@ CASES = [
         400,
         "unknown function 'ghost'",
     ),
-    ("background not yet", body(background=True), 400, "'background' is not supported yet"),
+    ("background without store", body(background=True, store=False), 400, "'background' needs 'store'"),
     ("service tier", body(service_tier="priority"), 400, "'service_tier'"),
     (
         "safety threshold",

@@ -115,6 +115,38 @@ def test_a_call_cut_off_by_a_cancel_is_left_out_of_the_interaction(client: genai
         client.interactions.create(model=MODEL, input=[answer], previous_interaction_id=interaction_id)
 
 
+def test_background_create_returns_at_once_and_the_run_is_followed_then_cancelled(server: LiveServer) -> None:
+    # Waiting for this run to end would wait for its time limit: a short timeout turns that into a failure.
+    client = genai.Client(api_key="test-key", http_options={"base_url": server.url, "timeout": 10_000})
+    created = client.interactions.create(model=MODEL, input=script({"text": "a"}, {"hang": True}), background=True)
+    assert created.status == "in_progress"
+    assert client.interactions.get(created.id).status == "in_progress"
+    follower = client.interactions.get(created.id, stream=True)
+    first = [dump(next(follower)) for _ in range(4)]
+    assert [e["event_type"] for e in first] == ["interaction.created", "interaction.status_update",
+                                                "step.start", "step.delta"]  # fmt: skip
+    assert client.interactions.cancel(created.id).status == "cancelled"
+    rest = [dump(e) for e in follower]
+    assert rest[-1]["event_type"] == "interaction.completed"
+    assert rest[-1]["interaction"]["status"] == "cancelled"
+
+
+def test_a_background_stream_outlives_its_client_and_resumes(client: genai.Client) -> None:
+    slow = script({"text": "a"}, {"sleep_ms": 300}, {"text": "b"})
+    stream = client.interactions.create(model=MODEL, input=slow, stream=True, background=True)
+    head = []
+    for event in stream:
+        head.append(dump(event))
+        if event.event_type == "step.delta":
+            break
+    stream.close()  # the connection drops; a run without background would be cancelled now
+    tail = client.interactions.get(head[0]["interaction"]["id"], stream=True, last_event_id=head[-1]["event_id"])
+    rest = [dump(e) for e in tail]
+    assert [int(e["event_id"]) for e in head + rest] == list(range(1, len(head) + len(rest) + 1))
+    assert rest[-1]["interaction"]["status"] == "completed"
+    assert [e["delta"]["text"] for e in head + rest if e["event_type"] == "step.delta"] == ["a", "b"]
+
+
 def test_delete(client: genai.Client) -> None:
     created = client.interactions.create(model=MODEL, input="hello")
     client.interactions.delete(created.id)

@@ -47,6 +47,11 @@ async def create_interaction(request: Request) -> Response:
     body = await read_body(request, service.settings.server.max_request_bytes)
     req = parse_create(body)
     run = await service.create(req, owner, version)
+    if req.background:  # the run goes on without its client: it is followed and fetched by its id
+        if req.stream:
+            return EventStreamResponse(service.creation_stream(run), headers_with_first_events=True)
+        await run.durable.wait()
+        return wire_response(service.result(run))
     if req.stream:
         return EventStreamResponse(
             service.creation_stream(run), on_disconnect=lambda: service.stop_run(run), headers_with_first_events=True

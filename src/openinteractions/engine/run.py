@@ -114,6 +114,7 @@ class Run:
         self._inserted: asyncio.Future[None] | None = None
         self._announcement: asyncio.Task[None] | None = None
         self._steps_ready = False
+        self.durable = asyncio.Event()  # announced and, with store, its row committed (or the run is over)
         self.updated_at = spec.created_at
         self._created = rfc3339_from_epoch(spec.created_at)
 
@@ -144,6 +145,9 @@ class Run:
         await self._append(InteractionStatusUpdateEvent(interaction_id=self.id, status="in_progress"))
         if self.spec.store:
             self._inserted = self._store.insert(self._record())
+            self._inserted.add_done_callback(lambda _: self.durable.set())
+        else:
+            self.durable.set()
 
     async def _announced(self) -> None:
         """Every other event waits for the announcement, so that it stays first in the log."""
@@ -249,6 +253,7 @@ class Run:
             logger.exception("could not store the result of interaction %s", self.id)
         finally:
             await self._log.close(self.id)
+            self.durable.set()
             self.finished.set()
 
     def final_state(self) -> FinalState:

@@ -28,8 +28,8 @@ def check_request_shape(req: CreateInteractionRequest) -> None:
         raise invalid_argument("'agent_config' belongs to agent interactions, which need 'agent' instead of 'model'")
     if not req.model:
         raise invalid_argument("'model' is required")
-    if req.background:
-        raise not_supported("'background'")
+    if req.background and req.store is False:
+        raise invalid_argument("'background' needs 'store': a background run is followed and fetched by its id")
     if req.cached_content is not None:
         raise not_supported("'cached_content'")
     if req.continuation_token is not None:
