@@ -192,7 +192,7 @@ def test_any_among_several_tools_needs_an_upstream_that_honours_required() -> No
 
 def test_generation_config() -> None:
     config = GenerationConfig(
-        temperature=0.3, top_p=0.9, seed=7, max_output_tokens=64, stop_sequences=["\n\n", ""], thinking_level="high"
+        temperature=0.3, top_p=0.9, seed=7, max_output_tokens=64, stop_sequences=["\n\n"], thinking_level="high"
     )
     sent = body(config=config)
     assert {k: sent[k] for k in ("temperature", "top_p", "seed", "max_tokens", "max_completion_tokens", "stop")} == {

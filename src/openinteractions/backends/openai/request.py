@@ -228,9 +228,8 @@ def _generation(request: GenerationRequest, options: OpenAIOptions, body: dict[s
             body["max_tokens"] = limit
         if options.max_tokens_field in ("both", "max_completion_tokens"):
             body["max_completion_tokens"] = limit
-    stops = [s for s in config.stop_sequences or [] if s]
-    if stops:
-        body["stop"] = stops
+    if config.stop_sequences:
+        body["stop"] = config.stop_sequences
     if config.thinking_level is not None:
         body["reasoning_effort"] = config.thinking_level
 
