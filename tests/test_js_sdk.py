@@ -94,6 +94,18 @@ def test_sdk_calls(server: LiveServer) -> None:
     assert report["deleted"] == ["NotFoundError", 404]
     assert report["unknownEventSkipped"] == "before after"
     assert report["midStreamError"] == {"error": "gateway_timeout", "last": "error", "status": "failed"}
+    assert report["background"] == {
+        "created": "in_progress",
+        "followed": [
+            "interaction.created",
+            "interaction.status_update",
+            "step.start",
+            "step.delta",
+            "step.stop",
+            "interaction.completed",
+        ],
+        "final": "cancelled",
+    }
 
 
 def test_auth_errors(server: LiveServer, tmp_path: Path) -> None:

@@ -57,4 +57,21 @@ for await (const event of await client.interactions.create({ model, input: "fail
 }
 report.midStreamError = { error: errorCode, last, status: (await client.interactions.get(id)).status };
 
+// background: create answers at once; the run is followed by id, then cancelled.
+const hanging = JSON.stringify({ script: [{ text: "a" }, { hang: true }] });
+const background = await client.interactions.create({ model, input: hanging, background: true });
+const follower = await client.interactions.get(background.id, { stream: true });
+const followed = [];
+for await (const event of follower) {
+  followed.push(event.event_type);
+  if (event.event_type === "step.delta") {
+    await client.interactions.cancel(background.id);
+  }
+}
+report.background = {
+  created: background.status,
+  followed,
+  final: (await client.interactions.get(background.id)).status,
+};
+
 console.log(JSON.stringify(report));
