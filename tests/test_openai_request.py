@@ -124,7 +124,9 @@ def test_images_and_audio_as_content_parts() -> None:
             "content": [
                 {"type": "text", "text": "What is this?"},
                 {"type": "image", "data": "iVBORw0K", "mime_type": "image/png"},
-                {"type": "image", "uri": "https://example.com/cat.jpg"},
+                {"type": "image", "uri": "https://example.com/cat.jpg", "resolution": "low"},
+                {"type": "image", "uri": "https://example.com/dog.jpg", "resolution": "ultra_high"},
+                {"type": "image", "uri": "https://example.com/owl.jpg", "resolution": "medium"},
                 {"type": "audio", "data": "UklGRg", "mime_type": "audio/wav"},
             ],
         }
@@ -133,7 +135,9 @@ def test_images_and_audio_as_content_parts() -> None:
     assert sent["messages"][0]["content"] == [
         {"type": "text", "text": "What is this?"},
         {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0K"}},
-        {"type": "image_url", "image_url": {"url": "https://example.com/cat.jpg"}},
+        {"type": "image_url", "image_url": {"url": "https://example.com/cat.jpg", "detail": "low"}},
+        {"type": "image_url", "image_url": {"url": "https://example.com/dog.jpg", "detail": "high"}},
+        {"type": "image_url", "image_url": {"url": "https://example.com/owl.jpg"}},
         {"type": "input_audio", "input_audio": {"data": "UklGRg", "format": "wav"}},
     ]
 

@@ -122,7 +122,7 @@ def _user_content(step: UserInputStep, i: int, options: OpenAIOptions) -> str | 
         if isinstance(block, TextContent):
             parts.append({"type": "text", "text": block.text})
         elif isinstance(block, ImageContent):
-            parts.append({"type": "image_url", "image_url": {"url": _media_url(block, i)}})
+            parts.append({"type": "image_url", "image_url": _image(block, i)})
         elif isinstance(block, AudioContent):
             parts.append({"type": "input_audio", "input_audio": _audio(block, i)})
         else:
@@ -132,6 +132,18 @@ def _user_content(step: UserInputStep, i: int, options: OpenAIOptions) -> str | 
 
 def _unsupported(kind: str, i: int) -> BackendError:
     return BackendError(f"{kind} input (history step {i}) is not supported by this model", "invalid_argument")
+
+
+def _image(block: ImageContent, i: int) -> dict[str, str]:
+    image = {"url": _media_url(block, i)}
+    detail = _DETAIL.get(block.resolution or "")
+    if detail:
+        image["detail"] = detail
+    return image
+
+
+# OpenAI's image detail has no level between low and high ("auto" lets the server choose, as for medium).
+_DETAIL = {"low": "low", "high": "high", "ultra_high": "high"}
 
 
 def _media_url(block: ImageContent, i: int) -> str:
