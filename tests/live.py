@@ -46,7 +46,7 @@ def write_config(path: Path, sections: dict[str, dict[str, Any]]) -> None:
 
 
 class LiveServer:
-    """``openinteractions serve`` as a subprocess; ready when uvicorn says so on stderr."""
+    """``openinteractions serve`` as a subprocess; ready when uvicorn says it listens, on stderr."""
 
     def __init__(self, workdir: Path, sections: dict[str, dict[str, Any]], env: dict[str, str] | None = None):
         self.workdir = workdir
@@ -80,7 +80,7 @@ class LiveServer:
         assert self.process.stderr is not None
         for line in self.process.stderr:
             self.log.append(line)
-            if "Application startup complete" in line:
+            if "Uvicorn running on" in line:  # logged once the socket is bound, after the startup
                 break
         else:
             raise RuntimeError("server did not start:\n" + "".join(self.log))

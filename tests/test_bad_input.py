@@ -4,6 +4,7 @@ stored changes."""
 from __future__ import annotations
 
 import json
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -262,3 +263,26 @@ def test_keys_are_checked_before_anything_else(guarded: LiveServer) -> None:
             http.post("/v1beta/interactions", content=b"{bad", headers={"x-goog-api-key": "wrong-key-1"}).status_code
             == 403
         )
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"POST /v1beta/interactions HTTP/1.1\r\nHost: x\r\nContent-Length: +5\r\n\r\n",
+        b"POST /v1beta/interactions HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
+    ],
+    ids=["signed length", "length and chunked"],
+)
+def test_requests_that_are_not_http_get_the_json_error_shape(guarded: LiveServer, head: bytes) -> None:
+    host, port = guarded.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as conn:
+        conn.sendall(head)
+        answer = b""
+        while chunk := conn.recv(65536):
+            answer += chunk
+    status, _, rest = answer.partition(b"\r\n")
+    headers, _, body = rest.partition(b"\r\n\r\n")
+    assert status == b"HTTP/1.1 400 Bad Request"
+    assert b"content-type: application/json" in headers.lower()
+    error = json.loads(body)["error"]
+    assert error["code"] == 400 and error["status"] == "INVALID_ARGUMENT" and error["message"]

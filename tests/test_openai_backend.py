@@ -76,7 +76,7 @@ class Process:
 
 
 def fake(port: int, log: Path) -> Process:
-    return Process([sys.executable, str(FAKE), str(port), str(log)], "Application startup complete").start()
+    return Process([sys.executable, str(FAKE), str(port), str(log)], "Uvicorn running on").start()
 
 
 def openai_model(urls: list[str], **options: Any) -> dict[str, Any]:

@@ -12,7 +12,9 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+
+from ..errors import ApiError
 
 _HEAD = b"HTTP/1.1 "
 
@@ -52,3 +54,14 @@ class HttpProtocol(HttpToolsProtocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         held: Any = HeadHoldingTransport(transport, asyncio.get_running_loop())
         super().connection_made(held)
+
+    def send_400_response(self, msg: str) -> None:
+        """A request that does not parse as HTTP (a Content-Length of '+5', one with Transfer-Encoding too):
+        uvicorn answers in plain text; the API's clients expect its JSON error shape on every error."""
+        body = ApiError(400, msg).body()
+        head = [STATUS_LINE[400]]
+        for name, value in self.server_state.default_headers:
+            head.extend([name, b": ", value, b"\r\n"])
+        head.append(b"content-type: application/json\r\ncontent-length: %d\r\nconnection: close\r\n\r\n" % len(body))
+        self.transport.write(b"".join(head) + body)
+        self.transport.close()
