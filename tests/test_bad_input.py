@@ -186,6 +186,12 @@ CASES = [
         400,
         "(limits.max_input_items)",
     ),
+    (
+        "too many blocks in one step",
+        body(input={"type": "user_input", "content": [{"type": "text", "text": ""}] * 20}),
+        400,
+        "(limits.max_input_items)",
+    ),
 ]
 
 

@@ -359,10 +359,9 @@ def _event_position(last_event_id: str | None) -> int:
 def _check_input_items(raw: Any, limit: int) -> None:
     """Each item costs microseconds on the event loop, where every other stream waits: a body of a million
     empty blocks, well under the size limit, held the server for seconds."""
-    if not isinstance(raw, list):
-        return
-    count = len(raw)
-    for item in raw:
+    items = raw if isinstance(raw, list) else [raw]
+    count = len(items)
+    for item in items:
         if count > limit:
             break
         content = item.get("content") if isinstance(item, dict) else None

@@ -131,7 +131,8 @@ class LlamaEngine:
         if not self._ctx:
             raise ValueError("llama.cpp could not create a context")
         self.context_size = L.llama_n_ctx_seq(self._ctx)
-        self.longest_token_bytes = max(map(len, map(self.token_text, range(L.llama_vocab_n_tokens(self.vocab)))))
+        tokens = range(L.llama_vocab_n_tokens(self.vocab))  # special ones too: prompts are tokenized with them
+        self.longest_token_bytes = max(len(self.token_text(token, special=True)) for token in tokens)
         self._memory = L.llama_get_memory(self._ctx)
         self._batch = L.llama_batch_init(batch_size, 0, 1)
         self._batch_size = batch_size
