@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from live import LiveServer, sse_events
@@ -79,22 +81,23 @@ def test_storage_quota(limited: LiveServer) -> None:
         assert stateless.status_code == 200
 
 
-def test_a_crash_mid_run_leaves_a_failed_interaction(tmp_path: Path) -> None:
-    server = LiveServer(tmp_path, {f"models.{MODEL}": {"backend": "scripted", "inline": True}}).start()
-    with (
-        server.http() as http,
-        http.stream(
-            "POST",
-            "/v1beta/interactions",
-            json={"model": MODEL, "input": script({"text": "half"}, {"hang": True}), "stream": True},
-        ) as response,
-    ):
+@contextlib.contextmanager
+def half_way(http: httpx.Client) -> Iterator[tuple[str, Iterator[str]]]:
+    """A streaming create whose run has sent its text and hangs: its id, and the rest of its lines."""
+    body = {"model": MODEL, "input": script({"text": "half"}, {"hang": True}), "stream": True}
+    with http.stream("POST", "/v1beta/interactions", json=body) as response:
         lines = response.iter_lines()
         assert next(lines) == "event: interaction.created"
         interaction_id = json.loads(next(lines)[6:])["interaction"]["id"]
         for line in lines:
             if '"text":"half"' in line:
                 break
+        yield interaction_id, lines
+
+
+def test_a_crash_mid_run_leaves_a_failed_interaction(tmp_path: Path) -> None:
+    server = LiveServer(tmp_path, {f"models.{MODEL}": {"backend": "scripted", "inline": True}}).start()
+    with server.http() as http, half_way(http) as (interaction_id, _):
         server.kill()
     server.start()
     try:
@@ -140,20 +143,8 @@ def test_stopping_the_server_cancels_its_runs_and_stores_them_at_once(tmp_path: 
     settings = {f"models.{MODEL}": {"backend": "scripted", "inline": True}, "server": {"keepalive_seconds": 60}}
     server = LiveServer(tmp_path, settings).start()
     assert server.process is not None
-    with (
-        server.http(timeout=10) as http,  # the stream stalling is the failure: no keep-alive comes for 60 s
-        http.stream(
-            "POST",
-            "/v1beta/interactions",
-            json={"model": MODEL, "input": script({"text": "half"}, {"hang": True}), "stream": True},
-        ) as response,
-    ):
-        lines = response.iter_lines()
-        assert next(lines) == "event: interaction.created"
-        interaction_id = json.loads(next(lines)[6:])["interaction"]["id"]
-        for line in lines:
-            if '"text":"half"' in line:
-                break
+    # the stream stalling is the failure: no keep-alive comes for 60 s
+    with server.http(timeout=10) as http, half_way(http) as (interaction_id, lines):
         server.process.send_signal(signal.SIGINT)
         tail = sse_events("\n".join(lines))
     server.process.wait(10)  # the runs' time limit is 900 s
