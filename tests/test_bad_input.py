@@ -94,6 +94,12 @@ CASES = [
         "Invalid value at 'input[0].content': Input should be a valid string; or Input should be a valid list",
     ),
     ("a step without its type", body(input={}), 400, "Invalid value at 'input[0]': 'type' is required"),
+    (
+        "a step with a role",
+        body(input=[{"type": "user_input", "role": "user", "content": []}]),
+        400,
+        "input[0] has both 'role' (a turn) and 'type' ('user_input')",
+    ),
     ("unknown generation_config field", body(generation_config={"topK": 3}), 400, "topK"),
     ("model with agent", body(agent="deep-research-preview-04-2026"), 400, "mutually exclusive"),
     ("no model", json.dumps({"input": "hi"}).encode(), 400, "'model' is required"),

@@ -74,6 +74,10 @@ CONTENT_TYPES = frozenset({"text", "image", "audio", "document", "video"})
 def _check_types(items: list[Any]) -> None:
     for i, item in enumerate(items):
         kind = item.get("type") if isinstance(item, dict) else None
+        if kind is not None and "role" in item:
+            raise InputShapeError(
+                f"input[{i}] has both 'role' (a turn) and 'type' ({kind!r}): a step has no 'role', a turn no 'type'"
+            )
         if kind is not None and kind not in STEP_TYPES and kind not in CONTENT_TYPES:
             raise InputShapeError(
                 f"input[{i}].type: unknown type {kind!r}; expected a step type "
