@@ -134,6 +134,7 @@ class SqlStore:
         self._since_checkpoint = 0
         self._checkpointing: asyncio.Task[None] | None = None
         self._read_threads = ThreadPoolExecutor(4, thread_name_prefix="store-reader")
+        self._server_lock: Connection | None = None  # PostgreSQL: the connection that holds the server lock
 
     @property
     def engine(self) -> Engine:
@@ -143,9 +144,16 @@ class SqlStore:
     async def start(self) -> None:
         is_sqlite = self._url.get_backend_name() == "sqlite"
         # A file that another server holds is reported within 2 s; once connected, waits are up to 30 s.
-        engine = create_engine(self._url, connect_args={"timeout": 2, "check_same_thread": False} if is_sqlite else {})
+        # A server's connections to a database server can be cut under it (a restart, a failover, an idle
+        # reaper): each is checked when taken from the pool, so a retried write gets a live one.
+        connect_args = {"timeout": 2, "check_same_thread": False} if is_sqlite else {}
+        engine = create_engine(self._url, connect_args=connect_args, pool_pre_ping=not is_sqlite)
         if is_sqlite:
             event.listen(engine, "connect", _sqlite_pragmas)
+        elif engine.dialect.name == "postgresql":
+            self._server_lock = await asyncio.get_running_loop().run_in_executor(
+                self._write_thread, _take_server_lock, engine
+            )
         try:
             await asyncio.get_running_loop().run_in_executor(self._write_thread, metadata.create_all, engine)
         except OperationalError as exc:
@@ -173,6 +181,10 @@ class SqlStore:
         if self._inline is not None:
             self._inline.close()
             self._inline = None
+        if self._server_lock is not None:
+            with contextlib.suppress(Exception):  # a connection that was cut has released the lock already
+                self._server_lock.invalidate()  # closed for real, not pooled: that releases the lock
+            self._server_lock = None
         if self._engine is not None:
             self._engine.dispose()
             self._engine = None
@@ -363,6 +375,26 @@ class SqlStore:
     async def unfinished(self) -> list[StoredInteraction]:
         query = select(*_RECORD_COLUMNS).where(interactions.c.status.in_(("in_progress", "queued")))
         return [_row_to_record(row) for row in await self._read(lambda conn: conn.execute(query).all())]
+
+
+_SERVER_LOCK = 0x6F70656E_696E74  # "openint": a PostgreSQL advisory lock key, scoped to the database
+
+
+def _take_server_lock(engine: Engine) -> Connection:
+    """One server per database, as with SQLite's exclusive file: a server marks every unfinished row failed
+    when it starts, which would corrupt the live runs of another server on the same database."""
+    conn = engine.connect()
+    try:
+        held = conn.execute(text("SELECT pg_try_advisory_lock(:key)"), {"key": _SERVER_LOCK}).scalar()
+        conn.commit()  # the lock is the session's, and outlives the transaction
+    except Exception:
+        conn.close()
+        raise
+    if not held:
+        conn.close()
+        where = engine.url.render_as_string(hide_password=True)
+        raise RuntimeError(f"the store {where} is in use by another server (one database serves one server process)")
+    return conn
 
 
 def _commit(raw: Any, mark: str, batch: list[tuple[str, list[Any], asyncio.Future[None]]]) -> bool:
