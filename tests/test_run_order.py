@@ -148,7 +148,9 @@ def test_continuing_a_run_whose_row_is_not_committed_yet_is_a_precondition_not_a
     from openinteractions.errors import ApiError
 
     async def main() -> ApiError:
-        settings = Settings(models={"m": {"backend": "scripted", "inline": True}}, signing_key="k" * 32)
+        settings = Settings(
+            models={"m": {"backend": "scripted", "inline": True}}, store={"data_dir": tmp_path}, signing_key="k" * 32
+        )
         service = build_service(settings, tmp_path)
         await service.start()
         gate = asyncio.Event()

@@ -148,6 +148,23 @@ def test_assembler_builds_blocks_from_deltas() -> None:
     ]
 
 
+@pytest.mark.parametrize(
+    ("fragments", "kept"),
+    [([" "], {}), (['{"a": ', "1}"], {"a": 1}), (['{"a": '], None), (["[1]"], None), (['"x"'], None)],
+    ids=["blank is no arguments", "complete", "cut off", "an array", "a string"],
+)
+def test_a_call_is_assembled_exactly_when_the_step_writer_accepts_its_arguments(
+    fragments: list[str], kept: dict[str, int] | None
+) -> None:
+    """Anything else would be a step the resource cannot hold (a 500 on every read) or one the run never made."""
+    assembler = Assembler()
+    assembler.apply(StepStartEvent(index=0, step={"type": "function_call", "id": "c1", "name": "f", "arguments": {}}))
+    for fragment in fragments:
+        assembler.apply(StepDeltaEvent(index=0, delta={"type": "arguments_delta", "arguments": fragment}))
+    expected = [] if kept is None else [{"type": "function_call", "id": "c1", "name": "f", "arguments": kept}]
+    assert assembler.steps() == expected
+
+
 @given(
     value=st.text(st.characters(blacklist_categories=("Cs",))),
     index=st.integers(0, 10_000),
@@ -548,27 +565,3 @@ def test_compact_json_reads_back_as_the_standard_library_would_write_it() -> Non
         assert json.loads(jsontext.dumps(value)) == json.loads(expected)
         assert jsontext.dumps_bytes(value).decode("utf-8", "surrogatepass") == jsontext.dumps(value)
     assert jsontext.dumps({"t": "é"}) == '{"t":"é"}'  # UTF-8 as it is, compact
-
-
-def test_a_server_that_is_shutting_down_refuses_new_runs_with_503(tmp_path: Path) -> None:
-    """503 is what both SDKs retry: a client of a server being restarted gets through once it is back."""
-    from openinteractions.api.app import build_service
-    from openinteractions.api.body import parse_create
-    from openinteractions.config import Settings
-    from openinteractions.errors import ApiError
-
-    async def main() -> ApiError:
-        settings = Settings(models={"m": {"backend": "scripted", "inline": True}}, signing_key="k" * 32)
-        service = build_service(settings, tmp_path)
-        await service.start()
-        await service.stop_runs()
-        try:
-            await service.create(parse_create(b'{"model": "m", "input": "hi"}'), "o", "v1beta")
-        except ApiError as exc:
-            return exc
-        finally:
-            await service.stop()
-        raise AssertionError("created a run while shutting down")
-
-    error = asyncio.run(main())
-    assert (error.http_status, error.status) == (503, "UNAVAILABLE")

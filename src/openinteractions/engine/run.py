@@ -235,7 +235,7 @@ class Run:
     async def _complete(self, status: str, tally: _Tally) -> None:
         self._ending = True
         self.updated_at = self._clock()
-        searches = self.assembler.count("google_search_call")
+        searches = self.assembler.count("google_search_result")  # searches that ran to a result
         summary = self.summary(status, usage_model(tally.usage, _all_text(self.spec.generation.history), searches))
         await self.emit(InteractionCompletedEvent(interaction=summary))
 
@@ -253,6 +253,14 @@ class Run:
             logger.exception("could not store the result of interaction %s", self.id)
         finally:
             await self._log.close(self.id)
+            self.durable.set()
+            self.finished.set()
+
+    def abandon(self) -> None:
+        """The task was cancelled before it ran a line (shutdown right after the launch): nothing was logged
+        or stored, and its readers and waiters are let go."""
+        if not self.finished.is_set():
+            self._log.close_now(self.id)
             self.durable.set()
             self.finished.set()
 

@@ -101,7 +101,7 @@ class InteractionService:
 
     async def create(self, req: CreateInteractionRequest, owner: str, api_version: str) -> Run:
         if self._closing:
-            raise ApiError(503, "The server is shutting down; retry on another one or once it is back.")
+            raise _shutting_down()
         check_request_shape(req)
         route = self._route(req.model or "", api_version)
         _check_input_items(req.input, self.settings.limits.max_input_items)
@@ -110,7 +110,8 @@ class InteractionService:
         except InputShapeError as exc:
             raise invalid_argument(str(exc)) from exc
         except ValidationError as exc:
-            raise validation_error(exc, req.input, "input") from exc
+            shown = req.input if isinstance(req.input, list) else [req.input]  # as normalize_input saw it
+            raise validation_error(exc, shown, "input") from exc
         if not inputs and req.previous_interaction_id is None:
             raise invalid_argument("'input' is required")
         check_capabilities(req, route.backend.capabilities, route.name, inputs, self.toolbox.problem)
@@ -207,6 +208,8 @@ class InteractionService:
             return ""
 
     def _launch(self, spec: RunSpec, route: Route) -> Run:
+        if self._closing:  # create awaited the store since it last looked: stop_runs may have passed already
+            raise _shutting_down()
         run = Run(spec, route.backend, self.log, self.store, self.signer, self.clock)
         self.log.open(run.id)
         self.runs[run.id] = run
@@ -215,6 +218,7 @@ class InteractionService:
         return run
 
     def _forget(self, run: Run) -> None:
+        run.abandon()
         self.runs.pop(run.id, None)
         self.log.drop(run.id)
 
@@ -356,18 +360,29 @@ def _event_position(last_event_id: str | None) -> int:
     return int(digits) if len(digits) <= 18 else 10**18  # beyond every log; int() refuses > 4300 digits
 
 
+def _shutting_down() -> ApiError:
+    return ApiError(503, "The server is shutting down; retry on another one or once it is back.")
+
+
 def _check_input_items(raw: Any, limit: int) -> None:
     """Each item costs microseconds on the event loop, where every other stream waits: a body of a million
-    empty blocks, well under the size limit, held the server for seconds."""
-    items = raw if isinstance(raw, list) else [raw]
-    count = len(items)
-    for item in items:
-        if count > limit:
-            break
-        content = item.get("content") if isinstance(item, dict) else None
-        count += len(content) if isinstance(content, list) else 0
-    if count > limit:
-        raise invalid_argument(f"'input' has more than {limit} steps and content blocks (limits.max_input_items)")
+    empty blocks, well under the size limit, held the server for seconds. Every list's items count (steps,
+    blocks, summaries, annotations, search results), except inside a function's free-form arguments and
+    result, which are not validated item by item."""
+    count = 0
+    stack: list[Any] = [raw if isinstance(raw, list) else [raw]]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, list):
+            count += len(value)
+            if count > limit:
+                raise invalid_argument(
+                    f"'input' has more than {limit} steps, content blocks and other items (limits.max_input_items)"
+                )
+            stack.extend(value)
+        elif isinstance(value, dict):
+            free = ("arguments", "result") if value.get("type") == "function_result" else ("arguments",)
+            stack.extend(item for key, item in value.items() if key not in free)
 
 
 _LEFT_BY_A_CRASH = "the server stopped before this interaction finished"

@@ -113,6 +113,9 @@ class MemoryEventLog:
         return b"".join(self._logs[interaction_id].frames)
 
     async def close(self, interaction_id: str) -> None:
+        self.close_now(interaction_id)
+
+    def close_now(self, interaction_id: str) -> None:
         log = self._logs[interaction_id]
         log.closed = True
         log.notify()
@@ -121,7 +124,7 @@ class MemoryEventLog:
         """Forget a closed log. Readers that already hold it finish reading; later ones go to the store."""
         self._logs.pop(interaction_id, None)
 
-    async def read(
+    def read(
         self, interaction_id: str, after: int = 0, heartbeat: float = 15.0, coalesce: float = 0.0
     ) -> AsyncGenerator[bytes, None]:
         """SSE frames after event ``after``, following the log until it closes, then ``DONE``. Events that are
@@ -131,30 +134,36 @@ class MemoryEventLog:
         ``coalesce``: after a chunk with a ``step.delta``, the next chunk waits until that many seconds have
         passed, unless the log closes first. A write to a local client wakes it, and on a small machine it then
         takes the writer's CPU; a burst of deltas (a fast upstream, several tokens at once) is cheaper as one
-        write. A token stream slower than one delta per ``coalesce`` is not held at all."""
-        log = self._logs[interaction_id]
-        position = after
-        loop = asyncio.get_running_loop()
-        held_until = 0.0
-        while True:
-            frames = log.frames
-            if held_until and position < len(frames) and not log.closed:
-                remaining = held_until - loop.time()
-                if remaining > _TICK / 2:  # more may come, or the end
-                    await _wait(log, loop, max(remaining, _TICK))  # a shorter wait would spin until the clock moves
-                    continue
-            if position < len(frames):
-                end = len(frames)
-                chunk = frames[position] if end == position + 1 else b"".join(frames[position:end])
-                if log.closed:
-                    yield chunk + DONE
-                    return
-                held_until = loop.time() + coalesce if coalesce and log.last_delta >= position else 0.0
-                position = end
-                yield chunk
+        write. A token stream slower than one delta per ``coalesce`` is not held at all.
+
+        The log is taken now, not at the first read: a run can end, and its log be dropped, before a response
+        starts to iterate."""
+        return _follow(self._logs[interaction_id], after, heartbeat, coalesce)
+
+
+async def _follow(log: _Log, after: int, heartbeat: float, coalesce: float) -> AsyncGenerator[bytes, None]:
+    position = after
+    loop = asyncio.get_running_loop()
+    held_until = 0.0
+    while True:
+        frames = log.frames
+        if held_until and position < len(frames) and not log.closed:
+            remaining = held_until - loop.time()
+            if remaining > _TICK / 2:  # more may come, or the end
+                await _wait(log, loop, max(remaining, _TICK))  # a shorter wait would spin until the clock moves
                 continue
+        if position < len(frames):
+            end = len(frames)
+            chunk = frames[position] if end == position + 1 else b"".join(frames[position:end])
             if log.closed:
-                yield DONE
+                yield chunk + DONE
                 return
-            if not await _wait(log, loop, heartbeat):
-                yield b""
+            held_until = loop.time() + coalesce if coalesce and log.last_delta >= position else 0.0
+            position = end
+            yield chunk
+            continue
+        if log.closed:
+            yield DONE
+            return
+        if not await _wait(log, loop, heartbeat):
+            yield b""

@@ -1,0 +1,69 @@
+"""A server that is shutting down ends every run it has and starts none: uvicorn waits for their responses."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+
+from inprocess import create, scripted_service
+from openinteractions.errors import ApiError
+from openinteractions.events.log import DONE
+
+HANG = json.dumps({"script": [{"hang": True}]})
+
+
+def test_new_runs_are_refused_with_503(tmp_path: Path) -> None:
+    """503 is what both SDKs retry: a client of a server being restarted gets through once it is back."""
+
+    async def main() -> None:
+        service = scripted_service(tmp_path)
+        await service.start()
+        await service.stop_runs()
+        with pytest.raises(ApiError) as refused:
+            await create(service, "hi")
+        await service.stop()
+        assert (refused.value.http_status, refused.value.status) == (503, "UNAVAILABLE")
+
+    asyncio.run(main())
+
+
+def test_a_run_cancelled_before_it_started_still_ends(tmp_path: Path) -> None:
+    """A create handled in the loop pass where shutdown begins: its task is cancelled before it runs a line,
+    and waiting for it must not hang the server's exit."""
+
+    async def main() -> None:
+        service = scripted_service(tmp_path)
+        await service.start()
+        run = await create(service, HANG)
+        stream = service.creation_stream(run)  # as the create handler does, before it yields to the loop
+        async with asyncio.timeout(5):  # not wait_for: its own task would let the run start first
+            await service.stop_runs()
+        assert run.task is not None and run.task.cancelled()  # not a line of it ran
+        assert run.finished.is_set()
+        assert [chunk async for chunk in stream] == [DONE]  # its log was dropped meanwhile
+        await service.stop()
+
+    asyncio.run(main())
+
+
+def test_a_create_that_was_waiting_on_the_store_is_refused(tmp_path: Path) -> None:
+    """A continuation reads its chain before its run starts: shutdown may begin meanwhile."""
+
+    async def main() -> None:
+        service = scripted_service(tmp_path)
+        await service.start()
+        first = await create(service, "hi")
+        await first.finished.wait()
+        follow_up = asyncio.create_task(create(service, HANG, previous_interaction_id=first.id))
+        await asyncio.sleep(0)  # the follow-up is now reading the chain from the store
+        await service.stop_runs()
+        with pytest.raises(ApiError) as refused:
+            await follow_up
+        assert refused.value.http_status == 503
+        assert not service.runs
+        await service.stop()
+
+    asyncio.run(main())
