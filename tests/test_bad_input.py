@@ -95,6 +95,18 @@ CASES = [
     ),
     ("a step without its type", body(input={}), 400, "Invalid value at 'input[0]': 'type' is required"),
     (
+        "untyped text with an unknown field",
+        body(input=[{"text": "hi", "foo": 1}]),
+        400,
+        "Unknown name 'foo' at 'input[0].foo'",
+    ),
+    (
+        "one step object with a bad block",
+        body(input={"type": "user_input", "content": [{"type": "text"}]}),
+        400,
+        "Invalid value at 'input[0].content[0].text': Field required",
+    ),
+    (
         "a step with a role",
         body(input=[{"type": "user_input", "role": "user", "content": []}]),
         400,
@@ -119,6 +131,7 @@ CASES = [
         "mixes contents and steps",
     ),
     ("unknown tool type", body(tools=[{"type": "teleport"}]), 400, "'tools[0]'"),
+    ("more tools than the bound", body(tools=[5] * 600), 400, "'tools': List should have at most 512 items"),
     (
         "function result named after another function",
         body(
@@ -185,7 +198,13 @@ CASES = [
     ("unknown model", body(model="gemini-9-ultra"), 404, "models/gemini-9-ultra is not found"),
     ("unknown previous interaction", body(previous_interaction_id="v1_nope"), 404, "'v1_nope' was not found"),
     ("body over the limit", body(input="x" * 5000), 413, "exceeds the limit: 4096 bytes"),
-    ("too many content blocks", body(input=[{"type": "text", "text": ""}] * 21), 400, "more than 20 steps and"),
+    ("too many content blocks", body(input=[{"type": "text", "text": ""}] * 21), 400, "more than 20 steps,"),
+    (
+        "too many items deep in a step",
+        body(input=[{"type": "google_search_result", "call_id": "c", "result": [{}] * 20}]),
+        400,
+        "(limits.max_input_items)",
+    ),
     (
         "too many blocks across steps",
         body(input=[{"type": "user_input", "content": [{"type": "text", "text": ""}] * 10}] * 2),

@@ -63,7 +63,9 @@ def _path(loc: tuple[Any, ...], data: Any, root: str, missing: bool = False) -> 
         if isinstance(part, int):
             out += f"[{part}]"
             data = data[part] if isinstance(data, list) and part < len(data) else None
-        elif _union_member(part, data, absent_field=missing and i == len(loc) - 1, last=i == len(loc) - 1):
+        elif _union_member(
+            part, loc[i + 1] if i + 1 < len(loc) else None, data, absent_field=missing and i == len(loc) - 1
+        ):
             continue  # which member of a union was tried ('str', 'list[...]', 'ToolChoiceConfig'), not a field
         else:
             out += f".{part}" if out else str(part)
@@ -71,10 +73,11 @@ def _path(loc: tuple[Any, ...], data: Any, root: str, missing: bool = False) -> 
     return out
 
 
-def _union_member(part: str, data: Any, absent_field: bool, last: bool) -> bool:
+def _union_member(part: str, following: Any, data: Any, absent_field: bool) -> bool:
     if isinstance(data, dict):
-        if data.get("type") == part and not last:
-            return True  # the tag of a discriminated union, followed by the field
+        if following is not None and (data.get("type") == part or (part in data and following in data)):
+            # the tag of a discriminated union (perhaps filled in: {"text": ...} is text content), then a field
+            return True
         return part not in data and not absent_field
     if data is None:  # the request's data was not followed this far
         return "[" in part or part[:1].isupper()

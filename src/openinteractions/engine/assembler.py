@@ -81,11 +81,22 @@ class _Draft:
         if self.summary:
             out["summary"] = [_finish_block(b) for b in self.summary]
         if out["type"] == "function_call" and self.args:
-            try:
-                out["arguments"] = json.loads("".join(self.args))
-            except json.JSONDecodeError:
+            arguments = _arguments("".join(self.args))
+            if arguments is None:
                 return None
+            out["arguments"] = arguments
         return out
+
+
+def _arguments(text: str) -> dict[str, Any] | None:
+    """What the step writer accepts as a call's arguments (blank is none); None for anything else."""
+    if not text.strip():
+        return {}
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        return None
+    return value if isinstance(value, dict) else None
 
 
 def _finish_block(block: dict[str, Any]) -> dict[str, Any]:

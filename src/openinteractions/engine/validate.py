@@ -90,10 +90,9 @@ def check_capabilities(
 
 
 def _block_types(step: Step) -> Iterator[str]:
-    """The content types a step carries: its content, a thought's summary, a function result's items."""
+    """The content types a step gives the model: its content, a function result's items (a thought's summary
+    is not given to the model)."""
     for block in getattr(step, "content", None) or []:
-        yield block.type
-    for block in getattr(step, "summary", None) or []:
         yield block.type
     if isinstance(step, FunctionResultStep) and isinstance(step.result, list):
         yield from (item["type"] for item in step.result if isinstance(item, dict) and item.get("type") in _MEDIA)

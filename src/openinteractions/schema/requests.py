@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import TypeAdapter
+from pydantic import Field, TypeAdapter
 
 from .base import WireModel
 from .content import Content, TextContent
@@ -24,12 +24,14 @@ class CreateInteractionRequest(WireModel):
     agent_config: dict[str, Any] | None = None
     input: Any = None
     system_instruction: str | None = None
-    tools: list[Tool] | None = None
+    # Lists are bounded so that a body of a million wrong items fails at the first item past the bound:
+    # pydantic would otherwise collect an error per item, seconds of event-loop time to report.
+    tools: Annotated[list[Tool], Field(max_length=512)] | None = None
     generation_config: GenerationConfig | None = None
-    response_format: ResponseFormat | list[ResponseFormat] | None = None
+    response_format: ResponseFormat | Annotated[list[ResponseFormat], Field(max_length=8)] | None = None
     response_mime_type: str | None = None
-    response_modalities: list[ResponseModality] | None = None
-    safety_settings: list[SafetySetting] | None = None
+    response_modalities: Annotated[list[ResponseModality], Field(max_length=8)] | None = None
+    safety_settings: Annotated[list[SafetySetting], Field(max_length=32)] | None = None
     previous_interaction_id: str | None = None
     stream: bool | None = None
     background: bool | None = None
@@ -37,7 +39,7 @@ class CreateInteractionRequest(WireModel):
     cached_content: str | None = None
     continuation_token: str | None = None
     service_tier: ServiceTier | None = None
-    labels: dict[str, str] | None = None
+    labels: Annotated[dict[str, str], Field(max_length=64)] | None = None
     webhook_config: WebhookConfig | None = None
     environment: str | dict[str, Any] | None = None
 

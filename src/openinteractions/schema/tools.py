@@ -22,7 +22,9 @@ class FunctionTool(WireModel):
 
 class GoogleSearchTool(WireModel):
     type: Literal["google_search"] = "google_search"
-    search_types: list[Literal["web_search", "image_search", "enterprise_web_search"]] | None = None
+    search_types: (
+        Annotated[list[Literal["web_search", "image_search", "enterprise_web_search"]], Field(max_length=3)] | None
+    ) = None
 
 
 class CodeExecutionTool(WireModel):
@@ -35,7 +37,7 @@ class UrlContextTool(WireModel):
 
 class FileSearchTool(WireModel):
     type: Literal["file_search"] = "file_search"
-    file_search_store_names: list[str] | None = None
+    file_search_store_names: Annotated[list[str], Field(max_length=64)] | None = None
     metadata_filter: str | None = None
     top_k: int | None = None
 
@@ -49,28 +51,28 @@ class GoogleMapsTool(WireModel):
 
 class AllowedTools(WireModel):
     mode: ToolMode | None = None
-    tools: list[str] | None = None
+    tools: Annotated[list[str], Field(max_length=512)] | None = None
 
 
 class McpServerTool(WireModel):
     type: Literal["mcp_server"] = "mcp_server"
     name: str | None = None
     url: str | None = None
-    headers: dict[str, str] | None = None
-    allowed_tools: list[AllowedTools] | None = None
+    headers: Annotated[dict[str, str], Field(max_length=64)] | None = None
+    allowed_tools: Annotated[list[AllowedTools], Field(max_length=64)] | None = None
 
 
 class ComputerUseTool(WireModel):
     type: Literal["computer_use"] = "computer_use"
     environment: Literal["browser", "mobile", "desktop"] | None = None
-    excluded_predefined_functions: list[str] | None = None
-    disabled_safety_policies: list[str] | None = None
+    excluded_predefined_functions: Annotated[list[str], Field(max_length=64)] | None = None
+    disabled_safety_policies: Annotated[list[str], Field(max_length=64)] | None = None
     enable_prompt_injection_detection: bool | None = None
 
 
 class RetrievalTool(WireModel):
     type: Literal["retrieval"] = "retrieval"
-    retrieval_types: list[str] | None = None
+    retrieval_types: Annotated[list[str], Field(max_length=16)] | None = None
     vertex_ai_search_config: dict[str, Any] | None = None
     rag_store_config: dict[str, Any] | None = None
     exa_ai_search_config: dict[str, Any] | None = None
