@@ -75,7 +75,8 @@ def _path(loc: tuple[Any, ...], data: Any, root: str, missing: bool = False) -> 
 
 def _union_member(part: str, following: Any, data: Any, absent_field: bool) -> bool:
     if isinstance(data, dict):
-        if following is not None and (data.get("type") == part or (part in data and following in data)):
+        filled_in = part in data and following in data and not isinstance(data[part], dict | list)
+        if following is not None and (data.get("type") == part or filled_in):
             # the tag of a discriminated union (perhaps filled in: {"text": ...} is text content), then a field
             return True
         return part not in data and not absent_field
