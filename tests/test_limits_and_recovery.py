@@ -147,7 +147,7 @@ def test_stopping_the_server_cancels_its_runs_and_stores_them_at_once(tmp_path: 
     with server.http(timeout=10) as http, half_way(http) as (interaction_id, lines):
         server.process.send_signal(signal.SIGINT)
         tail = sse_events("\n".join(lines))
-    server.process.wait(10)  # the runs' time limit is 900 s
+    assert server.process.wait(10) == 0  # at once (the runs' time limit is 900 s), and cleanly
     assert [e if isinstance(e, str) else e["event_type"] for e in tail] == [
         "step.stop",
         "interaction.completed",

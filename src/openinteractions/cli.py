@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ipaddress
 import logging
 import os
@@ -67,7 +68,9 @@ def serve(args: argparse.Namespace) -> None:
         http=HttpProtocol,
         proxy_headers=False,
     )
-    _Server(config, app.state.service).run()
+    # uvicorn raises the signal that stopped it again once it has shut down; uvicorn.run() swallows it too.
+    with contextlib.suppress(KeyboardInterrupt):
+        _Server(config, app.state.service).run()
 
 
 class _Server(uvicorn.Server):
