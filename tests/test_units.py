@@ -411,7 +411,7 @@ def test_an_idle_log_reader_gets_a_heartbeat_then_the_events_and_done() -> None:
         pending = asyncio.ensure_future(anext(reader))
         await log.append("i", StepDeltaEvent(index=0, delta={"type": "text", "text": "a"}))
         got.append(await pending)
-        await log.close("i")
+        log.close("i")
         got += [chunk async for chunk in reader]
         return got
 
@@ -447,7 +447,7 @@ def test_a_burst_of_deltas_after_the_first_goes_out_as_one_chunk_and_the_end_is_
         for _ in range(10):
             await asyncio.sleep(0)
         assert not pending.done()  # held again...
-        await log.close("i")
+        log.close("i")
         got.append(await pending)  # ...but not past the end
         return got, waited, loop.time() - sent
 

@@ -47,15 +47,13 @@ async def create_interaction(request: Request) -> Response:
     body = await read_body(request, service.settings.server.max_request_bytes)
     req = parse_create(body)
     run = await service.create(req, owner, version)
-    if req.background:  # the run goes on without its client: it is followed and fetched by its id
-        if req.stream:
-            return EventStreamResponse(service.creation_stream(run), headers_with_first_events=True)
+    # A background run goes on without its client: it is followed and fetched by its id.
+    if req.stream:
+        stop = None if req.background else (lambda: service.stop_run(run))
+        return EventStreamResponse(service.creation_stream(run), on_disconnect=stop, headers_with_first_events=True)
+    if req.background:
         await run.durable.wait()
         return wire_response(service.result(run))
-    if req.stream:
-        return EventStreamResponse(
-            service.creation_stream(run), on_disconnect=lambda: service.stop_run(run), headers_with_first_events=True
-        )
     if await until_disconnected(request.receive, run.finished.wait()):
         await asyncio.shield(service.stop_run(run))
     return wire_response(service.result(run))

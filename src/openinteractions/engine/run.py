@@ -252,17 +252,18 @@ class Run:
         except Exception:
             logger.exception("could not store the result of interaction %s", self.id)
         finally:
-            await self._log.close(self.id)
-            self.durable.set()
-            self.finished.set()
+            self._release()
 
     def abandon(self) -> None:
         """The task was cancelled before it ran a line (shutdown right after the launch): nothing was logged
         or stored, and its readers and waiters are let go."""
         if not self.finished.is_set():
-            self._log.close_now(self.id)
-            self.durable.set()
-            self.finished.set()
+            self._release()
+
+    def _release(self) -> None:
+        self._log.close(self.id)
+        self.durable.set()
+        self.finished.set()
 
     def final_state(self) -> FinalState:
         summary = self.assembler.summary

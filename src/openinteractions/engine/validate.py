@@ -8,12 +8,12 @@ from collections.abc import Callable, Iterator
 from ..backends.base import Capabilities
 from ..errors import failed_precondition, invalid_argument, not_supported
 from ..schema.generation import GenerationConfig, TextResponseFormat, ToolChoiceConfig
-from ..schema.requests import CreateInteractionRequest
+from ..schema.requests import CONTENT_TYPES, CreateInteractionRequest
 from ..schema.steps import FunctionResultStep, Step
 from ..schema.tools import SERVER_TOOL_TYPES, FunctionTool
 
 _HONOURED_THRESHOLDS = frozenset({"block_none", "off"})
-_MEDIA = frozenset({"image", "audio", "video", "document"})
+_MEDIA = CONTENT_TYPES - {"text"}
 _FUNCTION_NAME = re.compile(r"[A-Za-z0-9_.\-]{1,128}")
 ToolProblem = Callable[[str], str | None]
 

@@ -112,10 +112,7 @@ class MemoryEventLog:
         """Every frame so far, concatenated: what the store keeps."""
         return b"".join(self._logs[interaction_id].frames)
 
-    async def close(self, interaction_id: str) -> None:
-        self.close_now(interaction_id)
-
-    def close_now(self, interaction_id: str) -> None:
+    def close(self, interaction_id: str) -> None:
         log = self._logs[interaction_id]
         log.closed = True
         log.notify()
