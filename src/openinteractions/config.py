@@ -80,6 +80,10 @@ class CodeExecutionSettings(_Section):
     max_file_mb: int = Field(default=16, ge=1)
     max_output_bytes: int = Field(default=64 * 1024, ge=1024)
     concurrency: int = Field(default=2, ge=1)
+    # The size of each of the sandbox's two writable file systems, /scratch (also /tmp) and /dev/shm: both are
+    # tmpfs, which is memory.
+    disk_mb: int = Field(default=64, ge=1)
+    max_open_files: int = Field(default=64, ge=16)
 
 
 class UrlContextSettings(_Section):

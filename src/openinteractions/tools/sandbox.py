@@ -1,15 +1,19 @@
-"""Running model-written Python in a sandbox made of bubblewrap and resource limits.
+"""Running model-written Python in a sandbox made of bubblewrap, a seccomp filter and resource limits.
 
 What it guarantees (see docs/tools.md for the full list):
 - no network: the code runs in its own network namespace, which has nothing but its own loopback;
-- no host files: the root is a fresh tmpfs with only /usr (read-only), /proc, /dev and a scratch directory
-  (writable, removed afterwards); /etc, /home, /root, /work and the server's data are not there;
-- its own PID, IPC, UTS, cgroup and user namespaces; all capabilities dropped; no new privileges;
+- no host files and nothing on the host to squat: the root is a read-only tmpfs with only /usr (read-only),
+  /proc, /dev and /scratch, a tmpfs of ``disk_mb`` (the working directory, /tmp points to it) into which bubblewrap
+  copies the program from a file descriptor; /etc, /home, /root, /work and the server's data are not there;
+- no secrets: bubblewrap and setpriv start with an empty environment, the program with a fixed one;
+- its own PID, IPC, UTS, cgroup and user namespaces, no further user namespaces (``--disable-userns``); all
+  capabilities dropped; no new privileges; the seccomp filter of syscall_filter.py;
 - when the server runs as root, the code runs as an unprivileged user (``nobody`` by default);
 - limits: CPU seconds, wall seconds (the whole process group is killed), address space, process count,
-  file size, and output size (the process is killed once its output is over the limit).
-What it does not: it shares the host kernel (a kernel exploit escapes), and reading /usr (system libraries,
-the Python standard library) is allowed.
+  file size, open files, the size of each writable file system, and output size (the process is killed once its
+  output is over the limit).
+What it does not: it shares the host kernel (a kernel exploit escapes), reading /usr (system libraries, the
+Python standard library) is allowed, and memory is bounded per process, not per sandbox (no cgroup).
 """
 
 from __future__ import annotations
@@ -20,10 +24,17 @@ import os
 import resource
 import shutil
 import signal
-import tempfile
-from collections.abc import Callable
+import subprocess
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
+
+from .syscall_filter import compile_filter
+
+# What the sandbox's own start must show, read by a probe run in it when the server starts.
+PROBE = (
+    "import sys; s = open('/proc/self/status').read();"
+    "sys.exit(0 if 'NoNewPrivs:\\t1' in s and 'Seccomp:\\t2' in s else 3)"
+)
 
 
 @dataclass(frozen=True)
@@ -34,6 +45,8 @@ class SandboxLimits:
     max_processes: int = 32
     max_file_mb: int = 16
     max_output_bytes: int = 64 * 1024
+    disk_mb: int = 64
+    max_open_files: int = 64
 
 
 @dataclass
@@ -56,49 +69,89 @@ class Sandbox:
     def __init__(
         self,
         limits: SandboxLimits,
-        scratch_root: Path,
         *,
         python: str = "/usr/bin/python3",
         bwrap: str = "bwrap",
+        init: str = "/usr/bin/tini",
         user: int = 65534,
         concurrency: int = 2,
     ) -> None:
         self.limits = limits
-        self.scratch_root = scratch_root
         self.python = python
         self.bwrap = shutil.which(bwrap) or bwrap
+        self.setpriv = shutil.which("setpriv") or "setpriv"
+        self.init = init
         self.user = user
         self._slots = asyncio.Semaphore(concurrency)
+        self._filter = b""
 
     def check(self) -> None:
-        """Raise SandboxUnavailable unless everything the sandbox needs is on this machine."""
+        """Raise SandboxUnavailable unless the sandbox starts here with every protection it promises."""
         if not shutil.which(self.bwrap):
             raise SandboxUnavailable("bubblewrap (bwrap) is not installed; apt-get install bubblewrap")
-        if not Path(self.python).is_file():
-            raise SandboxUnavailable(f"no Python interpreter at {self.python} (tools.code_execution.python)")
-        if os.geteuid() == 0 and not shutil.which("setpriv"):
+        if not self.python.startswith("/usr/") or not os.path.isfile(self.python):
+            raise SandboxUnavailable(f"no Python interpreter under /usr at {self.python} (tools.code_execution.python)")
+        if not os.access(self.init, os.X_OK):
+            raise SandboxUnavailable(f"tini, the sandbox's init, is not at {self.init}; apt-get install tini")
+        if os.geteuid() == 0 and not shutil.which(self.setpriv):
             raise SandboxUnavailable("setpriv (util-linux) is needed to drop root for the sandbox")
+        try:
+            self._filter = compile_filter()
+        except ImportError as exc:
+            raise SandboxUnavailable(
+                "the libseccomp Python bindings are missing (Debian: apt-get install python3-seccomp;"
+                " scripts/install links them into .venv)"
+            ) from exc
+        self._probe()
 
-    def _command(self, scratch: Path) -> list[str]:
+    def _probe(self) -> None:
+        with _memfd("main.py", PROBE.encode()) as program, _memfd("filter", self._filter) as bpf:
+            try:
+                done = subprocess.run(
+                    self._command(program, bpf),
+                    env={},
+                    stdin=subprocess.DEVNULL,
+                    capture_output=True,
+                    pass_fds=(program, bpf),
+                    preexec_fn=self._limit,
+                    timeout=max(self.limits.wall_seconds, 10.0),
+                )
+            except subprocess.TimeoutExpired as exc:
+                raise SandboxUnavailable("the sandbox did not start in time") from exc
+        if done.returncode != 0:
+            said = done.stderr.decode(errors="replace").strip()[-500:]
+            raise SandboxUnavailable(f"the sandbox does not start here (status {done.returncode}): {said}")
+
+    def _command(self, program: int, bpf: int) -> list[str]:
         command = []
         if os.geteuid() == 0:
             command += [
-                "setpriv",
+                self.setpriv,
                 f"--reuid={self.user}",
                 f"--regid={self.user}",
                 "--clear-groups",
                 "--no-new-privs",
                 "--",
             ]
+        disk = str(self.limits.disk_mb * 1024 * 1024)
         command += [
-            self.bwrap, "--unshare-all", "--die-with-parent", "--cap-drop", "ALL",
+            # bubblewrap's own pid 1 outlives it, a zombie left to the host's init (containers/bubblewrap#697)
+            # that counts against max_processes until reaped: tini is pid 1 instead, and bubblewrap waits for it.
+            self.bwrap, "--unshare-all", "--unshare-user", "--disable-userns", "--as-pid-1", "--die-with-parent",
+            "--cap-drop", "ALL",
             "--ro-bind", "/usr", "/usr",
             "--symlink", "usr/bin", "/bin", "--symlink", "usr/lib", "/lib", "--symlink", "usr/lib64", "/lib64",
-            "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp",
-            "--bind", str(scratch), "/scratch", "--chdir", "/scratch",
+            "--proc", "/proc", "--dev", "/dev",
+            "--size", disk, "--perms", "0700", "--tmpfs", "/scratch", "--symlink", "scratch", "/tmp",
+            # /dev/shm (POSIX semaphores and shared memory) is the only other writable file system.
+            "--size", disk, "--perms", "0700", "--tmpfs", "/dev/shm",
+            "--perms", "0600", "--file", str(program), "/scratch/main.py",
+            "--remount-ro", "/dev", "--remount-ro", "/",
+            "--chdir", "/scratch",
             "--clearenv", "--setenv", "PATH", "/usr/bin", "--setenv", "HOME", "/scratch",
             "--setenv", "PYTHONDONTWRITEBYTECODE", "1", "--setenv", "PYTHONIOENCODING", "utf-8",
-            "--", self.python, "-I", "main.py",
+            "--seccomp", str(bpf),
+            "--", self.init, "--", self.python, "-I", "main.py",
         ]  # fmt: skip
         return command
 
@@ -111,29 +164,25 @@ class Sandbox:
         resource.setrlimit(resource.RLIMIT_NPROC, (limits.max_processes, limits.max_processes))
         size = limits.max_file_mb * 1024 * 1024
         resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))
+        resource.setrlimit(resource.RLIMIT_NOFILE, (limits.max_open_files, limits.max_open_files))
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
 
     async def run_python(self, code: str) -> Execution:
         async with self._slots:
-            # The sandbox user must reach its scratch folder, so its parent is traversable (not listable).
-            self.scratch_root.mkdir(parents=True, exist_ok=True)
-            self.scratch_root.chmod(0o711)
-            scratch = Path(tempfile.mkdtemp(prefix="run-", dir=self.scratch_root))
-            try:
-                (scratch / "main.py").write_text(code)
-                if os.geteuid() == 0:
-                    os.chown(scratch, self.user, self.user)
-                    os.chown(scratch / "main.py", self.user, self.user)
-                return await self._execute(scratch)
-            finally:
-                shutil.rmtree(scratch, ignore_errors=True)
+            # Nothing is written on the host: bubblewrap copies the program from this descriptor into /scratch.
+            with _memfd("main.py", code.encode()) as program, _memfd("filter", self._filter) as bpf:
+                return await self._execute(program, bpf)
 
-    async def _execute(self, scratch: Path) -> Execution:
+    async def _execute(self, program: int, bpf: int) -> Execution:
         process = await asyncio.create_subprocess_exec(
-            *self._command(scratch),
+            *self._command(program, bpf),
+            # Nothing of the server's environment may reach the sandbox, whatever bubblewrap does with its own (its
+            # PID 1 kept it, readable inside as /proc/1/environ).
+            env={},
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
+            pass_fds=(program, bpf),
             preexec_fn=self._limit,
             start_new_session=True,
         )
@@ -192,6 +241,20 @@ async def _drain(stream: asyncio.StreamReader | None) -> None:
     if stream is not None:
         while await stream.read(65536):
             pass
+
+
+@contextlib.contextmanager
+def _memfd(name: str, data: bytes) -> Iterator[int]:
+    """A descriptor of an anonymous file holding ``data``, read from its start; closed afterwards."""
+    fd = os.memfd_create(name, os.MFD_CLOEXEC)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.lseek(fd, 0, os.SEEK_SET)
+        yield fd
+    finally:
+        os.close(fd)
 
 
 def _kill_group(process: asyncio.subprocess.Process) -> None:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 from ..config import CodeExecutionSettings, SearchSettings, ToolsSettings
@@ -21,7 +19,7 @@ class Toolbox:
         self.index: LocalIndex | None = None
         self._search = self._search_provider(settings.google_search, data_dir)
         self._search_results = settings.google_search.max_results
-        self._code = self._code_execution(settings.code_execution, data_dir)
+        self._code = self._code_execution(settings.code_execution)
         self._url: UrlContext | None = None
         url = settings.url_context
         if url.enabled:
@@ -33,17 +31,15 @@ class Toolbox:
         else:
             self.unavailable["url_context"] = "disabled by tools.url_context.enabled = false"
 
-    def _code_execution(self, code: CodeExecutionSettings, data_dir: Path) -> CodeExecution | None:
+    def _code_execution(self, code: CodeExecutionSettings) -> CodeExecution | None:
         if not code.enabled:
             self.unavailable["code_execution"] = "disabled by tools.code_execution.enabled = false"
             return None
         limits = SandboxLimits(
             code.wall_seconds, code.cpu_seconds, code.memory_mb, code.max_processes, code.max_file_mb,
-            code.max_output_bytes,
+            code.max_output_bytes, code.disk_mb, code.max_open_files,
         )  # fmt: skip
-        # Not under data_dir: the sandbox user must be able to reach it, and data_dir may sit in a private home.
-        scratch = Path(tempfile.gettempdir()) / f"openinteractions-sandbox-{os.getuid()}"
-        sandbox = Sandbox(limits, scratch, python=code.python, user=code.user, concurrency=code.concurrency)
+        sandbox = Sandbox(limits, python=code.python, user=code.user, concurrency=code.concurrency)
         try:
             sandbox.check()
         except SandboxUnavailable as exc:

@@ -1,0 +1,398 @@
+"""The code_execution sandbox against an attacker's program, end to end through google-genai: no secret of the
+server is reachable from inside, nothing on the host is created or followed, and memory, disk, files and the
+kernel's surface are bounded. The sandbox refuses to start rather than run weaker."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from google import genai
+
+from live import FIXTURES, LiveServer
+from openinteractions.tools.sandbox import Sandbox, SandboxLimits, SandboxUnavailable
+
+MODEL = "gemini-3-flash-preview"
+MARKER = "oi-secret-7c1f"  # in every secret; the programs below never spell it in one piece
+TENANT_KEYS = [f"tenant-a-{MARKER}-aaaa", f"tenant-b-{MARKER}-bbbb"]
+SECRETS = {
+    "OPENINTERACTIONS_AUTH__API_KEYS": json.dumps(TENANT_KEYS),
+    "OPENINTERACTIONS_SIGNING_KEY": f"signing-{MARKER}-0123456789",
+    "UPSTREAM_API_KEY": f"sk-upstream-{MARKER}",
+}
+DISK_MB = 8
+OPEN_FILES = 32
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    workdir = tmp_path_factory.mktemp("sandbox")
+    # The server's TMPDIR, standing for the shared /tmp: any local user may write there.
+    shared_tmp = Path(tempfile.mkdtemp(prefix="oi-shared-tmp-"))
+    shared_tmp.chmod(0o1777)
+    sections = {
+        f"models.{MODEL}": {"backend": "scripted", "inline": True, "script": FIXTURES / "seed.json"},
+        "tools.code_execution": {
+            "wall_seconds": 10, "cpu_seconds": 5, "memory_mb": 256, "max_output_bytes": 256 * 1024,
+            "max_file_mb": 4, "disk_mb": DISK_MB, "max_open_files": OPEN_FILES,
+        },
+    }  # fmt: skip
+    live = LiveServer(workdir, sections, env={**SECRETS, "TMPDIR": str(shared_tmp)})
+    live.shared_tmp = shared_tmp  # type: ignore[attr-defined]
+    live.start()
+    yield live
+    live.stop()
+    shutil.rmtree(shared_tmp)
+
+
+def run_code(server: LiveServer, code: str) -> str:
+    """The output of ``code`` run by the server's code_execution tool."""
+    client = genai.Client(api_key=TENANT_KEYS[0], http_options={"base_url": server.url})
+    script = json.dumps({"rounds": [[{"call": {"name": "code_execution", "arguments": {"code": code}}}], []]})
+    done = client.interactions.create(model=MODEL, input=script, tools=[{"type": "code_execution"}])
+    outcome = done.steps[1]
+    assert outcome.type == "code_execution_result"
+    return str(outcome.result)
+
+
+def run_json(server: LiveServer, code: str) -> dict[str, Any]:
+    output = run_code(server, textwrap.dedent(code))
+    assert output.startswith("{"), output
+    return json.loads(output.splitlines()[0])
+
+
+SEARCH = """
+    import json, os
+    marker = "oi-secret-" + "7c1f"  # never in one piece in this file
+    me = str(os.getpid())
+    found, files, regions = [], 0, 0
+
+    def read(path, limit=1 << 20):
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW)
+        except OSError:
+            return b""
+        try:
+            return os.read(fd, limit)
+        except OSError:
+            return b""
+        finally:
+            os.close(fd)
+
+    def memory(pid):
+        global regions
+        try:
+            maps = open(f"/proc/{pid}/maps").read().splitlines()
+            mem = open(f"/proc/{pid}/mem", "rb", buffering=0)
+        except OSError:
+            return
+        with mem:
+            for line in maps:
+                span, perms = line.split()[:2]
+                start, end = (int(x, 16) for x in span.split("-"))
+                if perms[0] == "r" and end - start < 1 << 26:
+                    try:
+                        mem.seek(start)
+                        if marker.encode() in mem.read(end - start):
+                            found.append(f"/proc/{pid}/mem@{span}")
+                        regions += 1
+                    except (OSError, ValueError, OverflowError):
+                        pass
+
+    for top in ["/proc", "/dev", "/scratch", "/"]:
+        for folder, dirs, names in os.walk(top):
+            if top == "/":
+                dirs[:] = [d for d in dirs if folder != "/" or d not in ("proc", "usr", "dev", "scratch")]
+            if folder.startswith("/proc/"):
+                parts = folder.split("/")
+                if parts[2] == me or parts[2] == "self" or parts[2] == "thread-self":
+                    continue
+            for name in names:
+                path = os.path.join(folder, name)
+                if path.endswith("/mem") or path.endswith("/pagemap") or path == "/proc/kmsg":
+                    continue
+                files += 1
+                if marker.encode() in read(path):
+                    found.append(path)
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        if pid != me:
+            memory(pid)
+    environ = {p: read(f"/proc/{p}/environ").decode(errors="replace")
+               for p in os.listdir("/proc") if p.isdigit()}
+    print(json.dumps({"found": found, "files": files, "regions": regions, "environ": environ}))
+"""
+
+
+def test_no_secret_of_the_server_is_reachable_from_the_sandbox(server: LiveServer) -> None:
+    """Every environ, cmdline and other readable file of /proc, every file outside /usr, and the readable memory
+    of every other process in the sandbox: the server's keys are in none of them."""
+    assert MARKER == "oi-secret-" + "7c1f" and MARKER not in SEARCH
+    seen = run_json(server, SEARCH)
+    assert seen["files"] > 1000, seen["files"]  # /proc was walked, not skipped
+    assert seen["found"] == [], seen["found"]
+    assert seen["regions"] > 0  # the memory of the sandbox's PID 1 was read too
+    assert "1" in seen["environ"]
+    names = {entry.split("=", 1)[0] for environ in seen["environ"].values() for entry in environ.split("\0") if entry}
+    assert names <= {"PATH", "HOME", "PWD", "PYTHONDONTWRITEBYTECODE", "PYTHONIOENCODING", "LC_CTYPE"}, names
+
+
+def snapshot(folder: Path) -> dict[str, tuple[int, int, int]]:
+    """Every entry under ``folder`` with its owner and mode, read without following links."""
+    entries = {}
+    for path in [folder, *folder.rglob("*")]:
+        info = path.lstat()
+        entries[str(path.relative_to(folder))] = (info.st_uid, info.st_gid, info.st_mode)
+    return entries
+
+
+def test_nothing_on_the_host_is_created_or_followed(server: LiveServer, tmp_path: Path) -> None:
+    """The scratch path older versions used, planted by another local user, is neither followed nor changed,
+    and runs leave nothing behind in the temp directory."""
+    shared_tmp: Path = server.shared_tmp  # type: ignore[attr-defined]
+    empty = snapshot(shared_tmp)
+    assert list(empty) == ["."]  # the runs of the other tests left nothing here
+    planted = shared_tmp / f"openinteractions-sandbox-{os.getuid()}"
+    victim = tmp_path / "victim"
+    victim.mkdir(mode=0o700)
+    (victim / "keep").write_text("root's file")
+    before_victim = snapshot(victim)
+    planted.symlink_to(victim)
+    before = snapshot(shared_tmp)
+    output = run_code(server, "print('ran')")
+    assert snapshot(victim) == before_victim
+    assert snapshot(shared_tmp) == before
+    assert output == "ran\n"
+    planted.unlink()
+    if os.geteuid() == 0:  # a folder that another user made, open to all
+        planted.mkdir(mode=0o777)
+        os.chmod(planted, 0o777)
+        os.chown(planted, 4242, 4242)
+        before = snapshot(shared_tmp)
+        output = run_code(server, "print('ran')")
+        assert snapshot(shared_tmp) == before
+        assert output == "ran\n"
+        planted.rmdir()
+    before = snapshot(shared_tmp)
+    assert run_code(server, "open('/tmp/left', 'w').write('x'); print('ran')") == "ran\n"
+    assert snapshot(shared_tmp) == before == empty
+
+
+SURFACE = """
+    import ctypes, errno, json, os, socket
+    libc = ctypes.CDLL(None, use_errno=True)
+    CLONE_NEWUSER, SIGCHLD = 0x10000000, 17
+    calls = {  # x86_64 numbers, and arguments that would succeed without a filter
+        "unshare": (272, CLONE_NEWUSER), "setns": (308, 0, 0), "mount": (165, 0, 0, 0, 0, 0),
+        "umount2": (166, 0, 0), "pivot_root": (155, 0, 0), "chroot": (161, 0), "memfd_create": (319, 0, 0),
+        "memfd_secret": (447, 0), "userfaultfd": (323, 0), "bpf": (321, 0, 0, 0),
+        "perf_event_open": (298, 0, 0, -1, -1, 0),
+        "keyctl": (250, 0, 0), "add_key": (248, 0, 0, 0, 0, 0), "request_key": (249, 0, 0, 0, 0),
+        "ptrace": (101, 0, 1), "process_vm_readv": (310, 1, 0, 0, 0, 0, 0), "kexec_load": (246, 0, 0, 0, 0),
+        "init_module": (175, 0, 0, 0), "finit_module": (313, 0, 0, 0), "delete_module": (176, 0, 0),
+        "open_by_handle_at": (304, 0, 0, 0), "io_uring_setup": (425, 1, 0), "io_setup": (206, 1, 0),
+        "shmget": (29, 0, 1 << 20, 0o1600), "msgget": (68, 0, 0o1600), "semget": (64, 0, 1, 0o1600),
+        "mq_open": (240, 0, 0, 0, 0), "clone(CLONE_NEWUSER)": (56, CLONE_NEWUSER | SIGCHLD, 0, 0, 0, 0),
+        "swapon": (167, 0, 0), "reboot": (169, 0, 0, 0, 0), "syslog": (103, 3, 0, 0),
+    }
+    denied = {}
+    for name, (number, *args) in calls.items():
+        ctypes.set_errno(0)
+        result = libc.syscall(ctypes.c_long(number), *[ctypes.c_long(a) for a in args])
+        if result == 0 and name.startswith("clone"):
+            os._exit(0)  # the child of a clone that ran
+        denied[name] = errno.errorcode.get(ctypes.get_errno(), str(ctypes.get_errno())) if result == -1 else "ran"
+    families = {}
+    kinds = {"AF_KEY": (15, 3), "AF_PACKET": (17, 2), "AF_BLUETOOTH": (31, 3), "AF_ALG": (38, 5), "AF_VSOCK": (40, 1)}
+    for family, (number, kind) in kinds.items():
+        try:
+            socket.socket(number, kind).close()
+            families[family] = "ran"
+        except OSError as exc:
+            families[family] = errno.errorcode.get(exc.errno, str(exc.errno))
+
+    def fill(folder, prefix):
+        written, index = 0, 0
+        chunk = b"x" * (1 << 20)
+        while written < (256 << 20):
+            try:
+                with open(f"{folder}/{prefix}{index}", "wb") as f:
+                    for _ in range(4):
+                        f.write(chunk); f.flush()
+                        written += len(chunk)
+            except OSError as exc:
+                return written >> 20, errno.errorcode[exc.errno]
+            index += 1
+        return written >> 20, "no limit"
+
+    def read_only(path):
+        try:
+            open(path, "w").close()
+            return "written"
+        except OSError as exc:
+            return errno.errorcode[exc.errno]
+
+    opened = []
+    try:
+        while len(opened) < 100000:
+            opened.append(os.open("/dev/null", os.O_RDONLY))
+        files = "no limit"
+    except OSError as exc:
+        files = errno.errorcode[exc.errno]
+    count = len(opened)
+    for fd in opened:
+        os.close(fd)
+    status = dict(line.split(":\\t", 1) for line in open("/proc/self/status").read().splitlines() if ":\\t" in line)
+    print(json.dumps({
+        "denied": denied, "families": families,
+        "scratch": fill("/scratch", "a"), "tmp": fill("/tmp", "b"), "shm": fill("/dev/shm", "c"),
+        "root": read_only("/planted"), "dev": read_only("/dev/planted"),
+        "open_files": [count, files],
+        "no_new_privs": status["NoNewPrivs"].strip(), "seccomp": status["Seccomp"].strip(),
+    }))
+"""
+
+
+def test_kernel_surface_memory_and_disk_are_bounded(server: LiveServer) -> None:
+    seen = run_json(server, SURFACE)
+    assert seen["denied"] == dict.fromkeys(seen["denied"], "EPERM"), seen["denied"]
+    assert seen["families"] == dict.fromkeys(seen["families"], "EPERM"), seen["families"]
+    assert seen["no_new_privs"] == "1" and seen["seccomp"] == "2"
+    # /scratch (and /tmp, which points to it) and /dev/shm are tmpfs of disk_mb; / and /dev are read-only.
+    assert seen["scratch"][1] == "ENOSPC" and DISK_MB - 1 <= seen["scratch"][0] <= DISK_MB, seen["scratch"]
+    assert seen["tmp"] == [0, "ENOSPC"]  # the same file system, already full
+    assert seen["shm"][1] == "ENOSPC" and DISK_MB - 1 <= seen["shm"][0] <= DISK_MB, seen["shm"]
+    assert seen["root"] == "EROFS" and seen["dev"] == "EROFS"
+    assert seen["open_files"][1] == "EMFILE" and seen["open_files"][0] < OPEN_FILES, seen["open_files"]
+
+
+WORKS = """
+    import json, multiprocessing, os, socket, subprocess, sys, tempfile, threading
+    child = subprocess.run([sys.executable, "-c", "print(6 * 7)"], capture_output=True, text=True).stdout.strip()
+    with multiprocessing.Pool(2) as pool:
+        squares = pool.map(abs, [-1, -2, -3])
+    results = []
+    workers = [threading.Thread(target=results.append, args=(n,)) for n in range(4)]
+    for t in workers: t.start()
+    for t in workers: t.join()
+    with tempfile.NamedTemporaryFile("w", delete=False) as f:
+        f.write("kept")
+    server = socket.create_server(("127.0.0.1", 0))
+    echo = socket.create_connection(server.getsockname()); peer, _ = server.accept(); echo.sendall(b"ping")
+    pid = os.fork()
+    if pid == 0:
+        os._exit(7)
+    print(json.dumps({"child": child, "pool": squares, "threads": sorted(results), "tmp": open(f.name).read(),
+                      "loopback": peer.recv(4).decode(), "fork": os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])}))
+"""
+
+
+def test_plain_python_still_works(server: LiveServer) -> None:
+    seen = run_json(server, WORKS)
+    assert seen == {
+        "child": "42",
+        "pool": [1, 2, 3],
+        "threads": [0, 1, 2, 3],
+        "tmp": "kept",
+        "loopback": "ping",
+        "fork": 7,
+    }
+
+
+def test_memfd_cannot_hold_memory_past_the_limits(server: LiveServer) -> None:
+    output = run_code(server, "import os\nos.memfd_create('x')")
+    assert "PermissionError" in output and "Operation not permitted" in output
+
+
+ADOPTER = """
+import asyncio, ctypes, os, sys
+from openinteractions.tools.sandbox import Sandbox, SandboxLimits
+ctypes.CDLL(None).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER: orphans of the sandbox come here, not to init
+sandbox = Sandbox(SandboxLimits(max_processes=int(sys.argv[1])))
+sandbox.check()
+async def main():
+    return await asyncio.gather(*[sandbox.run_python("print(1)") for _ in range(int(sys.argv[2]))])
+ran = sum(done.stdout == "1\\n" for done in asyncio.run(main()))
+def parent(pid):
+    try:
+        return int(open(f"/proc/{pid}/stat").read().rsplit(") ", 1)[1].split()[1])
+    except (OSError, IndexError):
+        return None
+print(ran, sum(parent(p) == os.getpid() for p in os.listdir("/proc") if p.isdigit()))
+"""
+
+
+def test_runs_leave_no_orphan_to_reap() -> None:
+    """bubblewrap's own pid 1 outlives it (containers/bubblewrap#697); left to an init that reaps late, or to a
+    server that is pid 1 in a container and never does, each zombie counts against max_processes until runs fail.
+    The sandbox has its own init (tini), which the outer bubblewrap waits for."""
+    done = subprocess.run(
+        [sys.executable, "-c", ADOPTER, "8", "20"], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.stdout == "20 0\n", done.stderr  # every run ran, and nothing was left to this process
+
+
+@pytest.mark.parametrize(
+    "options, reason",
+    [
+        ({"bwrap": "/nonexistent/bwrap"}, "bubblewrap"),
+        ({"init": "/nonexistent/tini"}, "tini, the sandbox's init"),
+        ({"python": "/opt/python3"}, "no Python interpreter under /usr"),
+    ],
+)
+def test_a_missing_piece_makes_the_tool_unavailable(options: dict[str, str], reason: str) -> None:
+    with pytest.raises(SandboxUnavailable, match=reason):
+        Sandbox(SandboxLimits(), **options).check()  # type: ignore[arg-type]
+
+
+def test_missing_seccomp_bindings_make_the_tool_unavailable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "seccomp", None)
+    with pytest.raises(SandboxUnavailable, match="libseccomp Python bindings are missing"):
+        Sandbox(SandboxLimits()).check()
+
+
+class AlteredSandbox(Sandbox):
+    """The real sandbox with one option of bubblewrap's command line replaced (None: removed with its value)."""
+
+    def __init__(self, option: str, replacement: str | None) -> None:
+        super().__init__(SandboxLimits())
+        self.option, self.replacement = option, replacement
+
+    def _command(self, program: int, bpf: int) -> list[str]:
+        command = super()._command(program, bpf)
+        at = command.index(self.option)
+        if self.replacement is None:
+            del command[at : at + 2]
+        else:
+            command[at] = self.replacement
+        return command
+
+
+def test_user_namespaces_are_disabled_beneath_the_filter() -> None:
+    """Without the filter, bubblewrap's --disable-userns still stops the code from making a user namespace."""
+    unfiltered = AlteredSandbox("--seccomp", None)
+    code = "import os, ctypes\nlibc = ctypes.CDLL(None, use_errno=True)\n"
+    code += "print(libc.unshare(0x10000000), os.strerror(ctypes.get_errno()))"
+    done = asyncio.run(unfiltered.run_python(code))
+    assert done.stdout == "-1 No space left on device\n", (done.stdout, done.stderr)
+
+
+def test_a_bwrap_without_an_option_makes_the_tool_unavailable() -> None:
+    """As an older bubblewrap would answer: the server says why instead of running a weaker sandbox."""
+    with pytest.raises(SandboxUnavailable, match=r"does not start here.*--no-such-option"):
+        AlteredSandbox("--disable-userns", "--no-such-option").check()
+
+
+def test_a_sandbox_without_its_filter_is_refused() -> None:
+    """The probe run at start reads the filter's presence from inside; a sandbox started without it is refused."""
+    with pytest.raises(SandboxUnavailable, match=r"does not start here \(status 3\)"):
+        AlteredSandbox("--seccomp", None).check()
