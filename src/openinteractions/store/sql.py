@@ -75,25 +75,29 @@ interactions = Table(
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
     Column("expires_at", Float, nullable=False),
+    # The bytes of request, input_steps, steps, usage, errors and events as stored: the storage quota's and the
+    # chain bound's measure.
+    Column("size", BigInteger, nullable=False, server_default=text("0")),
     Column("request", Text, nullable=False),
     Column("input_steps", Text, nullable=False),
     Column("steps", Text, nullable=False),
     Column("usage", Text),
     Column("errors", Text),
     Column("events", LargeBinary),
-    # The bytes of request, input_steps, steps, usage, errors and events as stored, for the storage quota and
-    # the chain bound. Last, as ALTER TABLE adds it to an older database.
-    Column("size", BigInteger, nullable=False, server_default=text("0")),
     Index("ix_interactions_owner_created", "owner", "created_at"),
     Index("ix_interactions_expires", "expires_at"),
-    # Covering indexes: an owner's bytes and a chain's bytes are summed from them without reading a row, whose
-    # size column (last) SQLite reaches only by reading through the row's overflow pages.
-    Index("ix_interactions_owner_size", "owner", "expires_at", "size"),
-    Index("ix_interactions_links", "id", "owner", "expires_at", "previous_interaction_id", "size"),
+)
+# A database made before the size column gets it last (ALTER TABLE), where SQLite reaches it only by reading
+# through the row's overflow pages: there, an owner's bytes and a chain's bytes are summed from these covering
+# indexes instead. A new table has it among the small columns at the start of the row, and needs neither (each
+# would cost every write an index update).
+_APPENDED_SIZE_INDEXES = (
+    "CREATE INDEX ix_interactions_owner_size ON interactions (owner, expires_at, size)",
+    "CREATE INDEX ix_interactions_links ON interactions (id, owner, expires_at, previous_interaction_id, size)",
 )
 
 # The walk starts from a row that names the first link as the previous one, so that every link, the first too,
-# is found through the covering index (from the primary key, SQLite would read the first row for its size).
+# is found the same way (in a database whose size column was appended, through its covering index).
 _CHAIN_SQL = text(
     """
     WITH RECURSIVE chain(id, prev, depth, total) AS (
@@ -482,7 +486,7 @@ def _utf8_size(*texts: str | None) -> int:
 
 def _create_or_migrate(engine: Engine) -> None:
     """Create the tables; a database made before the size column gets it, filled in from what its rows store,
-    in one transaction (once: a large database takes a while), and the indexes on it."""
+    and its indexes, in one transaction (once: a large database takes a while)."""
     with engine.begin() as conn:
         metadata.create_all(conn)
         if "size" not in {column["name"] for column in inspect(conn).get_columns("interactions")}:
@@ -492,8 +496,8 @@ def _create_or_migrate(engine: Engine) -> None:
             columns = ("request", "input_steps", "steps", "usage", "errors", "events")
             total = " + ".join(f"coalesce({measure.format(name)}, 0)" for name in columns)
             conn.execute(text(f"UPDATE interactions SET size = {total}"))
-        for index in interactions.indexes:
-            index.create(conn, checkfirst=True)
+            for index in _APPENDED_SIZE_INDEXES:
+                conn.execute(text(index))
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
