@@ -158,7 +158,7 @@ class InteractionService:
         store = req.store is not False
         size = 0
         if store:
-            size = 2 * len(jsontext.dumps_bytes(req.input))  # the row keeps the input as sent and as steps
+            size = 2 * _json_size(req.input)  # the row keeps the input as sent and as steps
             await self._check_quota(owner, now, size)
         spec = self._spec(req, route, owner, inputs, history + inputs, store, now)
         try:
@@ -401,6 +401,13 @@ def _event_position(last_event_id: str | None) -> int:
         raise invalid_argument(f"'last_event_id' {last_event_id!r} is not an event id of this server")
     digits = last_event_id.lstrip("0") or "0"
     return int(digits) if len(digits) <= 18 else 10**18  # beyond every log; int() refuses > 4300 digits
+
+
+def _json_size(value: Any) -> int:
+    """About the bytes of ``value`` as JSON; a string (the usual big input) without writing it out."""
+    if isinstance(value, str):
+        return (len(value) if value.isascii() else len(value.encode("utf-8", "surrogatepass"))) + 2
+    return len(jsontext.dumps_bytes(value))
 
 
 def _shutting_down() -> ApiError:
