@@ -101,7 +101,8 @@ def oi_config(workdir: Path, upstream: int) -> Path:
     base = f"http://127.0.0.1:{upstream}/v1"
     path = workdir / "config.toml"
     store = [f'data_dir = "{workdir / "data"}"', "max_interactions_per_owner = 100000000"]  # not a quota test
-    lines = ["[server]", 'log_level = "warning"', "[store]", *store]
+    unlimited = ["create_rate_per_second = 0", "max_concurrent_runs = 0"]  # a load test through one key
+    lines = ["[server]", 'log_level = "warning"', "[store]", *store, "[limits]", *unlimited]
     for name, model, extra in (
         ("bench", "fake", ""),
         ("bench-tool", "fake-tool", ""),

@@ -33,6 +33,8 @@ def config(workdir: Path) -> Path:
         # The quota would stop a long store: true run (some 100,000 requests) half-way.
         f'[store]\ndata_dir = "{workdir / "data"}"\nmax_interactions_per_owner = 100000000\n'
         f'[server]\nlog_level = "warning"\n'
+        # Some 100,000 requests through one key, many at once: not a rate limit test either.
+        f"[limits]\ncreate_rate_per_second = 0\nmax_concurrent_runs = 0\n"
         f'[models.{MODEL}]\nbackend = "scripted"\ninline = true\n'
     )
     return path

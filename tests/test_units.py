@@ -205,31 +205,31 @@ def test_an_open_server_refuses_a_public_address(tmp_path: Path) -> None:
     assert "refusing to serve 0.0.0.0 without API keys" in result.stderr
 
 
-def test_owner_counts_run_one_query_at_a_time_and_refresh_in_the_background() -> None:
-    from openinteractions.engine.quota import OwnerCounts
+def test_owner_usage_is_summed_one_query_at_a_time_and_refreshed_in_the_background() -> None:
+    from openinteractions.engine.quota import OwnerUsage, Usage
 
     async def scenario() -> None:
         queries: list[float] = []
         release = asyncio.Event()
 
-        async def count(owner: str, now: float) -> int:
+        async def count(owner: str, now: float) -> Usage:
             queries.append(now)
             await release.wait()
-            return 10 * len(queries)
+            return Usage(10 * len(queries), 1000 * len(queries))
 
-        counts = OwnerCounts(count, refresh_seconds=5.0)
+        counts = OwnerUsage(count, refresh_seconds=5.0)
         first = [asyncio.create_task(counts.get("k", 0.0)) for _ in range(50)]
         await asyncio.sleep(0)
         release.set()
-        assert await asyncio.gather(*first) == [10] * 50 and len(queries) == 1  # fifty waiters, one scan
-        counts.added("k")
-        assert await counts.get("k", 4.0) == 11 and len(queries) == 1  # fresh: no query
+        assert await asyncio.gather(*first) == [(10, 1000)] * 50 and len(queries) == 1  # fifty waiters, one scan
+        counts.added("k", 5)
+        assert await counts.get("k", 4.0) == (11, 1005) and len(queries) == 1  # fresh: no query
         release.clear()
         stale = await asyncio.gather(*(counts.get("k", 6.0) for _ in range(50)))
-        assert stale == [11] * 50 and len(queries) == 2  # stale: answered at once, one refresh begun
+        assert stale == [(11, 1005)] * 50 and len(queries) == 2  # stale: answered at once, one refresh begun
         release.set()
         await asyncio.sleep(0.01)
-        assert await counts.get("k", 7.0) == 20
+        assert await counts.get("k", 7.0) == (20, 2000)
         release.clear()
         refresh = counts._load("k", 20.0)
         counts.forget("k")  # a delete while a count is under way: that count is dropped

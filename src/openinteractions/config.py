@@ -52,6 +52,8 @@ class StoreSettings(_Section):
     retention_seconds: int = Field(default=55 * 24 * 3600, gt=0)
     max_interactions_per_owner: int = Field(default=100_000, gt=0)
     sweep_interval_seconds: float = Field(default=300.0, gt=0)
+    # What one key may keep stored, in bytes: each row's request, input, output steps and event log as stored.
+    max_bytes_per_owner: int = Field(default=4 * 1024**3, gt=0)
 
 
 class LimitsSettings(_Section):
@@ -60,6 +62,13 @@ class LimitsSettings(_Section):
     max_chain_length: int = Field(default=1_000, gt=0)
     max_input_items: int = Field(default=10_000, gt=0)
     run_timeout_seconds: float = Field(default=900.0, gt=0)
+    # The stored bytes (as in store.max_bytes_per_owner) of the interactions a previous_interaction_id chain loads.
+    max_chain_bytes: int = Field(default=128 * 1024 * 1024, gt=0)
+    # Creates per second per key, as a token bucket that holds `create_burst` requests; 0: no rate limit.
+    create_rate_per_second: float = Field(default=50.0, ge=0)
+    create_burst: int = Field(default=500, ge=1)
+    # Interactions running at once per key (background ones included); 0: no limit.
+    max_concurrent_runs: int = Field(default=256, ge=0)
 
 
 class SearchSettings(_Section):

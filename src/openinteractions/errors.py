@@ -1,11 +1,12 @@
 """Errors as values: a code, an HTTP status and a message, mapped in one place to the Google error shape.
 
-Status choices follow google.rpc. A condition that a retry cannot fix never gets 409 or 5xx: both SDKs retry
-408, 409, 429 and 5xx four times.
+Status choices follow google.rpc. A condition that a retry cannot fix never gets 409, 429 or 5xx: both SDKs retry
+408, 409, 429 and 5xx four times. A rate or concurrency limit is what a retry can fix: 429 with ``Retry-After``.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from pydantic import ValidationError
@@ -28,11 +29,14 @@ _STATUS_NAMES = {
 
 
 class ApiError(Exception):
-    def __init__(self, http_status: int, message: str, status: str | None = None) -> None:
+    def __init__(
+        self, http_status: int, message: str, status: str | None = None, headers: dict[str, str] | None = None
+    ) -> None:
         super().__init__(message)
         self.http_status = http_status
         self.message = message
         self.status = status or _STATUS_NAMES.get(http_status, "UNKNOWN")
+        self.headers = headers  # sent with the error response (a 429's Retry-After)
 
     def body(self) -> bytes:
         detail = HttpErrorDetail(code=self.http_status, message=self.message, status=self.status)
@@ -45,6 +49,16 @@ def invalid_argument(message: str) -> ApiError:
 
 def failed_precondition(message: str) -> ApiError:
     return ApiError(400, message, "FAILED_PRECONDITION")
+
+
+def too_many_requests(message: str, retry_after: float) -> ApiError:
+    """429 RESOURCE_EXHAUSTED with the wait: ``Retry-After`` in whole seconds (RFC 9110), at least 1, and
+    ``retry-after-ms``, which google-genai reads first, to the millisecond."""
+    headers = {
+        "Retry-After": str(max(1, math.ceil(retry_after))),
+        "retry-after-ms": str(max(1, math.ceil(retry_after * 1000))),
+    }
+    return ApiError(429, message, headers=headers)
 
 
 def not_supported(what: str, reason: str = "not supported yet") -> ApiError:

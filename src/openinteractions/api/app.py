@@ -40,7 +40,7 @@ def build_service(settings: Settings, config_dir: Path) -> InteractionService:
 
 async def _api_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ApiError)
-    return Response(exc.body(), status_code=exc.http_status, media_type="application/json")
+    return Response(exc.body(), status_code=exc.http_status, headers=exc.headers, media_type="application/json")
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:

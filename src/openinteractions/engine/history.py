@@ -9,15 +9,17 @@ from pydantic import TypeAdapter
 
 from ..errors import failed_precondition, invalid_argument, not_found
 from ..schema.steps import FunctionCallStep, FunctionResultStep, Step, ThoughtStep
-from ..store.base import BrokenChain, ChainTooLong, Store
+from ..store.base import BrokenChain, ChainTooBig, ChainTooLong, Store
 from .signatures import InvalidSignature, ThoughtSigner
 
 _steps = TypeAdapter(list[Step])
 
 
-async def chained_history(store: Store, owner: str, previous_id: str, now: float, limit: int) -> list[Step]:
+async def chained_history(
+    store: Store, owner: str, previous_id: str, now: float, limit: int, max_bytes: int | None = None
+) -> list[Step]:
     try:
-        chain = await store.chain(previous_id, owner, now, limit)
+        chain = await store.chain(previous_id, owner, now, limit, max_bytes)
     except BrokenChain as exc:
         raise not_found(
             f"previous_interaction_id {previous_id!r}: an earlier interaction of its chain "
@@ -25,6 +27,12 @@ async def chained_history(store: Store, owner: str, previous_id: str, now: float
         ) from exc
     except ChainTooLong as exc:
         raise invalid_argument(f"previous_interaction_id {previous_id!r}: {exc}") from exc
+    except ChainTooBig as exc:
+        raise invalid_argument(
+            f"previous_interaction_id {previous_id!r}: the conversation stores more than {exc.limit} bytes "
+            "(limits.max_chain_bytes), more than this server loads for one request; start a new conversation "
+            "with what matters of this one as input"
+        ) from exc
     if not chain:
         raise not_found(f"previous_interaction_id {previous_id!r} was not found")
     last = chain[-1]

@@ -15,10 +15,11 @@ from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
+from .. import jsontext
 from ..backends.base import BackendError, GenerationRequest
 from ..backends.registry import BackendRegistry, Route
 from ..config import Settings
-from ..errors import ApiError, failed_precondition, invalid_argument, not_found, validation_error
+from ..errors import ApiError, failed_precondition, invalid_argument, not_found, too_many_requests, validation_error
 from ..events.log import DONE, MemoryEventLog, split_frames
 from ..ids import new_interaction_id, rfc3339_from_epoch
 from ..schema.interaction import Interaction
@@ -28,7 +29,8 @@ from ..schema.tools import FunctionTool
 from ..store.base import Store, StoredInteraction
 from ..tools.toolbox import Toolbox
 from .history import chained_history, verify_input
-from .quota import OwnerCounts
+from .quota import OwnerUsage
+from .ratelimit import RunSlots, TokenBuckets
 from .run import Run, RunSpec
 from .signatures import InvalidSignature, ThoughtSigner
 from .validate import check_capabilities, check_request_shape, text_response_format
@@ -71,7 +73,10 @@ class InteractionService:
         self.signer = signer
         self.clock = clock
         self.runs: dict[str, Run] = {}
-        self._counts = OwnerCounts(store.count, _COUNT_REFRESH_SECONDS)
+        self._counts = OwnerUsage(store.usage, _COUNT_REFRESH_SECONDS)
+        limits = settings.limits
+        self._buckets = TokenBuckets(limits.create_rate_per_second, limits.create_burst)
+        self._slots = RunSlots(limits.max_concurrent_runs)
         self._sweeper: asyncio.Task[None] | None = None
         self._closing = False
 
@@ -100,6 +105,32 @@ class InteractionService:
     # ---- create -------------------------------------------------------------------------------------
 
     async def create(self, req: CreateInteractionRequest, owner: str, api_version: str) -> Run:
+        """The per-key rate and concurrency limits around the create itself: the run holds one of its key's
+        slots from here until it ends."""
+        wait = self._buckets.take(owner)
+        if wait:
+            rate = self.settings.limits.create_rate_per_second
+            raise too_many_requests(
+                f"too many requests: this key may create {rate:g} interactions a second "
+                "(limits.create_rate_per_second); retry after the time in Retry-After",
+                wait,
+            )
+        if not self._slots.take(owner):
+            raise too_many_requests(
+                f"too many interactions running: this key has {self._slots.limit} running at once "
+                "(limits.max_concurrent_runs); retry once one has ended",
+                1.0,
+            )
+        try:
+            run = await self._create(req, owner, api_version)
+        except BaseException:
+            self._slots.give_back(owner)
+            raise
+        assert run.task is not None
+        run.task.add_done_callback(lambda _: self._slots.give_back(owner))
+        return run
+
+    async def _create(self, req: CreateInteractionRequest, owner: str, api_version: str) -> Run:
         if self._closing:
             raise _shutting_down()
         check_request_shape(req)
@@ -119,13 +150,16 @@ class InteractionService:
         history: list[Step] = []
         if req.previous_interaction_id is not None:
             self._check_not_running(req.previous_interaction_id, owner)
+            limits = self.settings.limits
             history = await chained_history(
-                self.store, owner, req.previous_interaction_id, now, self.settings.limits.max_chain_length
+                self.store, owner, req.previous_interaction_id, now, limits.max_chain_length, limits.max_chain_bytes
             )
         verify_input(inputs, history, self.signer)
         store = req.store is not False
+        size = 0
         if store:
-            await self._check_quota(owner, now)
+            size = 2 * _json_size(req.input)  # the row keeps the input as sent and as steps
+            await self._check_quota(owner, now, size)
         spec = self._spec(req, route, owner, inputs, history + inputs, store, now)
         try:
             spec.generation.plan = route.backend.prepare(spec.generation)
@@ -133,7 +167,7 @@ class InteractionService:
             status = "FAILED_PRECONDITION" if exc.code == "failed_precondition" else "INVALID_ARGUMENT"
             raise ApiError(400, exc.message, status) from exc
         if store:
-            self._counts.added(owner)
+            self._counts.added(owner, size)
         return self._launch(spec, route)
 
     def _route(self, model: str, api_version: str) -> Route:
@@ -146,12 +180,21 @@ class InteractionService:
             )
         return route
 
-    async def _check_quota(self, owner: str, now: float) -> None:
-        limit = self.settings.store.max_interactions_per_owner
-        if await self._counts.get(owner, now) >= limit:
+    async def _check_quota(self, owner: str, now: float, size: int) -> None:
+        """Storage quotas are 400 FAILED_PRECONDITION, not 429: only a delete frees them, and the SDKs retry a
+        429 four times. ``size``: what this create's input will take. Outputs count once they are stored."""
+        settings = self.settings.store
+        usage = await self._counts.get(owner, now)
+        if usage.rows >= settings.max_interactions_per_owner:
             raise failed_precondition(
-                f"storage quota reached: this key already stores {limit} interactions; delete some, "
-                "send 'store': false, or raise store.max_interactions_per_owner"
+                f"storage quota reached: this key already stores {settings.max_interactions_per_owner} "
+                "interactions; delete some, send 'store': false, or raise store.max_interactions_per_owner"
+            )
+        if usage.bytes + size > settings.max_bytes_per_owner:
+            raise failed_precondition(
+                f"storage quota reached: this key stores {usage.bytes} bytes and this interaction's input "
+                f"would add about {size}, over {settings.max_bytes_per_owner} (store.max_bytes_per_owner); "
+                "delete some interactions, send 'store': false, or raise store.max_bytes_per_owner"
             )
 
     def _spec(
@@ -358,6 +401,13 @@ def _event_position(last_event_id: str | None) -> int:
         raise invalid_argument(f"'last_event_id' {last_event_id!r} is not an event id of this server")
     digits = last_event_id.lstrip("0") or "0"
     return int(digits) if len(digits) <= 18 else 10**18  # beyond every log; int() refuses > 4300 digits
+
+
+def _json_size(value: Any) -> int:
+    """About the bytes of ``value`` as JSON; a string (the usual big input) without writing it out."""
+    if isinstance(value, str):
+        return (len(value) if value.isascii() else len(value.encode("utf-8", "surrogatepass"))) + 2
+    return len(jsontext.dumps_bytes(value))
 
 
 def _shutting_down() -> ApiError:

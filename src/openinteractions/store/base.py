@@ -19,6 +19,15 @@ class ChainTooLong(Exception):
     pass
 
 
+class ChainTooBig(Exception):
+    """The chain stores more bytes than the caller may load; raised before its rows are read."""
+
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(f"the chain stores more than {limit} bytes")
+        self.size = size
+        self.limit = limit
+
+
 @dataclass
 class StoredInteraction:
     id: str
@@ -61,8 +70,11 @@ class Store(Protocol):
 
     async def get(self, interaction_id: str, owner: str, now: float) -> StoredInteraction | None: ...
 
-    async def chain(self, interaction_id: str, owner: str, now: float, limit: int) -> list[StoredInteraction]:
-        """The chain ending at ``interaction_id``, oldest first; [] if that one is unknown."""
+    async def chain(
+        self, interaction_id: str, owner: str, now: float, limit: int, max_bytes: int | None = None
+    ) -> list[StoredInteraction]:
+        """The chain ending at ``interaction_id``, oldest first; [] if that one is unknown. ``ChainTooBig`` if
+        its rows store more than ``max_bytes``, found before they are read."""
         ...
 
     async def events(self, interaction_id: str) -> bytes: ...
@@ -70,6 +82,10 @@ class Store(Protocol):
     async def delete(self, interaction_id: str, owner: str) -> bool: ...
 
     async def count(self, owner: str, now: float) -> int: ...
+
+    async def usage(self, owner: str, now: float) -> tuple[int, int]:
+        """How many interactions ``owner`` stores, and their bytes as stored."""
+        ...
 
     async def sweep(self, now: float) -> int:
         """Delete what has expired; returns how many interactions went."""

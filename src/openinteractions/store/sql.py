@@ -34,6 +34,7 @@ from typing import Any
 from urllib.parse import quote, unquote
 
 from sqlalchemy import (
+    BigInteger,
     Column,
     Connection,
     Engine,
@@ -49,6 +50,7 @@ from sqlalchemy import (
     delete,
     event,
     func,
+    inspect,
     select,
     text,
 )
@@ -56,7 +58,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import OperationalError
 
 from .. import jsontext
-from .base import BrokenChain, ChainTooLong, FinalState, StoredInteraction
+from .base import BrokenChain, ChainTooBig, ChainTooLong, FinalState, StoredInteraction
 
 logger = logging.getLogger(__name__)
 metadata = MetaData()
@@ -73,6 +75,9 @@ interactions = Table(
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
     Column("expires_at", Float, nullable=False),
+    # The bytes of request, input_steps, steps, usage, errors and events as stored: the storage quota's and the
+    # chain bound's measure.
+    Column("size", BigInteger, nullable=False, server_default=text("0")),
     Column("request", Text, nullable=False),
     Column("input_steps", Text, nullable=False),
     Column("steps", Text, nullable=False),
@@ -82,21 +87,30 @@ interactions = Table(
     Index("ix_interactions_owner_created", "owner", "created_at"),
     Index("ix_interactions_expires", "expires_at"),
 )
+# A database made before the size column gets it last (ALTER TABLE), where SQLite reaches it only by reading
+# through the row's overflow pages: there, an owner's bytes and a chain's bytes are summed from these covering
+# indexes instead. A new table has it among the small columns at the start of the row, and needs neither (each
+# would cost every write an index update).
+_APPENDED_SIZE_INDEXES = (
+    "CREATE INDEX ix_interactions_owner_size ON interactions (owner, expires_at, size)",
+    "CREATE INDEX ix_interactions_links ON interactions (id, owner, expires_at, previous_interaction_id, size)",
+)
 
+# The walk starts from a row that names the first link as the previous one, so that every link, the first too,
+# is found the same way (in a database whose size column was appended, through its covering index).
 _CHAIN_SQL = text(
     """
-    WITH RECURSIVE chain(id, prev, depth) AS (
-        SELECT id, previous_interaction_id, 0 FROM interactions
-         WHERE id = :id AND owner = :owner AND expires_at > :now
+    WITH RECURSIVE chain(id, prev, depth, total) AS (
+        SELECT CAST(NULL AS VARCHAR(64)), CAST(:id AS VARCHAR(64)), -1, CAST(0 AS BIGINT)
         UNION ALL
-        SELECT i.id, i.previous_interaction_id, chain.depth + 1
+        SELECT i.id, i.previous_interaction_id, chain.depth + 1, chain.total + i.size
           FROM interactions i JOIN chain ON i.id = chain.prev
-         WHERE i.owner = :owner AND i.expires_at > :now AND chain.depth < :limit
+         WHERE i.owner = :owner AND i.expires_at > :now AND chain.depth < :limit AND chain.total <= :max_bytes
     )
-    SELECT id, depth FROM chain ORDER BY depth DESC
+    SELECT id, depth, total FROM chain WHERE depth >= 0 ORDER BY depth DESC
     """
 )
-_RECORD_COLUMNS = [c for c in interactions.c if c.name != "events"]
+_RECORD_COLUMNS = [c for c in interactions.c if c.name not in ("events", "size")]
 _CHECKPOINT_EVERY = 1000  # writes committed on the loop's thread between two WAL checkpoints
 
 
@@ -155,7 +169,7 @@ class SqlStore:
                 self._write_thread, _take_server_lock, engine
             )
         try:
-            await asyncio.get_running_loop().run_in_executor(self._write_thread, metadata.create_all, engine)
+            await asyncio.get_running_loop().run_in_executor(self._write_thread, _create_or_migrate, engine)
         except OperationalError as exc:
             if is_sqlite and "locked" in str(exc):
                 path = unquote(str(engine.url.database).removeprefix("file:"))
@@ -224,15 +238,18 @@ class SqlStore:
     def insert(self, record: StoredInteraction) -> asyncio.Future[None]:
         r = record
         request = jsontext.dumps(r.request or {})
+        size = _utf8_size(request, r.input_steps, r.steps, r.usage, r.errors)
         row = [r.id, r.owner, r.status, r.model, r.agent, r.previous_interaction_id, r.created_at, r.updated_at,
-               r.expires_at, request, r.input_steps, r.steps, r.usage, r.errors, None]  # fmt: skip
+               r.expires_at, request, r.input_steps, r.steps, r.usage, r.errors, None, size]  # fmt: skip
         self._running.add(r.id)
         return self._queue("insert", row)
 
     def finish(self, interaction_id: str, final: FinalState, events: bytes) -> asyncio.Future[None]:
         f = final
         self._running.discard(interaction_id)
-        params = [f.status, f.updated_at, f.steps, f.usage, f.errors, events, interaction_id]
+        # What the result adds to the row's size: the insert's steps, usage and errors are empty in practice.
+        added = _utf8_size(f.steps, f.usage, f.errors) + len(events)
+        params = [f.status, f.updated_at, f.steps, f.usage, f.errors, events, added, interaction_id]
         alone = not self._running
         future = self._queue("finish", params, wake=not alone)
         # No other run is writing, so no write can join this batch: commit now, on this thread, rather than a
@@ -334,11 +351,17 @@ class SqlStore:
         row = await self._read(lambda conn: conn.execute(query).first())
         return _row_to_record(row) if row else None
 
-    async def chain(self, interaction_id: str, owner: str, now: float, limit: int) -> list[StoredInteraction]:
-        params = {"id": interaction_id, "owner": owner, "now": now, "limit": limit}
+    async def chain(
+        self, interaction_id: str, owner: str, now: float, limit: int, max_bytes: int | None = None
+    ) -> list[StoredInteraction]:
+        bound = max_bytes if max_bytes is not None else 2**62
+        params = {"id": interaction_id, "owner": owner, "now": now, "limit": limit, "max_bytes": bound}
 
         def read(conn: Connection) -> tuple[list[str], list[Any]]:
-            ids = [link.id for link in conn.execute(_CHAIN_SQL, params).all()]
+            links = conn.execute(_CHAIN_SQL, params).all()
+            if links and links[0].total > bound:  # the walk stops once over: nothing big was read
+                raise ChainTooBig(links[0].total, bound)
+            ids = [link.id for link in links]
             rows = conn.execute(select(*_RECORD_COLUMNS).where(interactions.c.id.in_(ids))).all() if ids else []
             return ids, rows
 
@@ -367,6 +390,14 @@ class SqlStore:
         c = interactions.c
         query = select(func.count()).where(and_(c.owner == owner, c.expires_at > now))
         return int(await self._read(lambda conn: conn.execute(query).scalar_one()))
+
+    async def usage(self, owner: str, now: float) -> tuple[int, int]:
+        c = interactions.c
+        query = select(func.count(), func.coalesce(func.sum(c.size), 0)).where(
+            and_(c.owner == owner, c.expires_at > now)
+        )
+        rows, size = await self._read(lambda conn: conn.execute(query).one())
+        return int(rows), int(size)
 
     async def sweep(self, now: float) -> int:
         statement = delete(interactions).where(interactions.c.expires_at <= now)
@@ -428,23 +459,45 @@ def _apply(cursor: Any, mark: str, batch: list[tuple[str, list[Any], asyncio.Fut
         row = inserts.get(params[-1])
         if row is not None:
             row[2], row[7], row[11], row[12], row[13], row[14] = params[:6]  # status ... events
+            row[15] += params[6]  # size
         else:
             finishes.append(tuple(params))
     if inserts:
-        marks = ", ".join([mark] * 15)
+        marks = ", ".join([mark] * 16)
         cursor.executemany(f"INSERT INTO interactions ({_INSERT_COLUMNS}) VALUES ({marks})",
                            [tuple(row) for row in inserts.values()])  # fmt: skip
     if finishes:
         m = mark
         sql = (f"UPDATE interactions SET status = {m}, updated_at = {m}, steps = {m}, usage = {m}, errors = {m}, "
-               f"events = {m} WHERE id = {m}")  # fmt: skip
+               f"events = {m}, size = size + {m} WHERE id = {m}")  # fmt: skip
         cursor.executemany(sql, finishes)
 
 
 _INSERT_COLUMNS = (
     "id, owner, status, model, agent, previous_interaction_id, created_at, updated_at, expires_at, request, "
-    "input_steps, steps, usage, errors, events"
+    "input_steps, steps, usage, errors, events, size"
 )
+
+
+def _utf8_size(*texts: str | None) -> int:
+    # isascii() is a flag lookup: only text with other characters is encoded to be measured.
+    return sum(len(t) if t.isascii() else len(t.encode()) for t in texts if t is not None)
+
+
+def _create_or_migrate(engine: Engine) -> None:
+    """Create the tables; a database made before the size column gets it, filled in from what its rows store,
+    and its indexes, in one transaction (once: a large database takes a while)."""
+    with engine.begin() as conn:
+        metadata.create_all(conn)
+        if "size" not in {column["name"] for column in inspect(conn).get_columns("interactions")}:
+            logger.warning("adding the size column to the stored interactions (once; a large store takes a while)")
+            conn.execute(text("ALTER TABLE interactions ADD COLUMN size BIGINT NOT NULL DEFAULT 0"))
+            measure = "octet_length({})" if conn.dialect.name == "postgresql" else "length(CAST({} AS BLOB))"
+            columns = ("request", "input_steps", "steps", "usage", "errors", "events")
+            total = " + ".join(f"coalesce({measure.format(name)}, 0)" for name in columns)
+            conn.execute(text(f"UPDATE interactions SET size = {total}"))
+            for index in _APPENDED_SIZE_INDEXES:
+                conn.execute(text(index))
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -453,4 +506,9 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA wal_autocheckpoint=0")  # the store runs checkpoints in its writer thread
     cursor.execute("PRAGMA busy_timeout=30000")
+    # Debian's SQLite zeroes every freed page (secure_delete=ON), so a run's result, which rewrites its row with
+    # the input in it, wrote the input three times (8 MiB in: 48 MiB of WAL). FAST zeroes what is written anyway;
+    # freed pages keep their bytes until reused, as with SQLite's default elsewhere, and as the WAL's own frames
+    # keep them until overwritten whatever this setting says.
+    cursor.execute("PRAGMA secure_delete=FAST")
     cursor.close()
