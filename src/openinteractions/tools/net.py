@@ -1,7 +1,7 @@
 """Fetching URLs that a model chose, without letting it reach what it must not (SSRF).
 
-Every hop is resolved first and every address it resolves to is checked: private, loopback, link-local,
-multicast, reserved and unspecified addresses are refused unless an allow-listed network contains them. The
+Every hop is resolved first and every address it resolves to is checked: anything but a public address is
+refused unless an allow-listed network contains it (IPv6 addresses that carry an IPv4 address are judged by it). The
 connection then goes to the checked address itself (the host name travels in the Host header and TLS SNI), so
 a second DNS answer cannot swap in another address. Redirects are followed by hand, each one checked again.
 Size, time and redirect count are bounded.
@@ -34,21 +34,103 @@ class TooManyRedirects(Exception):
     pass
 
 
+def _networks(table: dict[str, str]) -> list[tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, str]]:
+    return [(ipaddress.ip_network(net), what) for net, what in table.items()]
+
+
+# Services of the cloud host, on addresses that are public or that deserve their name in the reason.
+_CLOUD_ENDPOINTS = _networks(
+    {
+        "169.254.169.254/32": "the cloud metadata service (link-local)",
+        "168.63.129.16/32": "Azure's host endpoint (WireServer)",
+        "100.100.100.200/32": "Alibaba Cloud's metadata service",
+        "fd00:ec2::254/128": "AWS's IPv6 metadata service",
+    }
+)
+# The special-purpose networks of the IANA registries that are not globally reachable, so that the verdict
+# does not depend on the Python patch release (whose is_private/is_global lists have changed).
+_SPECIAL = _networks(
+    {
+        "0.0.0.0/8": "a 'this network' address",
+        "10.0.0.0/8": "a private address",
+        "100.64.0.0/10": "a shared (CGNAT) address",
+        "127.0.0.0/8": "a loopback address",
+        "169.254.0.0/16": "a link-local address",
+        "172.16.0.0/12": "a private address",
+        "192.0.0.0/24": "an IETF protocol assignment",
+        "192.0.2.0/24": "a documentation address",
+        "192.88.99.0/24": "a 6to4 relay address (deprecated)",
+        "192.168.0.0/16": "a private address",
+        "198.18.0.0/15": "a benchmarking address",
+        "198.51.100.0/24": "a documentation address",
+        "203.0.113.0/24": "a documentation address",
+        "224.0.0.0/4": "a multicast address",
+        "240.0.0.0/4": "a reserved address",
+        "::/128": "an unspecified address",
+        "::1/128": "a loopback address",
+        "::/8": "a reserved address",
+        "100::/64": "a discard-only address",
+        "2001::/23": "an IETF protocol assignment",
+        "2001:db8::/32": "a documentation address",
+        "3fff::/20": "a documentation address",
+        "5f00::/16": "a segment routing (SRv6) address",
+        "fc00::/7": "a private address",
+        "fe80::/10": "a link-local address",
+        "fec0::/10": "a site-local address (deprecated)",
+        "ff00::/8": "a multicast address",
+    }
+)
+_MAPPED = ipaddress.ip_network("::ffff:0:0/96")
+_COMPATIBLE = ipaddress.ip_network("::/96")
+_NAT64 = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("64:ff9b:1::/48"))
+_SIXTOFOUR = ipaddress.ip_network("2002::/16")
+_TEREDO = ipaddress.ip_network("2001::/32")
+
+
 def address_problem(ip: IPAddress) -> str | None:
-    """Why an address is off limits by default, or None for a public address."""
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        return address_problem(ip.ipv4_mapped)
-    for kind, flagged in (
-        ("loopback", ip.is_loopback),
-        ("unspecified", ip.is_unspecified),
-        ("link-local", ip.is_link_local),
-        ("multicast", ip.is_multicast),
-        ("private", ip.is_private),
-        ("reserved", ip.is_reserved),
+    """Why an address is off limits by default (a phrase: "a private address"), or None for a public one.
+    IPv6 addresses that carry an IPv4 address are judged by it too."""
+    if isinstance(ip, ipaddress.IPv6Address):
+        embedded = _embedded_problem(ip)
+        if embedded != "":
+            return embedded
+    for network, what in _CLOUD_ENDPOINTS + _SPECIAL:
+        if ip in network:
+            return what
+    for what, flagged in (
+        ("a loopback address", ip.is_loopback),
+        ("an unspecified address", ip.is_unspecified),
+        ("a link-local address", ip.is_link_local),
+        ("a multicast address", ip.is_multicast),
+        ("a private address", ip.is_private),
+        ("a reserved address", ip.is_reserved),
     ):
         if flagged:
-            return kind
-    return None if ip.is_global else "not globally routable"
+            return what
+    return None if ip.is_global else "not a globally routable address"
+
+
+def _embedded_problem(ip: ipaddress.IPv6Address) -> str | None:
+    """The verdict on an address that carries an IPv4 address, or "" for one that does not."""
+    if ip in _MAPPED:  # the IPv4 address itself, as an IPv6 socket sees it
+        return address_problem(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
+    if any(ip in nat64 for nat64 in _NAT64):  # translated to the IPv4 address: public ones are fine
+        inner = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+        problem = address_problem(inner)
+        return f"a NAT64 address of {inner}, {problem}" if problem else None
+    if ip in _COMPATIBLE and int(ip) > 1:
+        return f"an IPv4-compatible address (deprecated) of {ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)}"
+    # Deprecated tunnels, refused whatever they carry: one to the server's own public IPv4 address would
+    # reach the server itself. The reason names a carried address that is off limits on its own.
+    if ip in _SIXTOFOUR and ip.sixtofour is not None:
+        problem = address_problem(ip.sixtofour)
+        return f"a 6to4 address of {ip.sixtofour}, {problem}" if problem else "a 6to4 address (deprecated tunnel)"
+    if ip in _TEREDO and ip.teredo is not None:
+        for inner in reversed(ip.teredo):  # the client's address, then the server's
+            if problem := address_problem(inner):
+                return f"a Teredo address of {inner}, {problem}"
+        return "a Teredo address (deprecated tunnel)"
+    return ""
 
 
 class AddressPolicy:
@@ -56,12 +138,17 @@ class AddressPolicy:
         self._allow = [ipaddress.ip_network(net, strict=False) for net in allow or []]
 
     def check(self, ip_text: str) -> None:
-        ip = ipaddress.ip_address(ip_text)
+        try:
+            ip = ipaddress.ip_address(ip_text.split("%", 1)[0])  # without a scope (fe80::1%eth0)
+        except ValueError:
+            raise Refused(f"{ip_text!r} is not an IP address") from None
+        if ip.version == 6 and ip in _MAPPED:
+            ip = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
         if any(ip in net for net in self._allow):
             return
         problem = address_problem(ip)
         if problem is not None:
-            raise Refused(f"{ip} is a {problem} address")
+            raise Refused(f"{ip_text} is {problem}")
 
 
 async def system_resolver(host: str, port: int) -> list[str]:
