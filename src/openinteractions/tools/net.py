@@ -1,10 +1,11 @@
-"""Fetching URLs that a model chose, without letting it reach what it must not (SSRF).
+"""Fetching URLs that a model chose, without letting it reach what it must not (SSRF), or spend what it must not.
 
 Every hop is resolved first and every address it resolves to is checked: anything but a public address is
 refused unless an allow-listed network contains it (IPv6 addresses that carry an IPv4 address are judged by it). The
 connection then goes to the checked address itself (the host name travels in the Host header and TLS SNI), so
 a second DNS answer cannot swap in another address. Redirects are followed by hand, each one checked again.
-Size, time and redirect count are bounded.
+Size, time and redirect count are bounded, and so is decompression: only gzip and deflate are asked for, and
+no more than ``max_bytes`` are ever decoded.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
+import zlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit, urlunsplit
@@ -20,6 +22,7 @@ import httpx
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Resolver = Callable[[str, int], Awaitable[list[str]]]
+ACCEPT_ENCODING = "gzip, deflate"  # what _decoder can decode with bounded output; never br or zstd
 
 
 class Refused(Exception):
@@ -32,6 +35,10 @@ class Refused(Exception):
 
 class TooManyRedirects(Exception):
     pass
+
+
+class Undecodable(ValueError):
+    """A body in a content encoding that is not decoded, or corrupt."""
 
 
 def _networks(table: dict[str, str]) -> list[tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, str]]:
@@ -221,7 +228,12 @@ class SafeFetcher:
         return client.build_request(
             "GET",
             target,
-            headers={"host": parts.netloc, "user-agent": self._user_agent, "accept": "*/*"},
+            headers={
+                "host": parts.netloc,
+                "user-agent": self._user_agent,
+                "accept": "*/*",
+                "accept-encoding": ACCEPT_ENCODING,
+            },
             extensions={"sni_hostname": parts.hostname} if parts.scheme == "https" else {},
         )
 
@@ -239,10 +251,51 @@ class SafeFetcher:
         return addresses
 
     async def _read(self, response: httpx.Response) -> tuple[bytes, bool]:
-        chunks, size = [], 0
-        async for chunk in response.aiter_bytes():
-            chunks.append(chunk)
-            size += len(chunk)
-            if size >= self.max_bytes:
-                return b"".join(chunks)[: self.max_bytes], True
-        return b"".join(chunks), False
+        """At most ``max_bytes`` of the body, decoded, and whether there was more. The raw bytes read are
+        bounded by the same number, and decoding stops as soon as that much came out."""
+        decode = _decoder(response.headers.get("content-encoding", ""))
+        body = bytearray()
+        received = 0
+        async for chunk in response.aiter_raw():
+            received += len(chunk)
+            body += decode(chunk, self.max_bytes - len(body))
+            if len(body) >= self.max_bytes or received >= self.max_bytes:
+                return bytes(body[: self.max_bytes]), True
+        return bytes(body), False
+
+
+def _decoder(content_encoding: str) -> Callable[[bytes, int], bytes]:
+    """A function that decodes the next raw piece of the body into at most the given number of bytes."""
+    codings = [c.strip().lower() for c in content_encoding.split(",") if c.strip().lower() not in ("", "identity")]
+    if not codings:
+        return lambda data, room: data[:room]
+    if len(codings) > 1:
+        raise Undecodable(f"stacked content encodings are not decoded: {content_encoding}")
+    if codings[0] in ("gzip", "x-gzip"):
+        return _Inflater(zlib.MAX_WBITS | 16)
+    if codings[0] == "deflate":
+        return _Inflater(zlib.MAX_WBITS, raw_fallback=True)
+    raise Undecodable(f"content encoding {codings[0]!r} is not decoded")
+
+
+class _Inflater:
+    """zlib decoding that never produces more than it is asked for (``max_length``): a body of a few KB that
+    inflates to gigabytes costs what ``max_bytes`` allows, not what the body holds."""
+
+    def __init__(self, wbits: int, raw_fallback: bool = False) -> None:
+        self._zlib = zlib.decompressobj(wbits)
+        self._raw_fallback = raw_fallback  # "deflate" is raw deflate from some servers, not zlib's format
+
+    def __call__(self, data: bytes, room: int) -> bytes:
+        if room <= 0:  # zlib reads a max_length of 0 as "no limit"
+            return b""
+        if self._raw_fallback:  # the first piece tells which of the two it is
+            self._raw_fallback = False
+            try:
+                return self._zlib.decompress(data, room)
+            except zlib.error:
+                self._zlib = zlib.decompressobj(-zlib.MAX_WBITS)
+        try:
+            return self._zlib.decompress(data, room)
+        except zlib.error as exc:
+            raise Undecodable(f"the body does not decode: {exc}") from None
