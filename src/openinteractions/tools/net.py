@@ -1,36 +1,30 @@
 """Fetching URLs that a model chose, without letting it reach what it must not (SSRF), or spend what it must not.
 
-Every hop is resolved first and every address it resolves to is checked: anything but a public address is
-refused unless an allow-listed network contains it (IPv6 addresses that carry an IPv4 address are judged by it). The
-connection then goes to the checked address itself (the host name travels in the Host header and TLS SNI), so
-a second DNS answer cannot swap in another address. Redirects are followed by hand, each one checked again.
-Size, time and redirect count are bounded, and so is decompression: only gzip and deflate are asked for, and
-no more than ``max_bytes`` are ever decoded.
+Connections go through the server's egress point (``egress.py``) with ``AddressPolicy``: every hop's host is
+resolved and every address it resolves to is checked; anything but a public address is refused unless an
+allow-listed network contains it. The connection then goes to a checked address (the host name travels in
+the Host header and TLS SNI), so a second DNS answer cannot swap in another. Redirects are followed by hand,
+each one checked again. Size, time and redirect count are bounded, and so is decompression: only gzip and
+deflate are asked for, and no more than ``max_bytes`` are ever decoded.
 """
 
 from __future__ import annotations
 
 import asyncio
 import ipaddress
-import socket
 import zlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from urllib.parse import urljoin, urlsplit, urlunsplit
+from urllib.parse import urljoin, urlsplit
 
 import httpx
 
+from ..egress import Egress, Refused, Resolver, system_resolver
+
+__all__ = ["AddressPolicy", "Fetched", "Refused", "SafeFetcher", "TooManyRedirects", "Undecodable", "address_problem"]
+
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-Resolver = Callable[[str, int], Awaitable[list[str]]]
 ACCEPT_ENCODING = "gzip, deflate"  # what _decoder can decode with bounded output; never br or zstd
-
-
-class Refused(Exception):
-    """The URL may not be fetched; ``reason`` says why (it goes into the result as status ``unsafe``)."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
 
 
 class TooManyRedirects(Exception):
@@ -141,6 +135,8 @@ def _embedded_problem(ip: ipaddress.IPv6Address) -> str | None:
 
 
 class AddressPolicy:
+    """The SSRF policy of model-chosen URLs: public addresses, and those in ``allow`` (operator-configured)."""
+
     def __init__(self, allow: list[str] | None = None) -> None:
         self._allow = [ipaddress.ip_network(net, strict=False) for net in allow or []]
 
@@ -157,10 +153,9 @@ class AddressPolicy:
         if problem is not None:
             raise Refused(f"{ip_text} is {problem}")
 
-
-async def system_resolver(host: str, port: int) -> list[str]:
-    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    return list(dict.fromkeys(info[4][0] for info in infos))
+    def permit(self, host: str, port: int, addresses: Sequence[str]) -> None:
+        for address in addresses:  # one bad answer is enough to refuse the name
+            self.check(address)
 
 
 @dataclass
@@ -188,18 +183,18 @@ class SafeFetcher:
         self.max_bytes = max_bytes
         self.timeout = timeout
         self.max_redirects = max_redirects
-        self._resolve = resolver
-        self._user_agent = user_agent
+        self.egress = Egress("url_context", policy, resolver)
+        self._headers = {"user-agent": user_agent, "accept": "*/*", "accept-encoding": ACCEPT_ENCODING}
 
     async def fetch(self, url: str) -> Fetched:
         async with (
             asyncio.timeout(self.timeout),
-            httpx.AsyncClient(timeout=self.timeout, follow_redirects=False, trust_env=False) as client,
+            self.egress.client(timeout=self.timeout, follow_redirects=False) as client,
         ):
             current = url
             for _ in range(self.max_redirects + 1):
-                request = await self._request(client, current)
-                response = await client.send(request, stream=True)
+                _check_url(current)
+                response = await client.send(client.build_request("GET", current, headers=self._headers), stream=True)
                 try:
                     location = response.headers.get("location")
                     if response.status_code in (301, 302, 303, 307, 308) and location:
@@ -211,44 +206,6 @@ class SafeFetcher:
                 content_type = response.headers.get("content-type", "")
                 return Fetched(url, current, response.status_code, content_type, body, truncated)
         raise TooManyRedirects(f"more than {self.max_redirects} redirects")
-
-    async def _request(self, client: httpx.AsyncClient, url: str) -> httpx.Request:
-        """A request to the checked address of ``url``'s host, carrying the host name in Host and SNI."""
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise Refused(f"only http and https URLs can be fetched, not {url!r}")
-        if parts.username or parts.password:
-            raise Refused("URLs with credentials are not fetched")
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-        addresses = await self._addresses(parts.hostname, port)
-        for address in addresses:
-            self.policy.check(address)
-        pinned = f"[{addresses[0]}]" if ":" in addresses[0] else addresses[0]
-        target = urlunsplit((parts.scheme, f"{pinned}:{port}", parts.path or "/", parts.query, ""))
-        return client.build_request(
-            "GET",
-            target,
-            headers={
-                "host": parts.netloc,
-                "user-agent": self._user_agent,
-                "accept": "*/*",
-                "accept-encoding": ACCEPT_ENCODING,
-            },
-            extensions={"sni_hostname": parts.hostname} if parts.scheme == "https" else {},
-        )
-
-    async def _addresses(self, host: str, port: int) -> list[str]:
-        try:
-            return [str(ipaddress.ip_address(host.strip("[]")))]
-        except ValueError:
-            pass
-        try:
-            addresses = await self._resolve(host, port)
-        except OSError as exc:
-            raise Refused(f"{host} does not resolve: {exc}") from exc
-        if not addresses:
-            raise Refused(f"{host} does not resolve")
-        return addresses
 
     async def _read(self, response: httpx.Response) -> tuple[bytes, bool]:
         """At most ``max_bytes`` of the body, decoded, and whether there was more. The raw bytes read are
@@ -262,6 +219,14 @@ class SafeFetcher:
             if len(body) >= self.max_bytes or received >= self.max_bytes:
                 return bytes(body[: self.max_bytes]), True
         return bytes(body), False
+
+
+def _check_url(url: str) -> None:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise Refused(f"only http and https URLs can be fetched, not {url!r}")
+    if parts.username or parts.password:
+        raise Refused("URLs with credentials are not fetched")
 
 
 def _decoder(content_encoding: str) -> Callable[[bytes, int], bytes]:
