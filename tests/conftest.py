@@ -6,9 +6,15 @@ from pathlib import Path
 import pytest
 from google import genai
 
+import netguard
 from live import FIXTURES, LiveServer
 
 SEED_MODEL = "gemini-3-flash-preview"
+
+
+def pytest_report_header() -> str:
+    problem = netguard.isolation_problem()
+    return "network: isolated, loopback only" if problem is None else f"network: NOT ISOLATED: {problem}"
 
 
 def scripted_model(record: Path | None = None, **extra: object) -> dict[str, object]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 import zlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import httpx
@@ -17,9 +17,20 @@ from openinteractions.backends.base import BackendError, GenerationRequest, Text
 from openinteractions.backends.openai.backend import OpenAIBackend
 from openinteractions.backends.openai.options import parse_options
 from openinteractions.backends.openai.wire import LeanTransport, _Dechunker
+from openinteractions.egress import Egress, Refused
 from openinteractions.schema.steps import Step
 
 Handler = Callable[[int, asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+class LoopbackOnly:
+    def permit(self, host: str, port: int, addresses: Sequence[str]) -> None:
+        if addresses != ["127.0.0.1"]:
+            raise Refused(f"{host} is not 127.0.0.1")
+
+
+def lean(max_connections: int) -> LeanTransport:
+    return LeanTransport(max_connections, Egress("upstream", LoopbackOnly()))
 
 
 def test_dechunking_does_not_depend_on_where_buffers_end() -> None:
@@ -105,7 +116,7 @@ def test_connections_are_kept_alive_and_reused() -> None:
     async def go() -> None:
         server = Server(handler)
         port = await server.start()
-        async with httpx.AsyncClient(transport=LeanTransport(4)) as client:
+        async with httpx.AsyncClient(transport=lean(4)) as client:
             for _ in range(3):
                 assert await fetch(client, port) == (200, b"data: one\n\ndata: two\n\n")
         assert server.count == 1
@@ -127,7 +138,7 @@ def test_a_kept_connection_the_server_closed_is_replaced() -> None:
     async def go() -> None:
         server = Server(handler)
         port = await server.start()
-        async with httpx.AsyncClient(transport=LeanTransport(4)) as client:
+        async with httpx.AsyncClient(transport=lean(4)) as client:
             assert await fetch(client, port) == (200, b"data: 1\n\n")
             assert await fetch(client, port) == (200, b"data: 2\n\n")
         assert server.count == 2
@@ -148,7 +159,7 @@ def test_content_length_and_read_to_close_bodies() -> None:
     async def go() -> None:
         server = Server(handler)
         port = await server.start()
-        transport = LeanTransport(4)
+        transport = lean(4)
         async with httpx.AsyncClient(transport=transport) as client:
             assert await fetch(client, port) == (400, b'{"error":"x"}')
             assert await fetch(client, port) == (200, b"until the end")
@@ -168,7 +179,7 @@ def test_a_body_cut_mid_chunk_is_a_protocol_error() -> None:
     async def go() -> None:
         server = Server(handler)
         port = await server.start()
-        async with httpx.AsyncClient(transport=LeanTransport(4)) as client:
+        async with httpx.AsyncClient(transport=lean(4)) as client:
             with pytest.raises(httpx.RemoteProtocolError):
                 await fetch(client, port)
         server.stop()
@@ -185,7 +196,7 @@ def test_closing_a_response_early_closes_its_connection() -> None:
     async def go() -> None:
         server = Server(handler)
         port = await server.start()
-        transport = LeanTransport(1)
+        transport = lean(1)
         client = httpx.AsyncClient(transport=transport)
         async with client.stream("POST", f"http://127.0.0.1:{port}/v1/chat/completions", content=b"{}") as response:
             async for data in response.aiter_raw():
@@ -201,7 +212,7 @@ def test_closing_a_response_early_closes_its_connection() -> None:
 
 def test_connection_refused_is_a_connect_error() -> None:
     async def go() -> None:
-        async with httpx.AsyncClient(transport=LeanTransport(1)) as client:
+        async with httpx.AsyncClient(transport=lean(1)) as client:
             await fetch(client, free_port())
 
     with pytest.raises(httpx.ConnectError):
@@ -215,7 +226,7 @@ def test_giving_up_before_the_answer_closes_the_connection() -> None:
     async def go() -> None:
         server = Server(handler)
         port = await server.start()
-        transport = LeanTransport(1)
+        transport = lean(1)
         async with httpx.AsyncClient(transport=transport) as client:
             with pytest.raises(TimeoutError):
                 async with asyncio.timeout(0.05):

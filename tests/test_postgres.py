@@ -1,9 +1,11 @@
-"""The store on PostgreSQL (127.0.0.1:5432, as on CI): a server per database, and writes that survive the
-database cutting the server's connections."""
+"""The store on PostgreSQL (as on CI), reached through its unix socket: the suite runs in a network namespace
+of its own, where 127.0.0.1:5432 is nobody. A server per database, and writes that survive the database
+cutting the server's connections."""
 
 from __future__ import annotations
 
 import json
+import os
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,7 +16,8 @@ import pytest
 from live import LiveServer
 
 MODEL = "gemini-3-flash-preview"
-ADMIN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
+SOCKETS = os.environ.get("PGHOST", "/var/run/postgresql")  # the folder of PostgreSQL's unix socket
+ADMIN = f"host={SOCKETS} user=postgres dbname=postgres"
 
 
 @pytest.fixture
@@ -32,7 +35,7 @@ def database() -> Iterator[str]:
 
 def settings(database: str) -> dict[str, object]:
     return {
-        "store": {"url": f"postgresql+psycopg://postgres@127.0.0.1:5432/{database}"},
+        "store": {"url": f"postgresql+psycopg://postgres@/{database}?host={SOCKETS}"},
         f"models.{MODEL}": {"backend": "scripted", "inline": True},
     }
 
@@ -75,7 +78,7 @@ def test_a_second_server_on_the_same_database_is_refused_and_the_first_runs_on(t
             assert http.post(f"/v1beta/interactions/{running['id']}/cancel").json()["status"] == "cancelled"
     finally:
         first.stop()
-    with psycopg.connect(f"host=127.0.0.1 user=postgres dbname={database}") as db:
+    with psycopg.connect(f"host={SOCKETS} user=postgres dbname={database}") as db:
         assert db.execute("SELECT status FROM interactions").fetchall() == [("cancelled",)]
 
 

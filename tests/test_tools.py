@@ -1,24 +1,27 @@
 """Server-side tools, end to end through google-genai: the tool loop, local search with citations, code
-execution in the sandbox, url_context with SSRF refusals. A guard in the server process fails any attempt to
-reach an address that is not loopback."""
+execution in the sandbox, url_context with SSRF refusals. The servers run in the suite's network namespace,
+which has only loopback, and record every attempt of their egress point (tests/netguard): the tests check that
+they connected nowhere but loopback and that each refusal happened, and was recorded, before connecting."""
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from google import genai
 from google.genai._interactions import BadRequestError
 
+import netguard
 from live import FIXTURES, LiveServer
 from pages import site
 from protocol import check_stream
 
 MODEL = "gemini-3-flash-preview"
-GUARD = Path(__file__).parent / "netguard"
 
 
 def rounds(*per_round: list[dict[str, Any]]) -> str:
@@ -33,7 +36,7 @@ def guarded_server(workdir: Path, tools: dict[str, dict[str, Any]]) -> LiveServe
     log = workdir / "netguard.log"
     sections = {f"models.{MODEL}": {"backend": "scripted", "inline": True, "script": FIXTURES / "seed.json"}}
     sections.update({f"tools.{name}": values for name, values in tools.items()})
-    server = LiveServer(workdir, sections, env={"PYTHONPATH": str(GUARD), "NETGUARD_LOG": str(log)})
+    server = LiveServer(workdir, sections, env=netguard.server_env(log))
     server.guard_log = log  # type: ignore[attr-defined]
     return server
 
@@ -57,7 +60,7 @@ def tools_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServe
     server.start()
     yield server
     server.stop()
-    assert "connect" not in server.guard_log.read_text() if server.guard_log.exists() else True  # type: ignore
+    no_packets_left(server)
 
 
 @pytest.fixture(scope="module")
@@ -65,6 +68,7 @@ def strict_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServ
     server = guarded_server(tmp_path_factory.mktemp("strict"), {"code_execution": {"enabled": False}}).start()
     yield server
     server.stop()
+    no_packets_left(server)
 
 
 def client_for(server: LiveServer) -> genai.Client:
@@ -80,8 +84,7 @@ def streamed(client: genai.Client, **body: Any) -> tuple[dict[str, Any], list[di
 
 
 def no_packets_left(server: LiveServer) -> None:
-    log: Path = server.guard_log  # type: ignore[attr-defined]
-    assert not log.exists() or log.read_text() == "", log.read_text()
+    netguard.no_packets_left(server.guard_log)  # type: ignore[attr-defined]
 
 
 def test_search_then_answer_with_citations(tools_server: LiveServer) -> None:
@@ -198,6 +201,19 @@ def test_url_context_statuses(tools_server: LiveServer, website: str, path: str,
     no_packets_left(tools_server)
 
 
+def refused_hosts(server: LiveServer) -> set[str]:
+    """The hosts the server's egress point refused, as it recorded them."""
+    recorded = netguard.attempts(server.guard_log)  # type: ignore[attr-defined]
+    return {canonical(a["host"]) for a in recorded if a["outcome"] == "refused"}
+
+
+def canonical(host: str) -> str:
+    try:
+        return str(ipaddress.ip_address(host.strip("[]")))
+    except ValueError:
+        return host
+
+
 def test_ssrf_targets_are_refused_without_a_packet(strict_server: LiveServer, website: str) -> None:
     targets = [
         "http://10.1.2.3/",
@@ -220,6 +236,27 @@ def test_ssrf_targets_are_refused_without_a_packet(strict_server: LiveServer, we
     )
     statuses = {r.url: (r.status, r.model_extra.get("error")) for r in done.steps[1].result}
     assert all(status == "unsafe" and "loopback" in error for status, error in statuses.values()), statuses
+    # the egress point saw each one, and refused it before connecting
+    assert {canonical(urlsplit(t).hostname or "") for t in targets} <= refused_hosts(strict_server)
+    no_packets_left(strict_server)
+
+
+def test_tunnels_and_cloud_endpoints_are_refused_before_connecting(strict_server: LiveServer) -> None:
+    targets = {
+        "http://[2002:a9fe:a9fe::1]/": "6to4 address of 169.254.169.254",
+        "http://[fec0::1]/": "site-local",
+        "http://168.63.129.16/machine?comp=goalstate": "Azure",
+        "http://100.100.100.200/latest/meta-data/": "Alibaba",
+        "http://[64:ff9b::a9fe:a9fe]/": "NAT64 address of 169.254.169.254",
+    }
+    script = rounds([{"text": "ok"}])
+    client = client_for(strict_server)  # kept: a client collected mid-call closes its connection
+    done = client.interactions.create(
+        model=MODEL, input=f"{script} " + " ".join(targets), tools=[{"type": "url_context"}]
+    )
+    results = {r.url: (r.status, r.model_extra.get("error") or "") for r in done.steps[1].result}
+    assert all(results[url][0] == "unsafe" and why in results[url][1] for url, why in targets.items()), results
+    assert {canonical(urlsplit(t).hostname or "") for t in targets} <= refused_hosts(strict_server)
     no_packets_left(strict_server)
 
 

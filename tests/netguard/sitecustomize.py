@@ -1,55 +1,21 @@
-"""Loaded into a server under test (PYTHONPATH): any attempt to reach an address that is not loopback, or to
-resolve a name other than localhost, fails and is recorded in $NETGUARD_LOG, so a test can prove that no
-packet left the machine."""
+"""Loaded into a server under test (``PYTHONPATH``, see ``netguard.server_env``): every outbound connection
+attempt the server's egress point sees, allowed, refused or unresolved, is appended to $NETGUARD_LOG as a
+JSON line, after a first line that says the guard was loaded."""
 
-import ipaddress
+import dataclasses
+import json
 import os
-import socket
+
+from openinteractions import egress
 
 _LOG = os.environ.get("NETGUARD_LOG", "")
-_connect, _connect_ex, _getaddrinfo = socket.socket.connect, socket.socket.connect_ex, socket.getaddrinfo
 
 
-def _record(what: str) -> None:
-    if _LOG:
-        with open(_LOG, "a") as f:
-            f.write(what + "\n")
+def _write(line: str) -> None:
+    with open(_LOG, "a") as f:
+        f.write(line + "\n")
 
 
-def _loopback(address: object) -> bool:
-    if isinstance(address, tuple) and address:
-        try:
-            return ipaddress.ip_address(str(address[0]).split("%")[0]).is_loopback
-        except ValueError:
-            return str(address[0]) == "localhost"
-    return True  # unix sockets and the like
-
-
-def connect(self: socket.socket, address: object) -> None:
-    if self.family in (socket.AF_INET, socket.AF_INET6) and not _loopback(address):
-        _record(f"connect {address}")
-        raise ConnectionRefusedError(f"netguard: refused a connection to {address}")
-    return _connect(self, address)
-
-
-def connect_ex(self: socket.socket, address: object) -> int:
-    if self.family in (socket.AF_INET, socket.AF_INET6) and not _loopback(address):
-        _record(f"connect {address}")
-        return 111
-    return _connect_ex(self, address)
-
-
-def getaddrinfo(host: object, *args: object, **kwargs: object) -> object:
-    name = host.decode() if isinstance(host, bytes) else str(host)
-    try:
-        ipaddress.ip_address(name.strip("[]"))
-    except ValueError:
-        if name not in ("localhost", "None"):
-            _record(f"resolve {name}")
-            raise socket.gaierror(socket.EAI_NONAME, f"netguard: no name resolution for {name}") from None
-    return _getaddrinfo(host, *args, **kwargs)
-
-
-socket.socket.connect = connect  # type: ignore[method-assign]
-socket.socket.connect_ex = connect_ex  # type: ignore[method-assign]
-socket.getaddrinfo = getaddrinfo  # type: ignore[assignment]
+if _LOG:
+    _write("netguard loaded")
+    egress.RECORDER.observe(lambda attempt: _write(json.dumps(dataclasses.asdict(attempt))))

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 import httpx
 
+from ..egress import Egress, OriginPolicy
 from ..schema.tools import FunctionTool
 from .net import Fetched, Refused, SafeFetcher, TooManyRedirects
 from .sandbox import Sandbox
@@ -54,15 +55,17 @@ class LocalSearch:
 
 
 class SearxngSearch:
-    """A self-hosted SearxNG instance, through its JSON API (``format=json`` must be enabled in its settings)."""
+    """A self-hosted SearxNG instance, through its JSON API (``format=json`` must be enabled in its settings).
+    Its host is the only place this provider connects to."""
 
     def __init__(self, base_url: str, timeout: float) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
+        self.egress = Egress("search", OriginPolicy([self.base_url]))
 
     async def search(self, query: str, limit: int, search_type: str) -> list[Hit]:
         params = {"q": query, "format": "json", "categories": "images" if search_type == "image_search" else "general"}
-        async with httpx.AsyncClient(timeout=self.timeout, trust_env=False) as client:
+        async with self.egress.client(timeout=self.timeout) as client:
             response = await client.get(f"{self.base_url}/search", params=params)
             response.raise_for_status()
         hits = []
@@ -98,7 +101,7 @@ class GoogleSearch:
                         if hit.url not in seen:
                             seen.add(hit.url)
                             results.append({"url": hit.url, "title": hit.title, "snippet": hit.snippet})
-        except (httpx.HTTPError, OSError, ValueError, sqlite3.Error) as exc:
+        except (httpx.HTTPError, OSError, ValueError, sqlite3.Error, Refused) as exc:
             return Outcome([{"error": f"search failed: {exc}"}], is_error=True)
         results = results[: self.max_results]
         return Outcome(results, sources=[{"url": r["url"], "title": r["title"]} for r in results])

@@ -21,6 +21,7 @@ from typing import Any
 import httpx
 
 from ... import jsontext
+from ...egress import Egress, OriginPolicy
 from ..base import SAMPLING_CONFIG, BackendError, Capabilities, GenerationRequest, ModelEvent
 from .deadline import ReadDeadlines
 from .errors import Redactor, retryable_status, status_error, stream_error
@@ -71,6 +72,7 @@ class OpenAIBackend:
         self._auth = {"authorization": f"Bearer {key}"} if key else {}
         self._headers = {**self._auth, "content-type": "application/json", "accept": "text/event-stream"}
         self._transport = transport
+        self.egress = Egress("upstream", OriginPolicy(options.base_urls))  # the configured upstreams, nothing else
         self._lean: LeanTransport | None = None
         self._lean_heads: dict[str, tuple[Origin, bytes]] = {}  # per upstream: its origin and request head
         self._client: httpx.AsyncClient | None = None
@@ -82,13 +84,13 @@ class OpenAIBackend:
             options = self.options
             transport = self._transport
             if transport is None and options.http_transport == "lean":
-                transport = self._lean = LeanTransport(options.max_connections)
+                transport = self._lean = LeanTransport(options.max_connections, self.egress)
             limits = httpx.Limits(
                 max_connections=options.max_connections, max_keepalive_connections=options.max_connections
             )
             # Only the connect timeout is httpx's; first byte and idle are enforced around each read.
             timeout = httpx.Timeout(None, connect=options.connect_timeout)
-            self._client = httpx.AsyncClient(limits=limits, timeout=timeout, transport=transport, trust_env=False)
+            self._client = self.egress.client(transport, limits=limits, timeout=timeout)
         return self._client
 
     def _lean_head(self, upstream: Upstream) -> tuple[Origin, bytes]:

@@ -9,7 +9,8 @@ decoding stay httpx's; health checks go through ``httpx.AsyncClient``, the strea
 transport (the client's cookie and redirect handling has nothing to do there). ``http_transport = "httpx"``
 uses httpx's own transport and client instead.
 
-Connections are kept alive and reused per origin, at most ``max_connections`` open at once. A kept connection
+Connections are opened by the backend's egress point (``egress.py``: the configured upstreams and nothing else),
+kept alive and reused per origin, at most ``max_connections`` open at once. A kept connection
 that turns out to be closed by the server before it answered is replaced once by a new one. A response closed
 before its end (a cancelled run) closes its connection, so the upstream sees the client go and stops.
 """
@@ -21,6 +22,8 @@ import ssl
 from collections.abc import AsyncIterator
 
 import httpx
+
+from ...egress import Egress, Refused, url_origin
 
 _READ = 64 * 1024
 Origin = tuple[str, str, int]
@@ -38,7 +41,8 @@ class _Connection:
 
 
 class LeanTransport(httpx.AsyncBaseTransport):
-    def __init__(self, max_connections: int) -> None:
+    def __init__(self, max_connections: int, egress: Egress) -> None:
+        self._egress = egress  # opens every connection, after its policy allowed it
         self._idle: dict[Origin, list[_Connection]] = {}
         self._slots = asyncio.BoundedSemaphore(max_connections)
         self._ssl: ssl.SSLContext | None = None
@@ -91,9 +95,11 @@ class LeanTransport(httpx.AsyncBaseTransport):
             context = self._ssl
         try:
             async with asyncio.timeout(timeout):
-                reader, writer = await asyncio.open_connection(host, port, ssl=context, limit=_READ)
+                reader, writer = await self._egress.open_stream(host, port, context, _READ)
         except TimeoutError:
             raise httpx.ConnectTimeout(f"no connection to {host}:{port} within {timeout:g} s") from None
+        except Refused as refused:
+            raise httpx.ConnectError(refused.reason) from None
         except OSError as exc:
             raise httpx.ConnectError(str(exc) or type(exc).__name__) from None
         return _Connection(reader, writer)
@@ -121,7 +127,7 @@ def request_head(method: str, url: httpx.URL, headers: dict[str, str]) -> tuple[
 
 
 def _origin(url: httpx.URL) -> Origin:
-    return url.scheme, url.host, url.port or (443 if url.scheme == "https" else 80)
+    return url.scheme, *url_origin(url)
 
 
 def _head(request: httpx.Request) -> bytes:
