@@ -5,8 +5,6 @@ cutting the server's connections."""
 from __future__ import annotations
 
 import json
-import os
-import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,28 +12,20 @@ import psycopg
 import pytest
 
 from live import LiveServer
+from pg import ADMIN, SOCKETS, scratch_database, url
 
 MODEL = "gemini-3-flash-preview"
-SOCKETS = os.environ.get("PGHOST", "/var/run/postgresql")  # the folder of PostgreSQL's unix socket
-ADMIN = f"host={SOCKETS} user=postgres dbname=postgres"
 
 
 @pytest.fixture
 def database() -> Iterator[str]:
-    """A scratch database, dropped afterwards: tests never touch another one."""
-    name = f"oi_test_{secrets.token_hex(4)}"
-    with psycopg.connect(ADMIN, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
+    with scratch_database() as name:
         yield name
-    finally:
-        with psycopg.connect(ADMIN, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def settings(database: str) -> dict[str, object]:
     return {
-        "store": {"url": f"postgresql+psycopg://postgres@/{database}?host={SOCKETS}"},
+        "store": {"url": url(database)},
         f"models.{MODEL}": {"backend": "scripted", "inline": True},
     }
 

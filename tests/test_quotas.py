@@ -9,19 +9,18 @@ from __future__ import annotations
 
 import asyncio
 import json
-import secrets
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
-import psycopg
 import pytest
 from google import genai
 from google.genai._interactions import BadRequestError
 from sqlalchemy import Column, Float, Index, LargeBinary, MetaData, String, Table, Text, create_engine, insert
 
+import pg
 from live import LiveServer
 from openinteractions.engine.ratelimit import TokenBuckets
 from openinteractions.store.base import ChainTooBig, FinalState, StoredInteraction
@@ -229,15 +228,8 @@ def _old_table() -> tuple[MetaData, Table]:
 
 @pytest.fixture
 def postgres_url() -> Iterator[str]:
-    admin = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
-    name = f"oi_test_{secrets.token_hex(4)}"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with pg.scratch_database() as name:
+        yield pg.url(name)
 
 
 @pytest.mark.parametrize("database", ["sqlite", "postgresql"])
