@@ -31,6 +31,16 @@ class ServerSettings(_Section):
     # write; a stream's first content and its end are never held. 0: every event goes out as soon as it is ready.
     stream_coalesce_seconds: float = Field(default=0.001, ge=0.0, le=1.0)
     log_level: str = "info"
+    max_header_bytes: int = Field(default=64 * 1024, ge=1024)  # a request's head: request line and headers
+    max_header_count: int = Field(default=100, ge=10)
+    # A request's head must arrive within this time of its first byte.
+    header_timeout_seconds: float = Field(default=10.0, gt=0)
+    # A request's body must arrive within this time of its head, plus a second for each min_body_rate bytes
+    # received, so a client that sends slower than that rate is cut off (0: the whole body within the timeout).
+    body_timeout_seconds: float = Field(default=30.0, gt=0)
+    min_body_rate: int = Field(default=16 * 1024, ge=0)  # bytes per second
+    # A connection with no request in progress is closed after this time (a new one too).
+    idle_timeout_seconds: float = Field(default=5.0, gt=0)
 
 
 class ApiKey(_Section):

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
 from ..backends.registry import BackendRegistry, default_models
@@ -57,6 +57,12 @@ async def _internal_error(request: Request, exc: Exception) -> Response:
     return await _api_error(request, ApiError(500, "Internal error."))
 
 
+async def _client_gone(request: Request, exc: Exception) -> Response:
+    """The client left, or was cut off for sending its body too slowly, while its body was read: no one is
+    left to answer."""
+    return Response(status_code=499)
+
+
 async def _openapi(request: Request) -> Response:
     return JSONResponse(openapi_document())
 
@@ -75,7 +81,12 @@ def create_app(settings: Settings, config_dir: Path | None = None) -> Starlette:
     app = Starlette(
         routes=ROUTES,
         lifespan=lifespan,
-        exception_handlers={ApiError: _api_error, HTTPException: _http_error, Exception: _internal_error},
+        exception_handlers={
+            ApiError: _api_error,
+            HTTPException: _http_error,
+            ClientDisconnect: _client_gone,
+            Exception: _internal_error,
+        },
     )
     app.add_route("/openapi.json", _openapi, methods=["GET"])
     # Starlette would answer a path with a stray trailing slash with a 307 to the Host header's origin; the API
