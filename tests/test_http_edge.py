@@ -1,6 +1,7 @@
-"""The HTTP edge: how much and how slowly a client may send.
+"""The HTTP edge: which Hosts and web origins are answered, and how much and how slowly a client may send.
 
-Requests that httpx cannot send (a 64 MiB header, a head that never ends) go over raw sockets.
+Requests a browser would send are written out by hand (httpx sends whatever Host and Origin it is given);
+requests that httpx cannot send (a 64 MiB header, a head that never ends) go over raw sockets.
 """
 
 from __future__ import annotations
@@ -15,21 +16,24 @@ from typing import Any
 
 import httpx
 import pytest
+from google import genai
 
 from live import FIXTURES, LiveServer
 
 MODEL = "gemini-3-flash-preview"
+APP = "https://app.example"
 TIMEOUT = 0.5  # the tight server's header, body and idle timeouts
 
 
 @pytest.fixture(scope="module")
 def tight(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    """Short timeouts."""
+    """Short timeouts, and one web origin allowed."""
     workdir = tmp_path_factory.mktemp("tight")
     server = LiveServer(
         workdir,
         {
             "server": {
+                "allowed_origins": [APP],
                 "header_timeout_seconds": TIMEOUT,
                 "body_timeout_seconds": TIMEOUT,
                 "min_body_rate": 1000,
@@ -69,6 +73,121 @@ def api_error(response: httpx.Response, code: int, status: str, words: str) -> N
         "error": {"code": code, "message": response.json()["error"]["message"], "status": status}
     }
     assert words in response.json()["error"]["message"]
+
+
+# Host and origin
+
+
+def test_a_foreign_host_is_refused_before_anything_runs(tight: LiveServer) -> None:
+    before = (recorded(tight), stored(tight))
+    with tight.http() as http:
+        for host in ("evil.example", "evil.example:8080", "127.0.0.1.nip.io", "localhost.evil.example"):
+            api_error(http.get("/v1beta/models", headers={"host": host}), 421, "INVALID_ARGUMENT", "does not answer")
+        created = http.post("/v1beta/interactions", content=create_body(), headers={"host": "evil.example"})
+        api_error(created, 421, "INVALID_ARGUMENT", "server.allowed_hosts")
+        api_error(http.get("/healthz", headers={"host": "evil.example:1"}), 421, "INVALID_ARGUMENT", "evil.example")
+        for host in ("localhost", f"localhost:{tight.port}", "127.0.0.1", f"[::1]:{tight.port}", "127.0.0.2"):
+            assert http.get("/healthz", headers={"host": host}).status_code == 200, host
+        api_error(http.get("/healthz", headers={"host": "a b"}), 400, "INVALID_ARGUMENT", "Invalid Host")
+    assert (recorded(tight), stored(tight)) == before
+
+
+def test_a_dns_rebinding_page_can_neither_run_nor_read(tight: LiveServer) -> None:
+    """The attacker's name now points at 127.0.0.1: the page is same-origin with its requests, so the browser
+    sends them without asking and lets the page read the answers. Only the Host header tells."""
+    with tight.http() as http:
+        known = http.post("/v1beta/interactions", json={"model": MODEL, "input": "Say hello."}).json()["id"]
+    before = (recorded(tight), stored(tight))
+    page = f"rebind.attacker.example:{tight.port}"
+    browser = {"host": page, "origin": f"http://{page}", "sec-fetch-site": "same-origin"}
+    with tight.http(headers=browser) as http:
+        api_error(http.get(f"/v1beta/interactions/{known}"), 421, "INVALID_ARGUMENT", "rebind.attacker.example")
+        api_error(http.get("/v1beta/models"), 421, "INVALID_ARGUMENT", "rebind.attacker.example")
+        api_error(http.post("/v1beta/interactions", json={"model": MODEL, "input": "x"}), 421, "INVALID_ARGUMENT", "")
+        api_error(http.delete(f"/v1beta/interactions/{known}"), 421, "INVALID_ARGUMENT", "")
+    assert (recorded(tight), stored(tight)) == before
+
+
+@pytest.mark.parametrize(
+    ("headers", "code"),
+    [
+        ({"origin": "https://evil.example", "content-type": "text/plain;charset=UTF-8"}, 403),
+        ({"origin": "https://evil.example", "content-type": "application/json"}, 403),  # preflighted: refused too
+        ({"origin": "null", "content-type": "text/plain"}, 403),  # a sandboxed frame, a file:// page
+        ({"origin": "http://localhost:3000", "content-type": "text/plain"}, 403),  # another local dev server
+        ({"sec-fetch-site": "cross-site", "content-type": "application/x-www-form-urlencoded"}, 403),  # no Origin
+        ({"content-type": "text/plain"}, 415),  # a browser that sends no Origin: the type gives it away
+        ({"content-type": "multipart/form-data; boundary=x"}, 415),
+    ],
+    ids=["text", "json", "null", "localhost page", "sec-fetch-site", "text, no origin", "form, no origin"],
+)
+def test_a_cross_origin_post_is_refused_and_runs_nothing(tight: LiveServer, headers: dict[str, str], code: int) -> None:
+    before = (recorded(tight), stored(tight))
+    with tight.http() as http:
+        response = http.post("/v1beta/interactions", content=create_body(), headers=headers)
+    if code == 403:
+        api_error(response, 403, "PERMISSION_DENIED", "server.allowed_origins")
+    else:
+        api_error(response, 415, "INVALID_ARGUMENT", "send JSON as application/json")
+    assert "access-control-allow-origin" not in response.headers
+    assert (recorded(tight), stored(tight)) == before
+
+
+def test_no_origin_is_allowed_by_default(server: LiveServer) -> None:
+    before = recorded(server)
+    with server.http() as http:
+        for origin in ("https://evil.example", "http://localhost:3000", "http://127.0.0.1"):
+            response = http.post("/v1beta/interactions", content=create_body(), headers={"origin": origin})
+            api_error(response, 403, "PERMISSION_DENIED", origin)
+    assert recorded(server) == before
+
+
+def test_other_cross_origin_requests_are_refused_too(server: LiveServer) -> None:
+    with server.http() as http:
+        known = http.post("/v1beta/interactions", json={"model": MODEL, "input": "Say hello."}).json()["id"]
+        evil = {"origin": "https://evil.example"}
+        api_error(http.post(f"/v1beta/interactions/{known}/cancel", headers=evil), 403, "PERMISSION_DENIED", "evil")
+        api_error(http.delete(f"/v1beta/interactions/{known}", headers=evil), 403, "PERMISSION_DENIED", "evil")
+        preflight = {**evil, "access-control-request-method": "DELETE"}
+        api_error(http.options(f"/v1beta/interactions/{known}", headers=preflight), 403, "PERMISSION_DENIED", "")
+        navigation = {"sec-fetch-site": "cross-site", "sec-fetch-mode": "navigate"}
+        api_error(http.get(f"/v1beta/interactions/{known}", headers=navigation), 403, "PERMISSION_DENIED", "")
+        assert http.get(f"/v1beta/interactions/{known}").status_code == 200  # still there
+        own_page = {"origin": server.url, "sec-fetch-site": "same-origin"}
+        assert http.get(f"/v1beta/interactions/{known}", headers=own_page).status_code == 200
+
+
+def test_an_allowed_origin_gets_cors_with_a_preflight(tight: LiveServer) -> None:
+    with tight.http(headers={"origin": APP}) as http:
+        preflight = http.options(
+            "/v1beta/interactions",
+            headers={
+                "access-control-request-method": "POST",
+                "access-control-request-headers": "content-type,x-goog-api-key,x-goog-api-client",
+            },
+        )
+        assert preflight.status_code == 200
+        assert preflight.headers["access-control-allow-origin"] == APP
+        assert "POST" in preflight.headers["access-control-allow-methods"]
+        assert preflight.headers["access-control-allow-headers"] == "content-type,x-goog-api-key,x-goog-api-client"
+        created = http.post("/v1beta/interactions", json={"model": MODEL, "input": "Say hello."})
+        assert created.status_code == 200
+        assert created.headers["access-control-allow-origin"] == APP
+        assert created.json()["status"] == "completed"
+        missing = http.get("/v1beta/interactions/v1_nope")  # errors carry CORS headers too, or the page sees none
+        assert missing.status_code == 404
+        assert missing.headers["access-control-allow-origin"] == APP
+    with tight.http(headers={"origin": "https://app.example.evil"}) as http:
+        api_error(http.post("/v1beta/interactions", json={"model": MODEL, "input": "x"}), 403, "PERMISSION_DENIED", "")
+
+
+def test_the_official_sdk_works_unchanged(client: genai.Client) -> None:
+    created = client.interactions.create(model=MODEL, input="Say hello.")
+    assert created.status == "completed"
+    assert client.interactions.get(created.id).id == created.id
+    events = [event.event_type for event in client.interactions.create(model=MODEL, input="Say hello.", stream=True)]
+    assert events[0] == "interaction.created" and events[-1] == "interaction.completed"
+    client.interactions.delete(created.id)
 
 
 # Header limits
@@ -257,3 +376,35 @@ def test_silent_and_idle_keep_alive_connections_are_closed(tight: LiveServer) ->
     finally:
         for sock in silent + kept:
             sock.close()
+
+
+def test_host_and_origin_settings_are_checked() -> None:
+    from openinteractions.config import Settings
+
+    with pytest.raises(ValueError, match="not a host name"):
+        Settings(server={"allowed_hosts": ["http://example.com"]})
+    with pytest.raises(ValueError, match="not an origin"):
+        Settings(server={"allowed_origins": ["app.example"]})
+    settings = Settings(server={"allowed_hosts": ["API.Example."], "allowed_origins": ["https://App.Example/"]})
+    assert settings.server.allowed_hosts == ["api.example"]
+    assert settings.server.allowed_origins == ["https://app.example"]
+
+
+def test_host_policy() -> None:
+    """The policy alone, for the addresses no test server here may bind (only loopback is served in tests)."""
+    from openinteractions.api.guard import HostPolicy, host_name
+
+    assert [host_name(h) for h in ("LocalHost:80", "[::1]:8080", "example.com.", "a b", "[nope]", "x:y")] == [
+        "localhost", "[::1]", "example.com", None, None, None,
+    ]  # fmt: skip
+    loopback = HostPolicy("127.0.0.1", [])
+    assert all(map(loopback.allows, ["localhost", "127.0.0.1", "127.8.0.1", "[::1]", "[0:0:0:0:0:0:0:1]"]))
+    assert not any(map(loopback.allows, ["10.0.0.5", "evil.example", "localhost.evil.example", "[::2]"]))
+    specific = HostPolicy("10.0.0.5", ["api.example", "*.corp.example"])
+    assert all(map(specific.allows, ["10.0.0.5", "localhost", "api.example", "a.corp.example", "a.b.corp.example"]))
+    assert not any(map(specific.allows, ["10.0.0.6", "corp.example", "xcorp.example", "api.example.evil"]))
+    everywhere = HostPolicy("0.0.0.0", [])
+    assert all(map(everywhere.allows, ["10.0.0.6", "192.168.1.2", "[2001:db8::1]", "localhost"]))
+    assert not everywhere.allows("myhost.lan")  # a name: rebinding needs one, so it must be listed
+    assert HostPolicy("myhost.lan", []).allows("myhost.lan")
+    assert HostPolicy("127.0.0.1", ["*"]).allows("anything.example")

@@ -55,6 +55,7 @@ def serve(args: argparse.Namespace) -> None:
         logger.info("no [models] configured: serving the embedded default model (SmolLM2-135M-Instruct)")
     from .api.app import create_app
 
+    settings.server.host = host  # the Host check answers for the address actually served
     app = create_app(settings, Path(config).resolve().parent if config else Path.cwd())
     from .api.protocol import HttpLimits, HttpProtocol
 

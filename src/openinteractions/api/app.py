@@ -9,6 +9,8 @@ from pathlib import Path
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
@@ -22,6 +24,7 @@ from ..schema.openapi import openapi_document
 from ..store.sql import SqlStore, sqlite_url
 from ..tools.toolbox import Toolbox
 from .auth import Authenticator
+from .guard import HostPolicy, RequestGuard
 from .routes import ROUTES
 
 logger = logging.getLogger(__name__)
@@ -81,6 +84,7 @@ def create_app(settings: Settings, config_dir: Path | None = None) -> Starlette:
     app = Starlette(
         routes=ROUTES,
         lifespan=lifespan,
+        middleware=_middleware(settings),
         exception_handlers={
             ApiError: _api_error,
             HTTPException: _http_error,
@@ -95,3 +99,22 @@ def create_app(settings: Settings, config_dir: Path | None = None) -> Starlette:
     app.state.service = service
     app.state.auth = Authenticator(settings.auth.api_keys)
     return app
+
+
+def _middleware(settings: Settings) -> list[Middleware]:
+    server = settings.server
+    hosts = HostPolicy(server.host, server.allowed_hosts)
+    guard = Middleware(RequestGuard, hosts=hosts, origins=server.allowed_origins)
+    if not server.allowed_origins:
+        return [guard]
+    # The guard has refused every other origin already; for these, any method and header may be asked for in a
+    # preflight, so that a request the API refuses gets its answer in the API's error shape, not a CORS error.
+    cors = Middleware(
+        CORSMiddleware,
+        allow_origins=server.allowed_origins,
+        allow_methods=["*"],
+        allow_headers=["*"],
+        allow_private_network=True,  # a public site's page calling a server on this machine, in Chrome
+        expose_headers=["retry-after"],
+    )
+    return [guard, cors]
