@@ -92,6 +92,14 @@ def test_a_foreign_host_is_refused_before_anything_runs(tight: LiveServer) -> No
     assert (recorded(tight), stored(tight)) == before
 
 
+def test_host_is_required_once_in_http_1_1(tight: LiveServer) -> None:
+    missing = raw_request(tight, b"GET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n")
+    assert missing.startswith(b"HTTP/1.1 400 ") and b"Missing Host header." in missing
+    twice = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nHost: evil.example\r\nConnection: close\r\n\r\n"
+    assert b"More than one Host header." in raw_request(tight, twice)
+    assert raw_request(tight, b"GET /healthz HTTP/1.0\r\n\r\n").startswith(b"HTTP/1.1 200 ")
+
+
 def test_a_dns_rebinding_page_can_neither_run_nor_read(tight: LiveServer) -> None:
     """The attacker's name now points at 127.0.0.1: the page is same-origin with its requests, so the browser
     sends them without asking and lets the page read the answers. Only the Host header tells."""

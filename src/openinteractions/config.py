@@ -59,7 +59,9 @@ class ServerSettings(_Section):
     def _host_names(cls, hosts: list[str]) -> list[str]:
         for host in hosts:
             if not _HOST_NAME.fullmatch(host):
-                raise ValueError(f"{host!r} is not a host name, an IP address or '*' (no scheme, port or path)")
+                raise ValueError(
+                    f"{host!r} is not a host name, an IP address ([…] around IPv6) or '*' (no scheme, port or path)"
+                )
         return [host.lower().rstrip(".") for host in hosts]
 
     @field_validator("allowed_origins")
