@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import ipaddress
 import logging
 import os
@@ -54,18 +55,21 @@ def serve(args: argparse.Namespace) -> None:
         logger.info("no [models] configured: serving the embedded default model (SmolLM2-135M-Instruct)")
     from .api.app import create_app
 
+    settings.server.host = host  # the Host check answers for the address actually served
     app = create_app(settings, Path(config).resolve().parent if config else Path.cwd())
-    from .api.protocol import HttpProtocol
+    from .api.protocol import HttpLimits, HttpProtocol
 
     # Nothing reads the client's address (there is no access log), so uvicorn's X-Forwarded-* rewriting is
-    # off: it would only cost time on every request.
+    # off: it would only cost time on every request. The API has no WebSocket endpoint: an upgrade request is
+    # answered as plain HTTP, under the same limits, instead of being handed to another protocol.
     config = uvicorn.Config(
         app,
         host=host,
         port=port,
         log_level=settings.server.log_level,
         access_log=False,
-        http=HttpProtocol,
+        http=functools.partial(HttpProtocol, limits=HttpLimits.of(settings.server)),  # type: ignore[arg-type]
+        ws="none",
         proxy_headers=False,
     )
     # uvicorn raises the signal that stopped it again once it has shut down; uvicorn.run() swallows it too.

@@ -6,11 +6,12 @@ Nested keys use ``__`` in the environment: ``OPENINTERACTIONS_SERVER__PORT=9000`
 
 from __future__ import annotations
 
+import re
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 DEFAULT_DATA_DIR = Path("~/.local/share/openinteractions")
@@ -18,6 +19,11 @@ DEFAULT_DATA_DIR = Path("~/.local/share/openinteractions")
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+# server.allowed_hosts and server.allowed_origins entries
+_HOST_NAME = re.compile(r"\*|(\*\.)?[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*\.?|\[[0-9A-Fa-f:.]+\]")
+_ORIGIN = re.compile(r"https?://([A-Za-z0-9_.-]+|\[[0-9A-Fa-f:.]+\])(:\d{1,5})?/?")
 
 
 class ServerSettings(_Section):
@@ -31,6 +37,40 @@ class ServerSettings(_Section):
     # write; a stream's first content and its end are never held. 0: every event goes out as soon as it is ready.
     stream_coalesce_seconds: float = Field(default=0.001, ge=0.0, le=1.0)
     log_level: str = "info"
+    # Host names the server answers for besides the loopback names and the address it serves ("*.example.com":
+    # its subdomains); ["*"] turns the check off. It stops DNS rebinding: a web page whose name points here.
+    allowed_hosts: list[str] = Field(default_factory=list)
+    # Web origins whose pages may call the API (CORS), e.g. "https://app.example"; ["*"]: any page. Other pages'
+    # requests are refused before they run.
+    allowed_origins: list[str] = Field(default_factory=list)
+    max_header_bytes: int = Field(default=64 * 1024, ge=1024)  # a request's head: request line and headers
+    max_header_count: int = Field(default=100, ge=10)
+    # A request's head must arrive within this time of its first byte.
+    header_timeout_seconds: float = Field(default=10.0, gt=0)
+    # A request's body must arrive within this time of its head, plus a second for each min_body_rate bytes
+    # received, so a client that sends slower than that rate is cut off (0: the whole body within the timeout).
+    body_timeout_seconds: float = Field(default=30.0, gt=0)
+    min_body_rate: int = Field(default=16 * 1024, ge=0)  # bytes per second
+    # A connection with no request in progress is closed after this time (a new one too).
+    idle_timeout_seconds: float = Field(default=5.0, gt=0)
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _host_names(cls, hosts: list[str]) -> list[str]:
+        for host in hosts:
+            if not _HOST_NAME.fullmatch(host):
+                raise ValueError(
+                    f"{host!r} is not a host name, an IP address ([…] around IPv6) or '*' (no scheme, port or path)"
+                )
+        return [host.lower().rstrip(".") for host in hosts]
+
+    @field_validator("allowed_origins")
+    @classmethod
+    def _origins(cls, origins: list[str]) -> list[str]:
+        for origin in origins:
+            if origin != "*" and not _ORIGIN.fullmatch(origin):
+                raise ValueError(f"{origin!r} is not an origin like 'https://app.example' or 'http://localhost:3000'")
+        return [origin.lower().rstrip("/") for origin in origins]
 
 
 class ApiKey(_Section):

@@ -9,7 +9,9 @@ from pathlib import Path
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
 from ..backends.registry import BackendRegistry, default_models
@@ -22,6 +24,7 @@ from ..schema.openapi import openapi_document
 from ..store.sql import SqlStore, sqlite_url
 from ..tools.toolbox import Toolbox
 from .auth import Authenticator
+from .guard import HostPolicy, RequestGuard
 from .routes import ROUTES
 
 logger = logging.getLogger(__name__)
@@ -57,6 +60,12 @@ async def _internal_error(request: Request, exc: Exception) -> Response:
     return await _api_error(request, ApiError(500, "Internal error."))
 
 
+async def _client_gone(request: Request, exc: Exception) -> Response:
+    """The client left, or was cut off for sending its body too slowly, while its body was read: no one is
+    left to answer."""
+    return Response(status_code=499)
+
+
 async def _openapi(request: Request) -> Response:
     return JSONResponse(openapi_document())
 
@@ -75,7 +84,13 @@ def create_app(settings: Settings, config_dir: Path | None = None) -> Starlette:
     app = Starlette(
         routes=ROUTES,
         lifespan=lifespan,
-        exception_handlers={ApiError: _api_error, HTTPException: _http_error, Exception: _internal_error},
+        middleware=_middleware(settings),
+        exception_handlers={
+            ApiError: _api_error,
+            HTTPException: _http_error,
+            ClientDisconnect: _client_gone,
+            Exception: _internal_error,
+        },
     )
     app.add_route("/openapi.json", _openapi, methods=["GET"])
     # Starlette would answer a path with a stray trailing slash with a 307 to the Host header's origin; the API
@@ -84,3 +99,22 @@ def create_app(settings: Settings, config_dir: Path | None = None) -> Starlette:
     app.state.service = service
     app.state.auth = Authenticator(settings.auth.api_keys)
     return app
+
+
+def _middleware(settings: Settings) -> list[Middleware]:
+    server = settings.server
+    hosts = HostPolicy(server.host, server.allowed_hosts)
+    guard = Middleware(RequestGuard, hosts=hosts, origins=server.allowed_origins)
+    if not server.allowed_origins:
+        return [guard]
+    # The guard has refused every other origin already; for these, any method and header may be asked for in a
+    # preflight, so that a request the API refuses gets its answer in the API's error shape, not a CORS error.
+    cors = Middleware(
+        CORSMiddleware,
+        allow_origins=server.allowed_origins,
+        allow_methods=["*"],
+        allow_headers=["*"],
+        allow_private_network=True,  # a public site's page calling a server on this machine, in Chrome
+        expose_headers=["retry-after"],
+    )
+    return [guard, cors]
