@@ -115,6 +115,6 @@ def _middleware(settings: Settings) -> list[Middleware]:
         allow_methods=["*"],
         allow_headers=["*"],
         allow_private_network=True,  # a public site's page calling a server on this machine, in Chrome
-        expose_headers=["retry-after"],
+        expose_headers=["retry-after", "retry-after-ms"],  # the 429s of limits.create_rate_per_second
     )
     return [guard, cors]
