@@ -6,9 +6,13 @@ import asyncio
 import json
 from pathlib import Path
 
+import httpx
 import pytest
 
 from inprocess import create, scripted_service
+from openinteractions.api.app import create_app
+from openinteractions.config import Settings
+from openinteractions.engine.run import Run
 from openinteractions.errors import ApiError
 from openinteractions.events.log import DONE
 
@@ -67,3 +71,36 @@ def test_a_create_that_was_waiting_on_the_store_is_refused(tmp_path: Path) -> No
         await service.stop()
 
     asyncio.run(main())
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["non-stream", "stream"])
+def test_a_create_whose_run_shutdown_cancelled_before_it_started_gets_503(tmp_path: Path, stream: bool) -> None:
+    """Shutdown begins in the loop pass right after a create launched its run: the run is cancelled before it
+    runs a line, so nothing is logged or stored. The create used to answer 500 (a resource rendered from no
+    events) or, streamed, a bare [DONE]; it is refused like a create that came a moment later."""
+    settings = Settings(
+        models={"m": {"backend": "scripted", "inline": True}}, store={"data_dir": tmp_path}, signing_key="k" * 32
+    )
+    app = create_app(settings, tmp_path)
+    service = app.state.service
+    launch = service._launch
+
+    def launch_as_shutdown_begins(*args: object) -> Run:
+        run = launch(*args)
+        service.begin_shutdown()  # what stop_runs does first, in the same pass
+        return run
+
+    service._launch = launch_as_shutdown_begins
+
+    async def main() -> httpx.Response:
+        await service.start()
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as http:
+            body = {"model": "m", "input": HANG, "stream": stream}
+            response = await asyncio.wait_for(http.post("/v1beta/interactions", json=body), 5)
+        await service.stop()
+        return response
+
+    response = asyncio.run(main())
+    assert response.status_code == 503, response.text
+    assert response.json()["error"]["status"] == "UNAVAILABLE"

@@ -115,6 +115,7 @@ class Run:
         self._announcement: asyncio.Task[None] | None = None
         self._steps_ready = False
         self.durable = asyncio.Event()  # announced and, with store, its row committed (or the run is over)
+        self.abandoned = False  # cancelled before it ran a line: nothing logged, nothing stored
         self.updated_at = spec.created_at
         self._created = rfc3339_from_epoch(spec.created_at)
 
@@ -263,6 +264,7 @@ class Run:
         """The task was cancelled before it ran a line (shutdown right after the launch): nothing was logged
         or stored, and its readers and waiters are let go."""
         if not self.finished.is_set():
+            self.abandoned = True
             self._release()
 
     def _release(self) -> None:

@@ -80,13 +80,17 @@ class InteractionService:
         await self._fail_interrupted()
         self._sweeper = asyncio.create_task(self._sweep_forever())
 
-    async def stop_runs(self) -> None:
-        """Shutting down: refuse new runs, cancel the running ones and wait until each is stored, which also
-        ends their streams and non-stream requests."""
+    def begin_shutdown(self) -> None:
+        """Refuse new runs and cancel the running ones, at once."""
         self._closing = True
         for run in list(self.runs.values()):
             if run.task and not run.task.done():
                 run.task.cancel()
+
+    async def stop_runs(self) -> None:
+        """Shutting down: refuse new runs, cancel the running ones and wait until each is stored, which also
+        ends their streams and non-stream requests."""
+        self.begin_shutdown()
         await asyncio.gather(*(r.finished.wait() for r in list(self.runs.values())))
 
     async def stop(self) -> None:
@@ -249,7 +253,14 @@ class InteractionService:
         return render_record(await self._stored(interaction_id, owner), include_input)
 
     def result(self, run: Run) -> Interaction:
+        self.check_started(run)
         return render_run(run, include_input=False)
+
+    def check_started(self, run: Run) -> None:
+        """A run that shutdown cancelled before it ran a line logged and stored nothing: its create is refused
+        like one that came a moment later (503, which the SDKs retry), not answered with an empty resource."""
+        if run.abandoned:
+            raise _shutting_down()
 
     async def events(self, interaction_id: str, owner: str, last_event_id: str | None) -> AsyncGenerator[bytes, None]:
         """The SSE frames after ``last_event_id``, following the run if it is still going."""
