@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Any
 
 from starlette.types import Receive, Scope, Send
 
-from ..events.log import DONE
+from ..events.log import DONE, StreamCut
+
+logger = logging.getLogger(__name__)
 
 KEEPALIVE = b": keepalive\n\n"
 HEADERS = [
@@ -75,7 +78,11 @@ class EventStreamResponse:
         self._check_first = check_first
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        left = await until_disconnected(receive, self._write(send))
+        try:
+            left = await until_disconnected(receive, self._write(send))
+        except StreamCut as exc:
+            logger.warning("%s: its response is cut off", exc)
+            return  # not completed: the server closes the connection without the body's end
         if left and self._on_disconnect is not None:
             await asyncio.shield(self._on_disconnect())
 

@@ -19,7 +19,7 @@ from ..backends.base import BackendError, GenerationRequest
 from ..backends.registry import BackendRegistry, Route
 from ..config import Settings
 from ..errors import ApiError, failed_precondition, invalid_argument, not_found, validation_error
-from ..events.log import DONE, MemoryEventLog, split_frames
+from ..events.log import MemoryEventLog, StreamCut
 from ..ids import new_interaction_id, rfc3339_from_epoch
 from ..schema.interaction import Interaction
 from ..schema.requests import CreateInteractionRequest, InputShapeError, normalize_input
@@ -29,6 +29,7 @@ from ..store.base import Store, StoredInteraction
 from ..tools.toolbox import Toolbox
 from .history import chained_history, verify_input
 from .quota import OwnerCounts
+from .replay import stored_stream
 from .run import Run, RunSpec
 from .signatures import InvalidSignature, ThoughtSigner
 from .validate import check_capabilities, check_request_shape, text_response_format
@@ -243,7 +244,7 @@ class InteractionService:
     async def _stored(self, interaction_id: str, owner: str) -> StoredInteraction:
         record = await self.store.get(interaction_id, owner, self.clock())
         if record is None:
-            raise not_found(f"interaction {interaction_id!r} was not found")
+            raise _not_found(interaction_id)
         return record
 
     async def get(self, interaction_id: str, owner: str, include_input: bool = False) -> Interaction:
@@ -269,14 +270,16 @@ class InteractionService:
         if run is not None and self.log.has(interaction_id):
             _check_position(after, self.log.length(interaction_id), last_event_id)
             return self._follow(interaction_id, after)
-        record = await self._stored(interaction_id, owner)
-        frames = split_frames(await self.store.events(interaction_id))
-        if after >= 1 and _left_by_a_crash(record, frames):
-            # What the dead process sent after interaction.created was never stored, and from 2 on the ids now
-            # name other events: whatever a client saw, what it has not seen is the error that ends the run.
-            return _replay(frames[1:])
-        _check_position(after, len(frames), last_event_id)
-        return _replay(frames[after:])
+        size = await self.store.events_size(interaction_id, owner, self.clock())
+        try:
+            stream = None if size is None else await stored_stream(self.store, interaction_id, size, after)
+        except StreamCut:  # deleted meanwhile
+            stream = size = None
+        if size is None:
+            raise _not_found(interaction_id)
+        if stream is None:
+            raise _not_an_event(last_event_id)
+        return stream
 
     def creation_stream(self, run: Run) -> AsyncGenerator[bytes, None]:
         return self._follow(run.id, 0)
@@ -399,17 +402,17 @@ def _check_input_items(raw: Any, limit: int) -> None:
 _LEFT_BY_A_CRASH = "the server stopped before this interaction finished"
 
 
-def _left_by_a_crash(record: StoredInteraction, frames: list[bytes]) -> bool:
-    return len(frames) == 2 and _LEFT_BY_A_CRASH in (record.errors or "")
-
-
 def _check_position(after: int, available: int, last_event_id: str | None) -> None:
     if after > available:
-        raise invalid_argument(f"'last_event_id' {last_event_id!r} is not an event of this interaction")
+        raise _not_an_event(last_event_id)
 
 
-async def _replay(frames: list[bytes]) -> AsyncGenerator[bytes, None]:
-    yield b"".join(frames) + DONE
+def _not_found(interaction_id: str) -> ApiError:
+    return not_found(f"interaction {interaction_id!r} was not found")
+
+
+def _not_an_event(last_event_id: str | None) -> ApiError:
+    return invalid_argument(f"'last_event_id' {last_event_id!r} is not an event of this interaction")
 
 
 # ---- rendering the resource ------------------------------------------------------------------------

@@ -19,6 +19,11 @@ class LogLimitExceeded(Exception):
     pass
 
 
+class StreamCut(Exception):
+    """What a stream was reading went away before its end (an interaction deleted during its replay): the
+    response is cut off, not ended, so that its client knows it did not get everything."""
+
+
 class LoggableEvent(Protocol):
     event_type: Any
     event_id: str | None
@@ -27,6 +32,9 @@ class LoggableEvent(Protocol):
 
 
 DONE = b"event: done\ndata: [DONE]\n\n"  # every stream's last frame
+# The most a reader joins into one chunk: one far behind (a client that stalled, or came late to a long run)
+# holds this much of a copy, plus what its connection buffers, rather than a copy of the whole log.
+MAX_CHUNK_BYTES = 256 * 1024
 # uvloop's clock and timers count whole milliseconds: a shorter timer fires at once, with the clock unchanged.
 _TICK = 0.001
 
@@ -125,8 +133,8 @@ class MemoryEventLog:
         self, interaction_id: str, after: int = 0, heartbeat: float = 15.0, coalesce: float = 0.0
     ) -> AsyncGenerator[bytes, None]:
         """SSE frames after event ``after``, following the log until it closes, then ``DONE``. Events that are
-        already there come as one chunk, with ``DONE`` if the log is closed by then (one write instead of
-        two); an empty chunk means nothing arrived for ``heartbeat`` seconds.
+        already there come as one chunk (up to ``MAX_CHUNK_BYTES``), with ``DONE`` if the log is closed by
+        then (one write instead of two); an empty chunk means nothing arrived for ``heartbeat`` seconds.
 
         ``coalesce``: after a chunk with a ``step.delta``, the next chunk waits until that many seconds have
         passed, unless the log closes first. A write to a local client wakes it, and on a small machine it then
@@ -136,6 +144,18 @@ class MemoryEventLog:
         The log is taken now, not at the first read: a run can end, and its log be dropped, before a response
         starts to iterate."""
         return _follow(self._logs[interaction_id], after, heartbeat, coalesce)
+
+
+def _chunk_end(frames: list[bytes], start: int) -> int:
+    """The end of the next chunk: every frame there is, up to ``MAX_CHUNK_BYTES`` (one frame at least)."""
+    end = len(frames)
+    if end - start > 1:
+        size = 0
+        for index in range(start, end):
+            size += len(frames[index])
+            if size > MAX_CHUNK_BYTES:
+                return max(index, start + 1)
+    return end
 
 
 async def _follow(log: _Log, after: int, heartbeat: float, coalesce: float) -> AsyncGenerator[bytes, None]:
@@ -150,12 +170,13 @@ async def _follow(log: _Log, after: int, heartbeat: float, coalesce: float) -> A
                 await _wait(log, loop, max(remaining, _TICK))  # a shorter wait would spin until the clock moves
                 continue
         if position < len(frames):
-            end = len(frames)
+            end = _chunk_end(frames, position)
             chunk = frames[position] if end == position + 1 else b"".join(frames[position:end])
-            if log.closed:
+            behind = end < len(frames)
+            if log.closed and not behind:
                 yield chunk + DONE
                 return
-            held_until = loop.time() + coalesce if coalesce and log.last_delta >= position else 0.0
+            held_until = loop.time() + coalesce if coalesce and not behind and log.last_delta >= position else 0.0
             position = end
             yield chunk
             continue

@@ -65,7 +65,16 @@ class Store(Protocol):
         """The chain ending at ``interaction_id``, oldest first; [] if that one is unknown."""
         ...
 
-    async def events(self, interaction_id: str) -> bytes: ...
+    async def events(self, interaction_id: str, offset: int = 0, size: int | None = None) -> bytes:
+        """The stored event log (the concatenated SSE frames), or ``size`` bytes of it from byte ``offset``:
+        fewer at its end, none past it or once the interaction is gone. Replays read it a page at a time, so
+        that a reader holds one page, not the log."""
+        ...
+
+    async def events_size(self, interaction_id: str, owner: str, now: float) -> int | None:
+        """The stored event log's length in bytes; None when the owner has no such interaction (as ``get``).
+        A replay asks this rather than ``get``, which would load the whole assembled result."""
+        ...
 
     async def delete(self, interaction_id: str, owner: str) -> bool: ...
 

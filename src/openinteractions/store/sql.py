@@ -353,10 +353,33 @@ class SqlStore:
             raise BrokenChain(records[0].previous_interaction_id)
         return records
 
-    async def events(self, interaction_id: str) -> bytes:
-        query = select(interactions.c.events).where(interactions.c.id == interaction_id)
+    async def events(self, interaction_id: str, offset: int = 0, size: int | None = None) -> bytes:
+        c = interactions.c
+        if size is None:
+            query = select(c.events).where(c.id == interaction_id)
+        elif self._url.get_backend_name() == "sqlite":
+            return await self._read_raw(lambda db: _sqlite_slice(db, interaction_id, offset, size))
+        else:  # PostgreSQL slices the value on its side: only the page crosses the wire
+            query = select(func.substr(c.events, offset + 1, size)).where(c.id == interaction_id)
         blob = await self._read(lambda conn: conn.execute(query).scalar_one_or_none())
         return bytes(blob or b"")
+
+    async def events_size(self, interaction_id: str, owner: str, now: float) -> int | None:
+        c = interactions.c
+        visible = and_(c.id == interaction_id, c.owner == owner, c.expires_at > now)
+        query = select(func.coalesce(func.length(c.events), 0)).where(visible)
+        size = await self._read(lambda conn: conn.execute(query).scalar_one_or_none())
+        return None if size is None else int(size)
+
+    async def _read_raw(self, work: Callable[[sqlite3.Connection], Any]) -> Any:
+        def call() -> Any:
+            raw = self.engine.raw_connection()
+            try:
+                return work(raw.driver_connection)
+            finally:
+                raw.close()
+
+        return await asyncio.get_running_loop().run_in_executor(self._read_threads, call)
 
     async def delete(self, interaction_id: str, owner: str) -> bool:
         c = interactions.c
@@ -375,6 +398,22 @@ class SqlStore:
     async def unfinished(self) -> list[StoredInteraction]:
         query = select(*_RECORD_COLUMNS).where(interactions.c.status.in_(("in_progress", "queued")))
         return [_row_to_record(row) for row in await self._read(lambda conn: conn.execute(query).all())]
+
+
+def _sqlite_slice(db: sqlite3.Connection, interaction_id: str, offset: int, size: int) -> bytes:
+    """``size`` bytes of a stored log from ``offset``, through SQLite's incremental blob I/O, which reads the
+    pages that hold them (``substr()`` would load the whole blob, up to the log limit, for every slice). One
+    read transaction, so that the row found is the row read."""
+    db.execute("BEGIN")
+    try:
+        row = db.execute("SELECT rowid, length(events) FROM interactions WHERE id = ?", (interaction_id,)).fetchone()
+        if row is None or row[1] is None or offset >= row[1]:
+            return b""
+        with db.blobopen("interactions", "events", row[0], readonly=True) as blob:
+            blob.seek(offset)
+            return blob.read(size)
+    finally:
+        db.rollback()
 
 
 _SERVER_LOCK = 0x6F70656E_696E74  # "openint": a PostgreSQL advisory lock key, scoped to the database
