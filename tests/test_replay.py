@@ -20,6 +20,8 @@ from openinteractions.engine import replay
 from openinteractions.errors import ApiError
 from openinteractions.events.log import DONE, MAX_CHUNK_BYTES, MemoryEventLog, StreamCut, split_frames
 from openinteractions.schema.events import InteractionStatusUpdateEvent
+from openinteractions.store import sql
+from openinteractions.store.base import FinalState, StoredInteraction
 
 SCRIPT = json.dumps({"script": [{"text": "a few words"}, {"break": True}, {"text": "more"}, {"text": "and more"}]})
 
@@ -150,3 +152,40 @@ def test_a_live_reader_far_behind_takes_bounded_chunks() -> None:
     assert all(len(chunk) <= MAX_CHUNK_BYTES + len(DONE) for chunk in chunks)
     assert b"".join(chunks) == contents + DONE
     assert chunks[-1].endswith(DONE) and not any(chunk.endswith(DONE) for chunk in chunks[:-1])
+
+
+def test_a_large_log_is_written_in_pieces_whole_and_in_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """SQLite takes a log over _LARGE_LOG_BYTES from its frames through blob I/O (in the writer thread), after
+    a committed insert or in the same batch as the insert."""
+    monkeypatch.setattr(sql, "_LARGE_LOG_BYTES", 100)
+    frames = [b'event: x\ndata: {"n":%d}\n\n' % n for n in range(50)]
+    final = FinalState(status="completed", updated_at=2.0, steps="[]", usage=None, errors=None)
+
+    def record(interaction_id: str) -> StoredInteraction:
+        return StoredInteraction(id=interaction_id, owner="o", status="in_progress", created_at=1.0,
+                                 updated_at=1.0, expires_at=4e9, request={}, input_steps="[]")  # fmt: skip
+
+    async def main() -> list[tuple[str | None, bytes, int | None]]:
+        store = sql.SqlStore(sql.sqlite_url(tmp_path))
+        await store.start()
+        await store.insert(record("after"))
+        await store.finish("after", final, frames)
+        await asyncio.gather(store.insert(record("together")), store.finish("together", final, frames))
+        await store.finish("never-inserted", final, frames)  # as for a row deleted meanwhile: nothing written
+        out = []
+        for interaction_id in ("after", "together", "never-inserted"):
+            got = await store.get(interaction_id, "o", 3.0)
+            out.append(
+                (
+                    got and got.status,
+                    await store.events(interaction_id),
+                    await store.events_size(interaction_id, "o", 3.0),
+                )
+            )
+        await store.close()
+        return out
+
+    after, together, missing = asyncio.run(main())
+    whole = b"".join(frames)
+    assert after == together == ("completed", whole, len(whole))
+    assert missing == (None, b"", None)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import socket
+import sqlite3
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from live import LiveServer
+from openinteractions.events.log import split_frames
 
 MODEL = "m"
 WORDS = ("lorem ipsum dolor sit amet " * 400).strip()  # ~10.8 KB a text delta
@@ -45,9 +47,24 @@ def _script(megabytes: int) -> str:
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[LiveServer]:
-    live = LiveServer(tmp_path, {f"models.{MODEL}": {"backend": "scripted", "inline": True}}).start()
+    # Not the exclusive SQLite file: a run's end is read from the database, which costs the server nothing (a
+    # GET of a running interaction renders all of it, and would count in the peak measured).
+    sections = {f"models.{MODEL}": {"backend": "scripted", "inline": True}, "store": {"sqlite_exclusive": False}}
+    live = LiveServer(tmp_path, sections).start()
     yield live
     live.stop()
+
+
+def _stored(server: LiveServer, interaction_id: str) -> tuple[str, bytes]:
+    """The status and event log once the interaction is no longer in progress."""
+    deadline = time.monotonic() + 60
+    with sqlite3.connect(server.data_dir / "openinteractions.db") as db:
+        while time.monotonic() < deadline:
+            row = db.execute("SELECT status, events FROM interactions WHERE id = ?", (interaction_id,)).fetchone()
+            if row is not None and row[0] != "in_progress":
+                return row[0], row[1]
+            time.sleep(0.05)
+    raise TimeoutError(interaction_id)
 
 
 def test_stalled_replays_of_a_stored_log_hold_a_page_each(server: LiveServer) -> None:
@@ -73,3 +90,27 @@ def test_stalled_replays_of_a_stored_log_hold_a_page_each(server: LiveServer) ->
     for reader in readers:
         reader.close()
     assert grew < 100 * MB, f"20 stalled readers took {grew / MB:.0f} MB"
+
+
+def test_a_run_past_its_log_limit_with_a_stalled_client_peaks_at_a_few_times_its_log(server: LiveServer) -> None:
+    """A streaming create whose output runs past limits.max_event_log_bytes (64 MiB) while its client reads
+    nothing. Storing its result took copies of the log and of its text: the frames, their join, SQLite's
+    copy of the bound blob and of the row's record, the assembled steps and their JSON: +470 MB (7x the log).
+    The log now goes to SQLite from its frames through incremental blob I/O: +270 MB (4x)."""
+    assert server.process is not None
+    pid = server.process.pid
+    before = _status(pid, "VmRSS")
+    body = json.dumps({"model": MODEL, "input": _script(70), "stream": True}).encode()
+    client = _stalled(server.port, "POST", "/v1beta/interactions", body)
+    head = client.recv(4096).decode(errors="replace")
+    interaction_id = head.split('"id":"', 1)[1].split('"', 1)[0]
+    status, blob = _stored(server, interaction_id)
+    grew = _status(pid, "VmHWM") - before
+    client.close()
+    assert status == "failed"
+    frames = split_frames(blob)
+    assert abs(len(blob) - 64 * 2**20) < 64 * 1024  # the limit, give or take a delta and the closing events
+    assert frames[-1].startswith(b"event: error\n") and b"resource_exhausted" in frames[-1]
+    ids = [json.loads(frame.split(b"data: ", 1)[1])["event_id"] for frame in frames]
+    assert ids == [str(n) for n in range(1, len(frames) + 1)]  # written in pieces, whole and in order
+    assert grew < 370 * MB, f"the run's peak was {grew / MB:.0f} MB over the server's RSS before it"

@@ -254,7 +254,7 @@ class Run:
             if self._inserted is not None:
                 await _landed(self._inserted, ending=True)
                 final = self.final_state()
-                await _landed(self._store.finish(self.id, final, self._log.contents(self.id)), ending=True)
+                await _landed(self._store.finish(self.id, final, self._log.frames(self.id)), ending=True)
         except Exception:
             logger.exception("could not store the result of interaction %s", self.id)
         finally:

@@ -117,8 +117,13 @@ class MemoryEventLog:
         log.notify()
 
     def contents(self, interaction_id: str) -> bytes:
-        """Every frame so far, concatenated: what the store keeps."""
+        """Every frame so far, concatenated."""
         return b"".join(self._logs[interaction_id].frames)
+
+    def frames(self, interaction_id: str) -> list[bytes]:
+        """Every frame so far, in order: what the store keeps, concatenated (by the store, which can write a
+        long log without one more copy of it). The log's own list: not to be changed."""
+        return self._logs[interaction_id].frames
 
     def close(self, interaction_id: str) -> None:
         log = self._logs[interaction_id]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -55,8 +56,9 @@ class Store(Protocol):
         """Queue the row of a starting run; writes are applied in order. Await the result to know it is stored."""
         ...
 
-    def finish(self, interaction_id: str, final: FinalState, events: bytes) -> asyncio.Future[None]:
-        """Queue a run's final state and its whole event log (the concatenated SSE frames)."""
+    def finish(self, interaction_id: str, final: FinalState, events: bytes | Sequence[bytes]) -> asyncio.Future[None]:
+        """Queue a run's final state and its whole event log: the concatenated SSE frames, or the frames in
+        order, which the store concatenates as it writes them (a long log is not copied into one piece)."""
         ...
 
     async def get(self, interaction_id: str, owner: str, now: float) -> StoredInteraction | None: ...

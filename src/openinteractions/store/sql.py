@@ -27,7 +27,7 @@ import contextlib
 import json
 import logging
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -229,10 +229,13 @@ class SqlStore:
         self._running.add(r.id)
         return self._queue("insert", row)
 
-    def finish(self, interaction_id: str, final: FinalState, events: bytes) -> asyncio.Future[None]:
+    def finish(self, interaction_id: str, final: FinalState, events: bytes | Sequence[bytes]) -> asyncio.Future[None]:
         f = final
         self._running.discard(interaction_id)
-        params = [f.status, f.updated_at, f.steps, f.usage, f.errors, events, interaction_id]
+        frames = [events] if isinstance(events, bytes) else events
+        size = sum(map(len, frames))
+        log = _LargeLog(frames, size) if size >= _LARGE_LOG_BYTES and self._inline else b"".join(frames)
+        params = [f.status, f.updated_at, f.steps, f.usage, f.errors, log, interaction_id]
         alone = not self._running
         future = self._queue("finish", params, wake=not alone)
         # No other run is writing, so no write can join this batch: commit now, on this thread, rather than a
@@ -256,7 +259,7 @@ class SqlStore:
     def _commit_inline(self, batch: list[tuple[str, list[Any], asyncio.Future[None]]]) -> bool:
         """SQLite: commit ``batch`` on the loop's thread unless the writer thread has work or the file is
         locked; True if it was committed."""
-        if self._inline is None or self._thread_jobs or not _commit(self._inline, "?", batch):
+        if self._inline is None or self._thread_jobs or _has_large_log(batch) or not _commit(self._inline, "?", batch):
             return False
         self._count_inline(len(batch))
         return True
@@ -461,8 +464,12 @@ def _apply(cursor: Any, mark: str, batch: list[tuple[str, list[Any], asyncio.Fut
     statement costs several times the Python per row); ``mark`` is the driver's placeholder."""
     inserts = {params[0]: params for kind, params, _ in batch if kind == "insert"}
     finishes = []
+    large = []
     for kind, params, _ in batch:
         if kind != "finish":
+            continue
+        if isinstance(params[5], _LargeLog):
+            large.append(params)
             continue
         row = inserts.get(params[-1])
         if row is not None:
@@ -478,6 +485,56 @@ def _apply(cursor: Any, mark: str, batch: list[tuple[str, list[Any], asyncio.Fut
         sql = (f"UPDATE interactions SET status = {m}, updated_at = {m}, steps = {m}, usage = {m}, errors = {m}, "
                f"events = {m} WHERE id = {m}")  # fmt: skip
         cursor.executemany(sql, finishes)
+    for params in large:
+        _write_large_log(cursor, params)
+
+
+class _LargeLog:
+    """SQLite: an event log of ``_LARGE_LOG_BYTES`` or more, written from its frames through incremental blob
+    I/O. Bound as one value, the log would be joined into one piece and SQLite would copy it twice more (the
+    bound value, then the row's record): a run at the 64 MiB limit cost over 200 MB for its write alone."""
+
+    __slots__ = ("frames", "size")
+
+    def __init__(self, frames: Sequence[bytes], size: int) -> None:
+        self.frames = frames
+        self.size = size
+
+    def pieces(self) -> Iterator[bytes]:
+        """The frames joined into pieces of about ``_LARGE_LOG_BYTES``: a blob write per frame costs more."""
+        batch: list[bytes] = []
+        size = 0
+        for frame in self.frames:
+            batch.append(frame)
+            size += len(frame)
+            if size >= _LARGE_LOG_BYTES:
+                yield b"".join(batch)
+                batch, size = [], 0
+        if batch:
+            yield b"".join(batch)
+
+
+_LARGE_LOG_BYTES = 1 << 20
+
+
+def _has_large_log(batch: list[tuple[str, list[Any], asyncio.Future[None]]]) -> bool:
+    """A batch that writes a large log goes to the writer thread: it takes ~10 ms a MiB, on the loop's time."""
+    return any(kind == "finish" and isinstance(params[5], _LargeLog) for kind, params, _ in batch)
+
+
+def _write_large_log(cursor: Any, params: list[Any]) -> None:
+    *final, log, interaction_id = params
+    cursor.execute(
+        "UPDATE interactions SET status = ?, updated_at = ?, steps = ?, usage = ?, errors = ?, "
+        "events = zeroblob(?) WHERE id = ?",
+        (*final, log.size, interaction_id),
+    )  # a zeroblob takes no memory: SQLite keeps its length, not its bytes
+    row = cursor.execute("SELECT rowid FROM interactions WHERE id = ?", (interaction_id,)).fetchone()
+    if row is None:  # deleted meanwhile: nothing to write, as for any other finish
+        return
+    with cursor.connection.blobopen("interactions", "events", row[0]) as blob:
+        for piece in log.pieces():
+            blob.write(piece)
 
 
 _INSERT_COLUMNS = (
