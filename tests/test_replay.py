@@ -18,6 +18,7 @@ from openinteractions.api.sse import EventStreamResponse
 from openinteractions.config import Settings
 from openinteractions.engine import replay
 from openinteractions.errors import ApiError
+from openinteractions.events import log as log_module
 from openinteractions.events.log import DONE, MAX_CHUNK_BYTES, MemoryEventLog, StreamCut, split_frames
 from openinteractions.schema.events import InteractionStatusUpdateEvent
 from openinteractions.store import sql
@@ -189,3 +190,33 @@ def test_a_large_log_is_written_in_pieces_whole_and_in_order(tmp_path: Path, mon
     whole = b"".join(frames)
     assert after == together == ("completed", whole, len(whole))
     assert missing == (None, b"", None)
+
+
+@pytest.mark.parametrize("store", [True, False], ids=["stored", "store false"])
+def test_a_reader_left_behind_by_a_finished_run_reads_the_rest_from_the_store(
+    tmp_path: Path, store: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A client that stopped reading used to keep its run's whole log in memory after the run was stored and
+    forgotten. The log's frames are released then, and the reader goes on from the store where it was. A
+    run with store false has nowhere else to go on from: its frames stay until its reader is done."""
+    monkeypatch.setattr(log_module, "MAX_CHUNK_BYTES", 100)  # one frame a chunk: the reader stays behind
+
+    async def main() -> tuple[list[bytes], bytes, bytes]:
+        service = scripted_service(tmp_path)
+        await service.start()
+        run = await create(service, SCRIPT, store=store)
+        held = service.log._logs[run.id]  # the log its readers hold
+        stream = service.creation_stream(run)
+        first = await anext(stream)  # one chunk, then the client stalls
+        while run.id in service.runs:
+            await asyncio.sleep(0)
+        left = held.frames
+        rest = [chunk async for chunk in stream]
+        whole = await service.store.events(run.id) if store else b"".join(left)
+        await service.stop()
+        return left, first + b"".join(rest), whole
+
+    left, got, whole = asyncio.run(main())
+    assert (left == []) is store
+    assert len(split_frames(whole)) == 10
+    assert got == whole + DONE

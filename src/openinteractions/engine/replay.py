@@ -21,7 +21,7 @@ async def stored_stream(store: Store, interaction_id: str, size: int, after: int
     events. ``size``: the log's length. Raises ``StreamCut`` if the log is gone meanwhile."""
     if size > PAGE_BYTES:
         offset = await _offset_after(store, interaction_id, after, size)
-        return None if offset is None else _pages(store, interaction_id, offset, size)
+        return None if offset is None else stored_pages(store, interaction_id, offset, size)
     page = await _page(store, interaction_id, 0, size)  # most logs: one read, and no more than a page held
     frames = split_frames(page)
     if after >= 1 and len(frames) == 2 and frames[1].startswith(b"event: error\n"):
@@ -67,8 +67,9 @@ async def _offset_after(store: Store, interaction_id: str, after: int, size: int
     return None
 
 
-async def _pages(store: Store, interaction_id: str, offset: int, size: int) -> AsyncGenerator[bytes, None]:
-    """The log from ``offset`` to its end, a page at a time; the last one carries ``DONE`` (one write)."""
+async def stored_pages(store: Store, interaction_id: str, offset: int, size: int) -> AsyncGenerator[bytes, None]:
+    """The stored log from byte ``offset`` to its end (``size``), a page at a time; the last one carries
+    ``DONE`` (one write)."""
     if offset >= size:
         yield DONE
         return

@@ -116,6 +116,7 @@ class Run:
         self._steps_ready = False
         self.durable = asyncio.Event()  # announced and, with store, its row committed (or the run is over)
         self.abandoned = False  # cancelled before it ran a line: nothing logged, nothing stored
+        self.stored = False  # its result and whole log are in the store
         self.updated_at = spec.created_at
         self._created = rfc3339_from_epoch(spec.created_at)
 
@@ -255,6 +256,7 @@ class Run:
                 await _landed(self._inserted, ending=True)
                 final = self.final_state()
                 await _landed(self._store.finish(self.id, final, self._log.frames(self.id)), ending=True)
+                self.stored = True
         except Exception:
             logger.exception("could not store the result of interaction %s", self.id)
         finally:

@@ -11,6 +11,7 @@ import json
 import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from contextlib import aclosing
 from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
@@ -29,7 +30,7 @@ from ..store.base import Store, StoredInteraction
 from ..tools.toolbox import Toolbox
 from .history import chained_history, verify_input
 from .quota import OwnerCounts
-from .replay import stored_stream
+from .replay import stored_pages, stored_stream
 from .run import Run, RunSpec
 from .signatures import InvalidSignature, ThoughtSigner
 from .validate import check_capabilities, check_request_shape, text_response_format
@@ -225,7 +226,17 @@ class InteractionService:
     def _forget(self, run: Run) -> None:
         run.abandon()
         self.runs.pop(run.id, None)
-        self.log.drop(run.id)
+        owner = run.spec.owner
+        self.log.drop(run.id, (lambda offset: self._stored_rest(run.id, owner, offset)) if run.stored else None)
+
+    async def _stored_rest(self, interaction_id: str, owner: str, offset: int) -> AsyncGenerator[bytes, None]:
+        """A stored log from byte ``offset``: where the readers of a run go on once its log is dropped."""
+        size = await self.store.events_size(interaction_id, owner, self.clock())
+        if size is None or size < offset:
+            raise StreamCut(f"interaction {interaction_id} was deleted while its events were being read")
+        async with aclosing(stored_pages(self.store, interaction_id, offset, size)) as pages:
+            async for page in pages:
+                yield page
 
     # ---- read ---------------------------------------------------------------------------------------
 

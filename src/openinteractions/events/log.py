@@ -11,7 +11,8 @@ a shared, Redis-backed log implements for several replicas.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
+from contextlib import aclosing
 from typing import Any, Protocol
 
 
@@ -48,8 +49,12 @@ def split_frames(blob: bytes) -> list[bytes]:
     return [part + b"\n\n" for part in blob.split(b"\n\n") if part]
 
 
+# The rest of a stored log from a byte offset, then DONE: where readers of a dropped log go on.
+StoredRest = Callable[[int], AsyncGenerator[bytes, None]]
+
+
 class _Log:
-    __slots__ = ("closed", "frames", "last_delta", "max_bytes", "max_events", "size", "waiters")
+    __slots__ = ("closed", "frames", "last_delta", "max_bytes", "max_events", "size", "stored", "waiters")
 
     def __init__(self, max_events: int, max_bytes: int) -> None:
         self.max_events = max_events
@@ -57,6 +62,7 @@ class _Log:
         self.frames: list[bytes] = []
         self.size = 0
         self.closed = False
+        self.stored: StoredRest | None = None  # set when the log is dropped and its frames released
         self.last_delta = -1  # the position of the latest step.delta frame
         self.waiters: list[asyncio.Future[bool]] = []  # True: woken by an event; False: by the heartbeat
 
@@ -130,9 +136,14 @@ class MemoryEventLog:
         log.closed = True
         log.notify()
 
-    def drop(self, interaction_id: str) -> None:
-        """Forget a closed log. Readers that already hold it finish reading; later ones go to the store."""
-        self._logs.pop(interaction_id, None)
+    def drop(self, interaction_id: str, stored: StoredRest | None = None) -> None:
+        """Forget a closed log; later readers go to the store. Readers that already hold it finish reading it
+        or, given ``stored`` (the log is in the store), from the store: its frames are released now, and a
+        reader whose client stopped reading holds no copy of a log that the store keeps."""
+        log = self._logs.pop(interaction_id, None)
+        if log is not None and stored is not None:
+            log.stored = stored
+            log.frames = []
 
     def read(
         self, interaction_id: str, after: int = 0, heartbeat: float = 15.0, coalesce: float = 0.0
@@ -148,41 +159,50 @@ class MemoryEventLog:
 
         The log is taken now, not at the first read: a run can end, and its log be dropped, before a response
         starts to iterate."""
-        return _follow(self._logs[interaction_id], after, heartbeat, coalesce)
+        log = self._logs[interaction_id]
+        return _follow(log, after, sum(map(len, log.frames[:after])), heartbeat, coalesce)
 
 
-def _chunk_end(frames: list[bytes], start: int) -> int:
-    """The end of the next chunk: every frame there is, up to ``MAX_CHUNK_BYTES`` (one frame at least)."""
+def _chunk(frames: list[bytes], start: int) -> tuple[bytes, int]:
+    """The next chunk and where it ends: every frame there is, up to ``MAX_CHUNK_BYTES`` (one frame at least)."""
     end = len(frames)
     if end - start > 1:
         size = 0
         for index in range(start, end):
             size += len(frames[index])
             if size > MAX_CHUNK_BYTES:
-                return max(index, start + 1)
-    return end
+                end = max(index, start + 1)
+                break
+    return (frames[start] if end == start + 1 else b"".join(frames[start:end])), end
 
 
-async def _follow(log: _Log, after: int, heartbeat: float, coalesce: float) -> AsyncGenerator[bytes, None]:
+async def _follow(log: _Log, after: int, offset: int, heartbeat: float, coalesce: float) -> AsyncGenerator[bytes, None]:
+    """``offset``: the bytes of the frames before ``after``. The frames list is never held across a yield:
+    once the log is dropped and stored, a reader whose client stalled holds only its chunk."""
     position = after
     loop = asyncio.get_running_loop()
     held_until = 0.0
     while True:
-        frames = log.frames
-        if held_until and position < len(frames) and not log.closed:
+        if log.stored is not None:
+            async with aclosing(log.stored(offset)) as rest:
+                async for chunk in rest:
+                    yield chunk
+            return
+        count = len(log.frames)
+        if held_until and position < count and not log.closed:
             remaining = held_until - loop.time()
             if remaining > _TICK / 2:  # more may come, or the end
                 await _wait(log, loop, max(remaining, _TICK))  # a shorter wait would spin until the clock moves
                 continue
-        if position < len(frames):
-            end = _chunk_end(frames, position)
-            chunk = frames[position] if end == position + 1 else b"".join(frames[position:end])
-            behind = end < len(frames)
+        if position < count:
+            chunk, end = _chunk(log.frames, position)
+            behind = end < count
             if log.closed and not behind:
                 yield chunk + DONE
                 return
             held_until = loop.time() + coalesce if coalesce and not behind and log.last_delta >= position else 0.0
             position = end
+            offset += len(chunk)
             yield chunk
             continue
         if log.closed:
