@@ -183,28 +183,33 @@ async def _follow(log: _Log, after: int, offset: int, heartbeat: float, coalesce
     loop = asyncio.get_running_loop()
     held_until = 0.0
     while True:
-        if log.stored is not None:
-            async with aclosing(log.stored(offset)) as rest:
-                async for chunk in rest:
-                    yield chunk
-            return
-        count = len(log.frames)
+        count = len(log.frames)  # 0 once the log is dropped and stored
         if held_until and position < count and not log.closed:
             remaining = held_until - loop.time()
             if remaining > _TICK / 2:  # more may come, or the end
                 await _wait(log, loop, max(remaining, _TICK))  # a shorter wait would spin until the clock moves
                 continue
         if position < count:
-            chunk, end = _chunk(log.frames, position)
-            behind = end < count
-            if log.closed and not behind:
+            if count - position == 1:
+                chunk, end = log.frames[position], count
+            else:
+                chunk, end = _chunk(log.frames, position)
+            if end < count:  # more to send at once
+                held_until = 0.0
+            elif log.closed:
                 yield chunk + DONE
                 return
-            held_until = loop.time() + coalesce if coalesce and not behind and log.last_delta >= position else 0.0
+            else:
+                held_until = loop.time() + coalesce if coalesce and log.last_delta >= position else 0.0
             position = end
             offset += len(chunk)
             yield chunk
             continue
+        if log.stored is not None:
+            async with aclosing(log.stored(offset)) as rest:
+                async for chunk in rest:
+                    yield chunk
+            return
         if log.closed:
             yield DONE
             return
