@@ -21,7 +21,7 @@ from openinteractions.errors import ApiError
 from openinteractions.events import log as log_module
 from openinteractions.events.log import DONE, MAX_CHUNK_BYTES, MemoryEventLog, StreamCut, split_frames
 from openinteractions.schema.events import InteractionStatusUpdateEvent
-from openinteractions.store import sql
+from openinteractions.store import blobs, sql
 from openinteractions.store.base import FinalState, StoredInteraction
 
 SCRIPT = json.dumps({"script": [{"text": "a few words"}, {"break": True}, {"text": "more"}, {"text": "and more"}]})
@@ -156,9 +156,9 @@ def test_a_live_reader_far_behind_takes_bounded_chunks() -> None:
 
 
 def test_a_large_log_is_written_in_pieces_whole_and_in_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """SQLite takes a log over _LARGE_LOG_BYTES from its frames through blob I/O (in the writer thread), after
+    """SQLite takes a log over LARGE_LOG_BYTES from its frames through blob I/O (in the writer thread), after
     a committed insert or in the same batch as the insert."""
-    monkeypatch.setattr(sql, "_LARGE_LOG_BYTES", 100)
+    monkeypatch.setattr(blobs, "LARGE_LOG_BYTES", 100)
     frames = [b'event: x\ndata: {"n":%d}\n\n' % n for n in range(50)]
     final = FinalState(status="completed", updated_at=2.0, steps="[]", usage=None, errors=None)
 

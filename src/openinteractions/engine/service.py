@@ -282,10 +282,12 @@ class InteractionService:
             _check_position(after, self.log.length(interaction_id), last_event_id)
             return self._follow(interaction_id, after)
         size = await self.store.events_size(interaction_id, owner, self.clock())
-        try:
-            stream = None if size is None else await stored_stream(self.store, interaction_id, size, after)
-        except StreamCut:  # deleted meanwhile
-            stream = size = None
+        stream = None
+        if size is not None:
+            try:
+                stream = await stored_stream(self.store, interaction_id, size, after)
+            except StreamCut:  # deleted since
+                size = None
         if size is None:
             raise _not_found(interaction_id)
         if stream is None:

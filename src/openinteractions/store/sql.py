@@ -27,7 +27,7 @@ import contextlib
 import json
 import logging
 import sqlite3
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -57,6 +57,7 @@ from sqlalchemy.exc import OperationalError
 
 from .. import jsontext
 from .base import BrokenChain, ChainTooLong, FinalState, StoredInteraction
+from .blobs import LargeLog, has_large_log, log_value, read_slice, write_large_log
 
 logger = logging.getLogger(__name__)
 metadata = MetaData()
@@ -233,8 +234,7 @@ class SqlStore:
         f = final
         self._running.discard(interaction_id)
         frames = [events] if isinstance(events, bytes) else events
-        size = sum(map(len, frames))
-        log = _LargeLog(frames, size) if size >= _LARGE_LOG_BYTES and self._inline else b"".join(frames)
+        log = log_value(frames) if self._inline else b"".join(frames)
         params = [f.status, f.updated_at, f.steps, f.usage, f.errors, log, interaction_id]
         alone = not self._running
         future = self._queue("finish", params, wake=not alone)
@@ -259,7 +259,7 @@ class SqlStore:
     def _commit_inline(self, batch: list[tuple[str, list[Any], asyncio.Future[None]]]) -> bool:
         """SQLite: commit ``batch`` on the loop's thread unless the writer thread has work or the file is
         locked; True if it was committed."""
-        if self._inline is None or self._thread_jobs or _has_large_log(batch) or not _commit(self._inline, "?", batch):
+        if self._inline is None or self._thread_jobs or has_large_log(batch) or not _commit(self._inline, "?", batch):
             return False
         self._count_inline(len(batch))
         return True
@@ -361,7 +361,7 @@ class SqlStore:
         if size is None:
             query = select(c.events).where(c.id == interaction_id)
         elif self._url.get_backend_name() == "sqlite":
-            return await self._read_raw(lambda db: _sqlite_slice(db, interaction_id, offset, size))
+            return await self._read_raw(lambda db: read_slice(db, interaction_id, offset, size))
         else:  # PostgreSQL slices the value on its side: only the page crosses the wire
             query = select(func.substr(c.events, offset + 1, size)).where(c.id == interaction_id)
         blob = await self._read(lambda conn: conn.execute(query).scalar_one_or_none())
@@ -401,22 +401,6 @@ class SqlStore:
     async def unfinished(self) -> list[StoredInteraction]:
         query = select(*_RECORD_COLUMNS).where(interactions.c.status.in_(("in_progress", "queued")))
         return [_row_to_record(row) for row in await self._read(lambda conn: conn.execute(query).all())]
-
-
-def _sqlite_slice(db: sqlite3.Connection, interaction_id: str, offset: int, size: int) -> bytes:
-    """``size`` bytes of a stored log from ``offset``, through SQLite's incremental blob I/O, which reads the
-    pages that hold them (``substr()`` would load the whole blob, up to the log limit, for every slice). One
-    read transaction, so that the row found is the row read."""
-    db.execute("BEGIN")
-    try:
-        row = db.execute("SELECT rowid, length(events) FROM interactions WHERE id = ?", (interaction_id,)).fetchone()
-        if row is None or row[1] is None or offset >= row[1]:
-            return b""
-        with db.blobopen("interactions", "events", row[0], readonly=True) as blob:
-            blob.seek(offset)
-            return blob.read(size)
-    finally:
-        db.rollback()
 
 
 _SERVER_LOCK = 0x6F70656E_696E74  # "openint": a PostgreSQL advisory lock key, scoped to the database
@@ -468,7 +452,7 @@ def _apply(cursor: Any, mark: str, batch: list[tuple[str, list[Any], asyncio.Fut
     for kind, params, _ in batch:
         if kind != "finish":
             continue
-        if isinstance(params[5], _LargeLog):
+        if isinstance(params[5], LargeLog):
             large.append(params)
             continue
         row = inserts.get(params[-1])
@@ -486,55 +470,7 @@ def _apply(cursor: Any, mark: str, batch: list[tuple[str, list[Any], asyncio.Fut
                f"events = {m} WHERE id = {m}")  # fmt: skip
         cursor.executemany(sql, finishes)
     for params in large:
-        _write_large_log(cursor, params)
-
-
-class _LargeLog:
-    """SQLite: an event log of ``_LARGE_LOG_BYTES`` or more, written from its frames through incremental blob
-    I/O. Bound as one value, the log would be joined into one piece and SQLite would copy it twice more (the
-    bound value, then the row's record): a run at the 64 MiB limit cost over 200 MB for its write alone."""
-
-    __slots__ = ("frames", "size")
-
-    def __init__(self, frames: Sequence[bytes], size: int) -> None:
-        self.frames = frames
-        self.size = size
-
-    def pieces(self) -> Iterator[bytes]:
-        """The frames joined into pieces of about ``_LARGE_LOG_BYTES``: a blob write per frame costs more."""
-        batch: list[bytes] = []
-        size = 0
-        for frame in self.frames:
-            batch.append(frame)
-            size += len(frame)
-            if size >= _LARGE_LOG_BYTES:
-                yield b"".join(batch)
-                batch, size = [], 0
-        if batch:
-            yield b"".join(batch)
-
-
-_LARGE_LOG_BYTES = 1 << 20
-
-
-def _has_large_log(batch: list[tuple[str, list[Any], asyncio.Future[None]]]) -> bool:
-    """A batch that writes a large log goes to the writer thread: it takes ~10 ms a MiB, on the loop's time."""
-    return any(kind == "finish" and isinstance(params[5], _LargeLog) for kind, params, _ in batch)
-
-
-def _write_large_log(cursor: Any, params: list[Any]) -> None:
-    *final, log, interaction_id = params
-    cursor.execute(
-        "UPDATE interactions SET status = ?, updated_at = ?, steps = ?, usage = ?, errors = ?, "
-        "events = zeroblob(?) WHERE id = ?",
-        (*final, log.size, interaction_id),
-    )  # a zeroblob takes no memory: SQLite keeps its length, not its bytes
-    row = cursor.execute("SELECT rowid FROM interactions WHERE id = ?", (interaction_id,)).fetchone()
-    if row is None:  # deleted meanwhile: nothing to write, as for any other finish
-        return
-    with cursor.connection.blobopen("interactions", "events", row[0]) as blob:
-        for piece in log.pieces():
-            blob.write(piece)
+        write_large_log(cursor, params)
 
 
 _INSERT_COLUMNS = (
