@@ -137,15 +137,17 @@ def test_one_server_keeps_its_sqlite_file_and_a_second_one_is_refused_clearly(tm
         shared.stop()
 
 
-def test_stopping_the_server_cancels_its_runs_and_stores_them_at_once(tmp_path: Path) -> None:
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_stopping_the_server_cancels_its_runs_and_stores_them_at_once(tmp_path: Path, stop: int) -> None:
     """uvicorn would wait for every open response, and a run can last its whole time limit (15 minutes by
-    default): the runs are cancelled, their streams end properly, and the server exits."""
+    default): the runs are cancelled, their streams end properly, and the server exits with status 0 (on
+    SIGTERM it used to exit 143: uvicorn raises the signal again once it has shut down)."""
     settings = {f"models.{MODEL}": {"backend": "scripted", "inline": True}, "server": {"keepalive_seconds": 60}}
     server = LiveServer(tmp_path, settings).start()
     assert server.process is not None
     # the stream stalling is the failure: no keep-alive comes for 60 s
     with server.http(timeout=10) as http, half_way(http) as (interaction_id, lines):
-        server.process.send_signal(signal.SIGINT)
+        server.process.send_signal(stop)
         tail = sse_events("\n".join(lines))
     assert server.process.wait(10) == 0  # at once (the runs' time limit is 900 s), and cleanly
     assert [e if isinstance(e, str) else e["event_type"] for e in tail] == [

@@ -5,10 +5,19 @@ from __future__ import annotations
 import asyncio
 import json
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
+import uvicorn
 
 from inprocess import create, scripted_service
+from live import free_port
+from openinteractions.api.app import create_app
+from openinteractions.api.protocol import HttpProtocol
+from openinteractions.cli import _Server
+from openinteractions.config import Settings
+from openinteractions.engine.run import Run
 from openinteractions.errors import ApiError
 from openinteractions.events.log import DONE
 
@@ -67,3 +76,75 @@ def test_a_create_that_was_waiting_on_the_store_is_refused(tmp_path: Path) -> No
         await service.stop()
 
     asyncio.run(main())
+
+
+def _app(tmp_path: Path) -> Any:
+    settings = Settings(
+        models={"m": {"backend": "scripted", "inline": True}}, store={"data_dir": tmp_path}, signing_key="k" * 32
+    )
+    return create_app(settings, tmp_path)
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["non-stream", "stream"])
+def test_a_create_whose_run_shutdown_cancelled_before_it_started_gets_503(tmp_path: Path, stream: bool) -> None:
+    """Shutdown begins in the loop pass right after a create launched its run: the run is cancelled before it
+    runs a line, so nothing is logged or stored. The create used to answer 500 (a resource rendered from no
+    events) or, streamed, a bare [DONE]; it is refused like a create that came a moment later."""
+    app = _app(tmp_path)
+    service = app.state.service
+    launch = service._launch
+
+    def launch_as_shutdown_begins(*args: object) -> Run:
+        run = launch(*args)
+        service.begin_shutdown()  # what stop_runs does first, in the same pass
+        return run
+
+    service._launch = launch_as_shutdown_begins
+
+    async def main() -> httpx.Response:
+        await service.start()
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as http:
+            body = {"model": "m", "input": HANG, "stream": stream}
+            response = await asyncio.wait_for(http.post("/v1beta/interactions", json=body), 5)
+        await service.stop()
+        return response
+
+    response = asyncio.run(main())
+    assert response.status_code == 503, response.text
+    assert response.json()["error"]["status"] == "UNAVAILABLE"
+
+
+def test_a_request_already_sent_on_an_idle_kept_alive_connection_is_answered(tmp_path: Path) -> None:
+    """A client reuses its kept-alive connection just as shutdown begins: its request is in the server's
+    socket buffer, not yet read. The server used to close idle connections at once, which reset this one
+    and the request got no answer at all; now it is read and answered (here 503, a create), and the
+    answer says ``connection: close`` so that the client sends nothing more on it."""
+    app = _app(tmp_path)
+    port = free_port()
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, http=HttpProtocol, log_level="warning")
+    server = _Server(config, app.state.service)
+
+    async def main() -> bytes:
+        config.load()
+        server.lifespan = config.lifespan_class(config)
+        await server.startup()  # listening, as serve() would be, without taking over the signals
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET /healthz HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n")
+        assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 200")
+        assert b"ok" in await reader.readexactly(len(b'{"status":"ok"}'))
+        body = json.dumps({"model": "m", "input": "hi"}).encode()
+        head = b"POST /v1beta/interactions HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\n"
+        writer.write(head + b"content-length: %d\r\n\r\n" % len(body) + body)  # sent now, not read yet
+        await asyncio.wait_for(server.shutdown(), 10)  # begins in this same pass
+        try:
+            return await asyncio.wait_for(reader.read(), 5)
+        except ConnectionResetError:
+            return b"(reset)"
+        finally:
+            writer.close()
+
+    answer = asyncio.run(main())
+    assert answer.startswith(b"HTTP/1.1 503"), answer
+    assert b"connection: close" in answer.lower()
+    assert b'"UNAVAILABLE"' in answer

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import functools
 import ipaddress
@@ -10,6 +11,7 @@ import logging
 import os
 import socket
 import sys
+from collections.abc import Generator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -72,24 +74,60 @@ def serve(args: argparse.Namespace) -> None:
         ws="none",
         proxy_headers=False,
     )
-    # uvicorn raises the signal that stopped it again once it has shut down; uvicorn.run() swallows it too.
+    # A Ctrl-C before the server has taken over the signals, or after it gave them back, ends it quietly too.
     with contextlib.suppress(KeyboardInterrupt):
         _Server(config, app.state.service).run()
 
 
+# How long a connection that is idle when shutdown begins stays open: a request already on its way is read
+# and answered rather than reset. Closing an idle connection always races with a client that reuses it.
+_IDLE_GRACE_SECONDS = 0.25
+
+
 class _Server(uvicorn.Server):
     """uvicorn waits for every open response to end before it shuts the application down, and a run can go
-    on for its whole time limit: the runs are cancelled first, which ends their responses."""
+    on for its whole time limit: the runs are cancelled first, which ends their responses.
+
+    Shutdown, in order: stop listening; every response from then on closes its connection (and says so, so
+    that no client sends another request on it); refuse new runs (503), cancel the running ones and wait
+    until each is stored; give connections that were idle their grace; then uvicorn closes what is idle and
+    waits for the rest. SIGINT and SIGTERM both exit 0."""
 
     def __init__(self, config: uvicorn.Config, service: InteractionService) -> None:
         super().__init__(config)
         self._service = service
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        loop = asyncio.get_running_loop()
+        idle_until = loop.time() + _IDLE_GRACE_SECONDS
         for server in self.servers:
             server.close()  # no new connections while the runs end (super() closes them again, harmlessly)
+        self._close_after_responses()
         await self._service.stop_runs()
+        if self.server_state.connections:
+            await asyncio.sleep(max(0.0, idle_until - loop.time()))
         await super().shutdown(sockets)
+
+    def _close_after_responses(self) -> None:
+        """Responses not started yet carry ``connection: close``; those under way close their connection when
+        they end. Cycles read the default headers when they start a response; each cycle holds the list it was
+        made with, and uvicorn replaces it once a second (not any more: its main loop has ended)."""
+        state = self.server_state
+        state.default_headers = [*state.default_headers, (b"connection", b"close")]
+        for connection in list(state.connections):
+            cycle = getattr(connection, "cycle", None)
+            if cycle is not None and not cycle.response_complete:
+                cycle.keep_alive = False
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        """uvicorn raises the signal that stopped it again once it has shut down, which ends the process with
+        status 143 on SIGTERM: a server that stopped cleanly exits 0."""
+        with super().capture_signals():
+            try:
+                yield
+            finally:
+                self._captured_signals.clear()
 
 
 def index(args: argparse.Namespace) -> None:

@@ -50,7 +50,12 @@ async def create_interaction(request: Request) -> Response:
     # A background run goes on without its client: it is followed and fetched by its id.
     if req.stream:
         stop = None if req.background else (lambda: service.stop_run(run))
-        return EventStreamResponse(service.creation_stream(run), on_disconnect=stop, headers_with_first_events=True)
+        return EventStreamResponse(
+            service.creation_stream(run),
+            on_disconnect=stop,
+            headers_with_first_events=True,
+            check_first=lambda: service.check_started(run),
+        )
     if req.background:
         await run.durable.wait()
         return wire_response(service.result(run))

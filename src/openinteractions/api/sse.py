@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Any
 
 from starlette.types import Receive, Scope, Send
 
-from ..events.log import DONE
+from ..events.log import DONE, StreamCut
+
+logger = logging.getLogger(__name__)
 
 KEEPALIVE = b": keepalive\n\n"
 HEADERS = [
@@ -62,22 +65,32 @@ class EventStreamResponse:
         on_disconnect: Callable[[], Awaitable[None]] | None = None,
         *,
         headers_with_first_events: bool = False,
+        check_first: Callable[[], None] | None = None,
     ) -> None:
         """``headers_with_first_events``: send the headers once the first events are ready rather than at once.
         For a stream whose first events come right away (a new run's): the run then starts its backend
-        request before this response spends time on its first write."""
+        request before this response spends time on its first write. ``check_first`` is called then, before
+        the headers: an ``ApiError`` it raises is the response instead (a run that never started is refused,
+        not streamed as nothing)."""
         self._frames = frames
         self._on_disconnect = on_disconnect
         self._wait_first = headers_with_first_events
+        self._check_first = check_first
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        left = await until_disconnected(receive, self._write(send))
+        try:
+            left = await until_disconnected(receive, self._write(send))
+        except StreamCut as exc:
+            logger.warning("%s: its response is cut off", exc)
+            return  # not completed: the server closes the connection without the body's end
         if left and self._on_disconnect is not None:
             await asyncio.shield(self._on_disconnect())
 
     async def _write(self, send: Send) -> None:
         async with contextlib.aclosing(self._frames) as frames:
             first = await anext(frames, None) if self._wait_first else None
+            if self._check_first is not None:
+                self._check_first()
             await send({"type": "http.response.start", "status": 200, "headers": HEADERS})
             if first is not None and await self._send(send, first):
                 return

@@ -115,6 +115,8 @@ class Run:
         self._announcement: asyncio.Task[None] | None = None
         self._steps_ready = False
         self.durable = asyncio.Event()  # announced and, with store, its row committed (or the run is over)
+        self.abandoned = False  # cancelled before it ran a line: nothing logged, nothing stored
+        self.stored = False  # its result and whole log are in the store
         self.updated_at = spec.created_at
         self._created = rfc3339_from_epoch(spec.created_at)
 
@@ -155,7 +157,7 @@ class Run:
         if task is None:
             return
         try:
-            await _complete(task)
+            await _landed(task, ending=self._ending)
         finally:
             if task.done():
                 self._announcement = None
@@ -244,11 +246,17 @@ class Run:
         await self.emit(ErrorEvent(error=StreamError(code=code, message=message)))
 
     async def _persist(self) -> None:
+        """Store the result. A cancel from here on is ignored: the run is already ending, and a second cancel
+        (two close cancel requests, a cancel and a shutdown) landing in the pass where a write completes used
+        to skip the final write, leaving the row in_progress."""
+        self._ending = True
         try:
             await self._announced()  # its insert, if any, must not outlive the run
             if self._inserted is not None:
-                await _complete(self._inserted)
-                await _complete(self._store.finish(self.id, self.final_state(), self._log.contents(self.id)))
+                await _landed(self._inserted, ending=True)
+                final = self.final_state()
+                await _landed(self._store.finish(self.id, final, self._log.frames(self.id)), ending=True)
+                self.stored = True
         except Exception:
             logger.exception("could not store the result of interaction %s", self.id)
         finally:
@@ -258,6 +266,7 @@ class Run:
         """The task was cancelled before it ran a line (shutdown right after the launch): nothing was logged
         or stored, and its readers and waiters are let go."""
         if not self.finished.is_set():
+            self.abandoned = True
             self._release()
 
     def _release(self) -> None:
@@ -291,16 +300,20 @@ class Run:
         )
 
 
-async def _complete(write: asyncio.Future[None]) -> None:
-    """Wait for a store write to land, even if this task is cancelled meanwhile (a cancel that arrives while
-    the result is being saved must not let readers see the run as finished before it is stored)."""
-    while True:
+async def _landed(work: asyncio.Future[Any], *, ending: bool) -> None:
+    """Wait for a store write (or the announcement) to land, even if this task is cancelled meanwhile: a cancel
+    must not let readers see the run as finished before it is stored. A cancel that came meanwhile is raised
+    once the work has landed, unless the run is ``ending``: its terminal event and final write come next, and
+    exactly one terminal state must be logged and stored whatever else is cancelled."""
+    cancelled: asyncio.CancelledError | None = None
+    while not work.done():
         try:
-            await asyncio.shield(write)
-            return
-        except asyncio.CancelledError:
-            if write.done():
-                raise
+            await asyncio.shield(work)
+        except asyncio.CancelledError as exc:
+            cancelled = exc
+    if cancelled is not None and not ending:
+        raise cancelled
+    work.result()
 
 
 def _all_text(steps: list[Any]) -> bool:

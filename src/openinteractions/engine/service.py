@@ -11,6 +11,7 @@ import json
 import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from contextlib import aclosing
 from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
@@ -20,7 +21,7 @@ from ..backends.base import BackendError, GenerationRequest
 from ..backends.registry import BackendRegistry, Route
 from ..config import Settings
 from ..errors import ApiError, failed_precondition, invalid_argument, not_found, too_many_requests, validation_error
-from ..events.log import DONE, MemoryEventLog, split_frames
+from ..events.log import MemoryEventLog, StreamCut
 from ..ids import new_interaction_id, rfc3339_from_epoch
 from ..schema.interaction import Interaction
 from ..schema.requests import CreateInteractionRequest, InputShapeError, normalize_input
@@ -31,6 +32,7 @@ from ..tools.toolbox import Toolbox
 from .history import chained_history, verify_input
 from .quota import OwnerUsage
 from .ratelimit import RunSlots, TokenBuckets
+from .replay import stored_pages, stored_stream
 from .run import Run, RunSpec
 from .signatures import InvalidSignature, ThoughtSigner
 from .validate import check_capabilities, check_request_shape, text_response_format
@@ -85,13 +87,17 @@ class InteractionService:
         await self._fail_interrupted()
         self._sweeper = asyncio.create_task(self._sweep_forever())
 
-    async def stop_runs(self) -> None:
-        """Shutting down: refuse new runs, cancel the running ones and wait until each is stored, which also
-        ends their streams and non-stream requests."""
+    def begin_shutdown(self) -> None:
+        """Refuse new runs and cancel the running ones, at once."""
         self._closing = True
         for run in list(self.runs.values()):
             if run.task and not run.task.done():
                 run.task.cancel()
+
+    async def stop_runs(self) -> None:
+        """Shutting down: refuse new runs, cancel the running ones and wait until each is stored, which also
+        ends their streams and non-stream requests."""
+        self.begin_shutdown()
         await asyncio.gather(*(r.finished.wait() for r in list(self.runs.values())))
 
     async def stop(self) -> None:
@@ -263,7 +269,17 @@ class InteractionService:
     def _forget(self, run: Run) -> None:
         run.abandon()
         self.runs.pop(run.id, None)
-        self.log.drop(run.id)
+        owner = run.spec.owner
+        self.log.drop(run.id, (lambda offset: self._stored_rest(run.id, owner, offset)) if run.stored else None)
+
+    async def _stored_rest(self, interaction_id: str, owner: str, offset: int) -> AsyncGenerator[bytes, None]:
+        """A stored log from byte ``offset``: where the readers of a run go on once its log is dropped."""
+        size = await self.store.events_size(interaction_id, owner, self.clock())
+        if size is None or size < offset:
+            raise StreamCut(f"interaction {interaction_id} was deleted while its events were being read")
+        async with aclosing(stored_pages(self.store, interaction_id, offset, size)) as pages:
+            async for page in pages:
+                yield page
 
     # ---- read ---------------------------------------------------------------------------------------
 
@@ -282,7 +298,7 @@ class InteractionService:
     async def _stored(self, interaction_id: str, owner: str) -> StoredInteraction:
         record = await self.store.get(interaction_id, owner, self.clock())
         if record is None:
-            raise not_found(f"interaction {interaction_id!r} was not found")
+            raise _not_found(interaction_id)
         return record
 
     async def get(self, interaction_id: str, owner: str, include_input: bool = False) -> Interaction:
@@ -292,7 +308,14 @@ class InteractionService:
         return render_record(await self._stored(interaction_id, owner), include_input)
 
     def result(self, run: Run) -> Interaction:
+        self.check_started(run)
         return render_run(run, include_input=False)
+
+    def check_started(self, run: Run) -> None:
+        """A run that shutdown cancelled before it ran a line logged and stored nothing: its create is refused
+        like one that came a moment later (503, which the SDKs retry), not answered with an empty resource."""
+        if run.abandoned:
+            raise _shutting_down()
 
     async def events(self, interaction_id: str, owner: str, last_event_id: str | None) -> AsyncGenerator[bytes, None]:
         """The SSE frames after ``last_event_id``, following the run if it is still going."""
@@ -301,14 +324,18 @@ class InteractionService:
         if run is not None and self.log.has(interaction_id):
             _check_position(after, self.log.length(interaction_id), last_event_id)
             return self._follow(interaction_id, after)
-        record = await self._stored(interaction_id, owner)
-        frames = split_frames(await self.store.events(interaction_id))
-        if after >= 1 and _left_by_a_crash(record, frames):
-            # What the dead process sent after interaction.created was never stored, and from 2 on the ids now
-            # name other events: whatever a client saw, what it has not seen is the error that ends the run.
-            return _replay(frames[1:])
-        _check_position(after, len(frames), last_event_id)
-        return _replay(frames[after:])
+        size = await self.store.events_size(interaction_id, owner, self.clock())
+        stream = None
+        if size is not None:
+            try:
+                stream = await stored_stream(self.store, interaction_id, size, after)
+            except StreamCut:  # deleted since
+                size = None
+        if size is None:
+            raise _not_found(interaction_id)
+        if stream is None:
+            raise _not_an_event(last_event_id)
+        return stream
 
     def creation_stream(self, run: Run) -> AsyncGenerator[bytes, None]:
         return self._follow(run.id, 0)
@@ -438,17 +465,17 @@ def _check_input_items(raw: Any, limit: int) -> None:
 _LEFT_BY_A_CRASH = "the server stopped before this interaction finished"
 
 
-def _left_by_a_crash(record: StoredInteraction, frames: list[bytes]) -> bool:
-    return len(frames) == 2 and _LEFT_BY_A_CRASH in (record.errors or "")
-
-
 def _check_position(after: int, available: int, last_event_id: str | None) -> None:
     if after > available:
-        raise invalid_argument(f"'last_event_id' {last_event_id!r} is not an event of this interaction")
+        raise _not_an_event(last_event_id)
 
 
-async def _replay(frames: list[bytes]) -> AsyncGenerator[bytes, None]:
-    yield b"".join(frames) + DONE
+def _not_found(interaction_id: str) -> ApiError:
+    return not_found(f"interaction {interaction_id!r} was not found")
+
+
+def _not_an_event(last_event_id: str | None) -> ApiError:
+    return invalid_argument(f"'last_event_id' {last_event_id!r} is not an event of this interaction")
 
 
 # ---- rendering the resource ------------------------------------------------------------------------

@@ -11,12 +11,18 @@ a shared, Redis-backed log implements for several replicas.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
+from contextlib import aclosing
 from typing import Any, Protocol
 
 
 class LogLimitExceeded(Exception):
     pass
+
+
+class StreamCut(Exception):
+    """What a stream was reading went away before its end (an interaction deleted during its replay): the
+    response is cut off, not ended, so that its client knows it did not get everything."""
 
 
 class LoggableEvent(Protocol):
@@ -27,6 +33,9 @@ class LoggableEvent(Protocol):
 
 
 DONE = b"event: done\ndata: [DONE]\n\n"  # every stream's last frame
+# The most a reader joins into one chunk: one far behind (a client that stalled, or came late to a long run)
+# holds this much of a copy, plus what its connection buffers, rather than a copy of the whole log.
+MAX_CHUNK_BYTES = 256 * 1024
 # uvloop's clock and timers count whole milliseconds: a shorter timer fires at once, with the clock unchanged.
 _TICK = 0.001
 
@@ -40,8 +49,12 @@ def split_frames(blob: bytes) -> list[bytes]:
     return [part + b"\n\n" for part in blob.split(b"\n\n") if part]
 
 
+# The rest of a stored log from a byte offset, then DONE: where readers of a dropped log go on.
+StoredRest = Callable[[int], AsyncGenerator[bytes, None]]
+
+
 class _Log:
-    __slots__ = ("closed", "frames", "last_delta", "max_bytes", "max_events", "size", "waiters")
+    __slots__ = ("closed", "frames", "last_delta", "max_bytes", "max_events", "size", "stored", "waiters")
 
     def __init__(self, max_events: int, max_bytes: int) -> None:
         self.max_events = max_events
@@ -49,6 +62,7 @@ class _Log:
         self.frames: list[bytes] = []
         self.size = 0
         self.closed = False
+        self.stored: StoredRest | None = None  # set when the log is dropped and its frames released
         self.last_delta = -1  # the position of the latest step.delta frame
         self.waiters: list[asyncio.Future[bool]] = []  # True: woken by an event; False: by the heartbeat
 
@@ -109,24 +123,34 @@ class MemoryEventLog:
         log.notify()
 
     def contents(self, interaction_id: str) -> bytes:
-        """Every frame so far, concatenated: what the store keeps."""
+        """Every frame so far, concatenated."""
         return b"".join(self._logs[interaction_id].frames)
+
+    def frames(self, interaction_id: str) -> list[bytes]:
+        """Every frame so far, in order: what the store keeps, concatenated (by the store, which can write a
+        long log without one more copy of it). The log's own list: not to be changed."""
+        return self._logs[interaction_id].frames
 
     def close(self, interaction_id: str) -> None:
         log = self._logs[interaction_id]
         log.closed = True
         log.notify()
 
-    def drop(self, interaction_id: str) -> None:
-        """Forget a closed log. Readers that already hold it finish reading; later ones go to the store."""
-        self._logs.pop(interaction_id, None)
+    def drop(self, interaction_id: str, stored: StoredRest | None = None) -> None:
+        """Forget a closed log; later readers go to the store. Readers that already hold it finish reading it
+        or, given ``stored`` (the log is in the store), from the store: its frames are released now, and a
+        reader whose client stopped reading holds no copy of a log that the store keeps."""
+        log = self._logs.pop(interaction_id, None)
+        if log is not None and stored is not None:
+            log.stored = stored
+            log.frames = []
 
     def read(
         self, interaction_id: str, after: int = 0, heartbeat: float = 15.0, coalesce: float = 0.0
     ) -> AsyncGenerator[bytes, None]:
         """SSE frames after event ``after``, following the log until it closes, then ``DONE``. Events that are
-        already there come as one chunk, with ``DONE`` if the log is closed by then (one write instead of
-        two); an empty chunk means nothing arrived for ``heartbeat`` seconds.
+        already there come as one chunk (up to ``MAX_CHUNK_BYTES``), with ``DONE`` if the log is closed by
+        then (one write instead of two); an empty chunk means nothing arrived for ``heartbeat`` seconds.
 
         ``coalesce``: after a chunk with a ``step.delta``, the next chunk waits until that many seconds have
         passed, unless the log closes first. A write to a local client wakes it, and on a small machine it then
@@ -135,30 +159,57 @@ class MemoryEventLog:
 
         The log is taken now, not at the first read: a run can end, and its log be dropped, before a response
         starts to iterate."""
-        return _follow(self._logs[interaction_id], after, heartbeat, coalesce)
+        log = self._logs[interaction_id]
+        return _follow(log, after, sum(map(len, log.frames[:after])), heartbeat, coalesce)
 
 
-async def _follow(log: _Log, after: int, heartbeat: float, coalesce: float) -> AsyncGenerator[bytes, None]:
+def _chunk(frames: list[bytes], start: int) -> tuple[bytes, int]:
+    """The next chunk and where it ends: every frame there is, up to ``MAX_CHUNK_BYTES`` (one frame at least)."""
+    end = len(frames)
+    if end - start > 1:
+        size = 0
+        for index in range(start, end):
+            size += len(frames[index])
+            if size > MAX_CHUNK_BYTES:
+                end = max(index, start + 1)
+                break
+    return (frames[start] if end == start + 1 else b"".join(frames[start:end])), end
+
+
+async def _follow(log: _Log, after: int, offset: int, heartbeat: float, coalesce: float) -> AsyncGenerator[bytes, None]:
+    """``offset``: the bytes of the frames before ``after``. The frames list is never held across a yield:
+    once the log is dropped and stored, a reader whose client stalled holds only its chunk."""
     position = after
     loop = asyncio.get_running_loop()
     held_until = 0.0
     while True:
-        frames = log.frames
-        if held_until and position < len(frames) and not log.closed:
+        count = len(log.frames)  # 0 once the log is dropped and stored
+        if held_until and position < count and not log.closed:
             remaining = held_until - loop.time()
             if remaining > _TICK / 2:  # more may come, or the end
                 await _wait(log, loop, max(remaining, _TICK))  # a shorter wait would spin until the clock moves
                 continue
-        if position < len(frames):
-            end = len(frames)
-            chunk = frames[position] if end == position + 1 else b"".join(frames[position:end])
-            if log.closed:
+        if position < count:
+            if count - position == 1:
+                chunk, end = log.frames[position], count
+            else:
+                chunk, end = _chunk(log.frames, position)
+            if end < count:  # more to send at once
+                held_until = 0.0
+            elif log.closed:
                 yield chunk + DONE
                 return
-            held_until = loop.time() + coalesce if coalesce and log.last_delta >= position else 0.0
+            else:
+                held_until = loop.time() + coalesce if coalesce and log.last_delta >= position else 0.0
             position = end
+            offset += len(chunk)
             yield chunk
             continue
+        if log.stored is not None:
+            async with aclosing(log.stored(offset)) as rest:
+                async for chunk in rest:
+                    yield chunk
+            return
         if log.closed:
             yield DONE
             return

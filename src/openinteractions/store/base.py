@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -64,8 +65,9 @@ class Store(Protocol):
         """Queue the row of a starting run; writes are applied in order. Await the result to know it is stored."""
         ...
 
-    def finish(self, interaction_id: str, final: FinalState, events: bytes) -> asyncio.Future[None]:
-        """Queue a run's final state and its whole event log (the concatenated SSE frames)."""
+    def finish(self, interaction_id: str, final: FinalState, events: bytes | Sequence[bytes]) -> asyncio.Future[None]:
+        """Queue a run's final state and its whole event log: the concatenated SSE frames, or the frames in
+        order, which the store concatenates as it writes them (a long log is not copied into one piece)."""
         ...
 
     async def get(self, interaction_id: str, owner: str, now: float) -> StoredInteraction | None: ...
@@ -77,7 +79,16 @@ class Store(Protocol):
         its rows store more than ``max_bytes``, found before they are read."""
         ...
 
-    async def events(self, interaction_id: str) -> bytes: ...
+    async def events(self, interaction_id: str, offset: int = 0, size: int | None = None) -> bytes:
+        """The stored event log (the concatenated SSE frames), or ``size`` bytes of it from byte ``offset``:
+        fewer at its end, none past it or once the interaction is gone. Replays read it a page at a time, so
+        that a reader holds one page, not the log."""
+        ...
+
+    async def events_size(self, interaction_id: str, owner: str, now: float) -> int | None:
+        """The stored event log's length in bytes; None when the owner has no such interaction (as ``get``).
+        A replay asks this rather than ``get``, which would load the whole assembled result."""
+        ...
 
     async def delete(self, interaction_id: str, owner: str) -> bool: ...
 

@@ -27,7 +27,7 @@ import contextlib
 import json
 import logging
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -59,6 +59,7 @@ from sqlalchemy.exc import OperationalError
 
 from .. import jsontext
 from .base import BrokenChain, ChainTooBig, ChainTooLong, FinalState, StoredInteraction
+from .blobs import LargeLog, has_large_log, log_value, read_slice, write_large_log
 
 logger = logging.getLogger(__name__)
 metadata = MetaData()
@@ -244,12 +245,14 @@ class SqlStore:
         self._running.add(r.id)
         return self._queue("insert", row)
 
-    def finish(self, interaction_id: str, final: FinalState, events: bytes) -> asyncio.Future[None]:
+    def finish(self, interaction_id: str, final: FinalState, events: bytes | Sequence[bytes]) -> asyncio.Future[None]:
         f = final
         self._running.discard(interaction_id)
+        frames = [events] if isinstance(events, bytes) else events
+        log = log_value(frames) if self._inline else b"".join(frames)
         # What the result adds to the row's size: the insert's steps, usage and errors are empty in practice.
-        added = _utf8_size(f.steps, f.usage, f.errors) + len(events)
-        params = [f.status, f.updated_at, f.steps, f.usage, f.errors, events, added, interaction_id]
+        added = _utf8_size(f.steps, f.usage, f.errors) + sum(map(len, frames))
+        params = [f.status, f.updated_at, f.steps, f.usage, f.errors, log, added, interaction_id]
         alone = not self._running
         future = self._queue("finish", params, wake=not alone)
         # No other run is writing, so no write can join this batch: commit now, on this thread, rather than a
@@ -273,7 +276,7 @@ class SqlStore:
     def _commit_inline(self, batch: list[tuple[str, list[Any], asyncio.Future[None]]]) -> bool:
         """SQLite: commit ``batch`` on the loop's thread unless the writer thread has work or the file is
         locked; True if it was committed."""
-        if self._inline is None or self._thread_jobs or not _commit(self._inline, "?", batch):
+        if self._inline is None or self._thread_jobs or has_large_log(batch) or not _commit(self._inline, "?", batch):
             return False
         self._count_inline(len(batch))
         return True
@@ -376,10 +379,33 @@ class SqlStore:
             raise BrokenChain(records[0].previous_interaction_id)
         return records
 
-    async def events(self, interaction_id: str) -> bytes:
-        query = select(interactions.c.events).where(interactions.c.id == interaction_id)
+    async def events(self, interaction_id: str, offset: int = 0, size: int | None = None) -> bytes:
+        c = interactions.c
+        if size is None:
+            query = select(c.events).where(c.id == interaction_id)
+        elif self._url.get_backend_name() == "sqlite":
+            return await self._read_raw(lambda db: read_slice(db, interaction_id, offset, size))
+        else:  # PostgreSQL slices the value on its side: only the page crosses the wire
+            query = select(func.substr(c.events, offset + 1, size)).where(c.id == interaction_id)
         blob = await self._read(lambda conn: conn.execute(query).scalar_one_or_none())
         return bytes(blob or b"")
+
+    async def events_size(self, interaction_id: str, owner: str, now: float) -> int | None:
+        c = interactions.c
+        visible = and_(c.id == interaction_id, c.owner == owner, c.expires_at > now)
+        query = select(func.coalesce(func.length(c.events), 0)).where(visible)
+        size = await self._read(lambda conn: conn.execute(query).scalar_one_or_none())
+        return None if size is None else int(size)
+
+    async def _read_raw(self, work: Callable[[sqlite3.Connection], Any]) -> Any:
+        def call() -> Any:
+            raw = self.engine.raw_connection()
+            try:
+                return work(raw.driver_connection)
+            finally:
+                raw.close()
+
+        return await asyncio.get_running_loop().run_in_executor(self._read_threads, call)
 
     async def delete(self, interaction_id: str, owner: str) -> bool:
         c = interactions.c
@@ -453,8 +479,12 @@ def _apply(cursor: Any, mark: str, batch: list[tuple[str, list[Any], asyncio.Fut
     statement costs several times the Python per row); ``mark`` is the driver's placeholder."""
     inserts = {params[0]: params for kind, params, _ in batch if kind == "insert"}
     finishes = []
+    large = []
     for kind, params, _ in batch:
         if kind != "finish":
+            continue
+        if isinstance(params[5], LargeLog):
+            large.append(params)
             continue
         row = inserts.get(params[-1])
         if row is not None:
@@ -471,6 +501,8 @@ def _apply(cursor: Any, mark: str, batch: list[tuple[str, list[Any], asyncio.Fut
         sql = (f"UPDATE interactions SET status = {m}, updated_at = {m}, steps = {m}, usage = {m}, errors = {m}, "
                f"events = {m}, size = size + {m} WHERE id = {m}")  # fmt: skip
         cursor.executemany(sql, finishes)
+    for params in large:
+        write_large_log(cursor, params)
 
 
 _INSERT_COLUMNS = (

@@ -1,0 +1,59 @@
+"""Cancels that land while a run is ending: exactly one terminal state is logged and stored."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from inprocess import create, scripted_service
+from openinteractions.events.log import split_frames
+from openinteractions.store.base import StoredInteraction
+
+HANG = json.dumps({"script": [{"hang": True}]})
+
+
+def _types(blob: bytes) -> list[str]:
+    return [json.loads(frame.split(b"data: ", 1)[1])["event_type"] for frame in split_frames(blob)]
+
+
+def test_a_second_cancel_in_the_pass_where_the_row_lands_still_stores_the_result(tmp_path: Path) -> None:
+    """The first cancel ends the run, which then waits for its row's insert before storing its result; the
+    second lands in the loop pass where that insert completes. It used to cut the wait short, the result was
+    never queued, and the row stayed in_progress until the next restart marked it failed."""
+
+    async def main() -> tuple[Any, Any, StoredInteraction | None, bytes]:
+        service = scripted_service(tmp_path)
+        await service.start()
+        insert = service.store.insert
+        writes: dict[str, asyncio.Future[None]] = {}
+
+        def held_insert(record: StoredInteraction) -> asyncio.Future[None]:
+            writes["row"] = insert(record)  # the row is written for real; the run hears of it when the test says
+            writes["heard"] = asyncio.get_running_loop().create_future()
+            return writes["heard"]
+
+        service.store.insert = held_insert  # type: ignore[method-assign]
+        run = await create(service, HANG)
+        while "row" not in writes:
+            await asyncio.sleep(0)
+        await writes["row"]
+        first = asyncio.create_task(service.cancel(run.id, "o"))
+        while service.log.length(run.id) < 3:  # created, status_update, then the cancel's terminal event
+            await asyncio.sleep(0)
+        for _ in range(3):  # the run is waiting for its insert now, and nothing else moves
+            await asyncio.sleep(0)
+        writes["heard"].set_result(None)
+        second = asyncio.create_task(service.cancel(run.id, "o"))  # runs before the run resumes
+        results = await asyncio.wait_for(asyncio.gather(first, second), 5)
+        stored = await service.store.get(run.id, "o", time.time())
+        blob = await service.store.events(run.id)
+        await service.stop()
+        return results[0], results[1], stored, blob
+
+    first, second, stored, blob = asyncio.run(main())
+    assert first.status == second.status == "cancelled"
+    assert stored is not None and stored.status == "cancelled"
+    assert _types(blob) == ["interaction.created", "interaction.status_update", "interaction.completed"]
