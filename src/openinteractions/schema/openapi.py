@@ -1,4 +1,8 @@
-"""The OpenAPI document, generated from the wire models (served at ``/openapi.json``)."""
+"""The OpenAPI document, generated from the wire models (served at ``/openapi.json``).
+
+OpenAPI 3.2, for its ``itemSchema``: a ``text/event-stream`` response is described event by event, each with
+the JSON schema of its ``data``, so a client (or a fuzzer) can check every frame of a stream.
+"""
 
 from __future__ import annotations
 
@@ -56,15 +60,37 @@ def _op(summary: str, ok: dict[str, Any], params: list[dict[str, Any]], body: bo
     return op
 
 
+def _event_stream(schemas: dict[str, Any]) -> dict[str, Any]:
+    """Each frame is ``event: <event_type>`` and ``data: <the event as JSON>``; the last one is
+    ``event: done`` and ``data: [DONE]``."""
+    mapping = schemas["InteractionEvent"]["discriminator"]["mapping"]
+    frames = [
+        {
+            "properties": {
+                "event": {"const": event_type},
+                "data": {"contentMediaType": "application/json", "contentSchema": {"$ref": ref}},
+            },
+            "required": ["event"],
+        }
+        for event_type, ref in mapping.items()
+    ]
+    frames.append({"properties": {"event": {"const": "done"}, "data": {"const": "[DONE]"}}, "required": ["event"]})
+    item = {
+        "type": "object",
+        "properties": {"event": {"type": "string"}, "data": {"type": "string"}},
+        "required": ["data"],
+        "oneOf": frames,
+    }
+    return {"itemSchema": item}
+
+
 @cache
 def openapi_document() -> dict[str, Any]:
+    schemas = _schemas()
     interaction_or_stream = {
-        "description": "The Interaction, or with stream=true a text/event-stream of InteractionEvent ending "
-        "with 'data: [DONE]'",
-        "content": {
-            **_json("Interaction"),
-            "text/event-stream": {"schema": {"$ref": _REF.format(model="InteractionEvent")}},
-        },
+        "description": "The Interaction, or with stream=true a text/event-stream of InteractionEvent frames "
+        "ending with 'data: [DONE]'",
+        "content": {**_json("Interaction"), "text/event-stream": _event_stream(schemas)},
     }
     query = [
         {"name": "stream", "in": "query", "schema": {"type": "boolean"}},
@@ -101,11 +127,11 @@ def openapi_document() -> dict[str, Any]:
     }
     paths["/healthz"] = {"get": {"summary": "Liveness", "security": [], "responses": {"200": {"description": "ok"}}}}
     return {
-        "openapi": "3.1.0",
+        "openapi": "3.2.0",
         "info": {"title": "OpenInteractions", "version": __version__},
         "paths": paths,
         "components": {
-            "schemas": _schemas(),
+            "schemas": schemas,
             "securitySchemes": {"apiKey": {"type": "apiKey", "in": "header", "name": "x-goog-api-key"}},
         },
         "security": [{"apiKey": []}],

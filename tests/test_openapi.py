@@ -1,0 +1,78 @@
+"""The published OpenAPI document against the server's real answers, checked by schemathesis (the checker the
+fuzz test uses) on hand-picked requests: every kind of event stream, and the bodies where the document and the
+server once disagreed."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx
+import pytest
+import schemathesis
+from schemathesis.schemas import BaseSchema
+
+from conftest import SEED_MODEL
+from live import LiveServer, sse_events
+
+CREATE = ("/{version}/interactions", "POST")
+GET = ("/{version}/interactions/{id}", "GET")
+
+
+@pytest.fixture(scope="module")
+def document(server: LiveServer) -> BaseSchema:
+    return schemathesis.openapi.from_url(server.url + "/openapi.json")
+
+
+def conforms(
+    document: BaseSchema, operation: tuple[str, str], response: httpx.Response | schemathesis.Response
+) -> None:
+    """Raises with every way ``response`` departs from what the document says ``operation`` answers."""
+    path, method = operation
+    document[path][method].validate_response(response)
+
+
+def create(server: LiveServer, **body: Any) -> httpx.Response:
+    with server.http() as http:
+        return http.post("/v1beta/interactions", json={"model": SEED_MODEL, **body})
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"input": "hello"},
+        {
+            "input": "What is the greatest common divisor of 1071 and 462?",
+            "generation_config": {"thinking_summaries": "auto"},
+        },
+        {"input": "weather?", "tools": [{"type": "function", "name": "get_weather"}]},
+        {"input": "please fail midway"},
+        {"input": json.dumps({"script": [{"text": "a"}, {"finish": "max_tokens"}]})},
+    ],
+    ids=["text", "thought", "function_call", "error", "incomplete"],
+)
+def test_event_streams_conform(server: LiveServer, document: BaseSchema, body: dict[str, Any]) -> None:
+    """Each frame of a stream is an item of the documented text/event-stream: its ``event`` names its type and
+    its ``data`` is that event's schema (the document once gave the event schema to the whole frame, which
+    failed on the first one, ``interaction.created``)."""
+    streamed = create(server, stream=True, **body)
+    assert streamed.headers["content-type"].startswith("text/event-stream")
+    conforms(document, CREATE, streamed)
+    events = sse_events(streamed.text)
+    assert events[-1] == "[DONE]"
+    interaction_id = events[0]["interaction"]["id"]  # type: ignore[index]
+    with server.http() as http:
+        replayed = http.get(f"/v1beta/interactions/{interaction_id}", params={"stream": "true"})
+        conforms(document, GET, replayed)
+        conforms(document, GET, http.get(f"/v1beta/interactions/{interaction_id}"))
+
+
+def test_a_frame_that_breaks_its_event_schema_is_caught(server: LiveServer, document: BaseSchema) -> None:
+    """The check above can fail: a frame whose data is not its event's schema is reported."""
+    streamed = create(server, stream=True, input="hello")
+    broken = streamed.content.replace(b'"event_type":"interaction.created"', b'"event_type":"interaction.made"', 1)
+    assert broken != streamed.content
+    forged = schemathesis.Response.from_any(streamed)
+    forged.content = broken
+    with pytest.raises(AssertionError, match="SSE event violates schema"):
+        conforms(document, CREATE, forged)
