@@ -8,8 +8,11 @@ import json
 from typing import Any
 
 import httpx
+import jsonschema
 import pytest
 import schemathesis
+from referencing import Registry
+from referencing.jsonschema import DRAFT202012
 from schemathesis.schemas import BaseSchema
 
 from conftest import SEED_MODEL
@@ -76,3 +79,32 @@ def test_a_frame_that_breaks_its_event_schema_is_caught(server: LiveServer, docu
     forged.content = broken
     with pytest.raises(AssertionError, match="SSE event violates schema"):
         conforms(document, CREATE, forged)
+
+
+@pytest.fixture(scope="module")
+def request_schema(server: LiveServer) -> jsonschema.Validator:
+    with server.http() as http:
+        doc = http.get("/openapi.json").json()
+    registry: Registry[Any] = Registry().with_resource("urn:doc", DRAFT202012.create_resource(doc))
+    ref = {"$ref": "urn:doc#/components/schemas/CreateInteractionRequest"}
+    return jsonschema.Draft202012Validator(ref, registry=registry)
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"response_format": {}},  # the SDKs' TextResponseFormat: type defaults to "text"
+        {"response_format": [{"mime_type": "text/plain"}]},
+        {"response_format": {"aspect_ratio": "1:1"}},  # an image format's field without its tag is text's
+        {"tools": [{"search_types": ["web_search"]}]},  # a tool without its tag
+    ],
+)
+def test_document_accepts_what_the_server_accepts(
+    server: LiveServer, request_schema: jsonschema.Validator, extra: dict[str, Any]
+) -> None:
+    """A tagged union's tag is required by the server except where it fills it in (text content and text
+    response formats): the document says the same, so it no longer refuses ``response_format: {}``."""
+    body = {"input": "hello", **extra}
+    answer = create(server, **body)
+    valid = request_schema.is_valid({"model": SEED_MODEL, **body})
+    assert valid == (answer.status_code == 200), answer.text

@@ -20,19 +20,44 @@ from .requests import CreateInteractionRequest
 _REF = "#/components/schemas/{model}"
 
 
+# Members of a tagged union whose tag the server fills in when it is missing (``content._default_text_type``,
+# ``generation._default_text_format``, as the SDKs' own types do): the union's default. Every other member
+# must carry its tag, which pydantic leaves optional because each model has it as a default.
+_TAG_FILLED_IN = frozenset({"TextContent", "TextResponseFormat"})
+
+
 def _schemas() -> dict[str, Any]:
-    components: dict[str, Any] = {}
-    named: list[tuple[str, Any, Literal["validation", "serialization"]]] = [
-        ("CreateInteractionRequest", CreateInteractionRequest, "validation"),
-        ("Interaction", Interaction, "serialization"),
-        ("InteractionEvent", Event, "serialization"),
-        ("Error", HttpErrorBody, "serialization"),
+    named: list[tuple[str, Literal["validation", "serialization"], TypeAdapter[Any]]] = [
+        ("CreateInteractionRequest", "validation", TypeAdapter(CreateInteractionRequest)),
+        ("Interaction", "serialization", TypeAdapter(Interaction)),
+        ("InteractionEvent", "serialization", TypeAdapter(Event)),
+        ("Error", "serialization", TypeAdapter(HttpErrorBody)),
     ]
-    for name, model, mode in named:
-        schema = TypeAdapter(model).json_schema(mode=mode, ref_template=_REF)
-        components.update(schema.pop("$defs", {}))
-        components[name] = schema
+    # In one pass, so that a model whose schema differs between input and output gets two names
+    tops, defs = TypeAdapter.json_schemas(named, ref_template=_REF)
+    components: dict[str, Any] = defs.get("$defs", {})
+    for (name, _), schema in tops.items():
+        if schema.get("$ref") != _REF.format(model=name):
+            components[name] = schema
+    _require_tags(components)
     return components
+
+
+def _require_tags(node: Any) -> None:
+    if isinstance(node, list):
+        for item in node:
+            _require_tags(item)
+        return
+    if not isinstance(node, dict):
+        return
+    tag = node.get("discriminator", {}).get("propertyName")
+    for i, member in enumerate(node.get("oneOf", []) if tag else []):
+        if member["$ref"].rsplit("/", 1)[-1] in _TAG_FILLED_IN:
+            node["discriminator"]["defaultMapping"] = member["$ref"]  # OpenAPI 3.2: the tag may be left out
+        else:
+            node["oneOf"][i] = {**member, "required": [tag]}
+    for value in node.values():
+        _require_tags(value)
 
 
 def _json(ref: str) -> dict[str, Any]:
