@@ -25,3 +25,12 @@ def test_an_input_type_that_is_not_a_string_is_a_400(server: LiveServer, kind: A
     status, body = post(server, {"input": item if shape == "one" else [item]})
     assert status == 400, body
     assert body["error"]["message"].startswith("input[0].type must be a string"), body
+
+
+@pytest.mark.parametrize("version", ["v1", "v1beta", "v2alpha3", "v%D9%A1", "v1%0A", "v1beta%0A", "v%F0%9D%9F%8F"])
+def test_a_version_segment_is_ascii_digits_and_nothing_after(server: LiveServer, version: str) -> None:
+    """`v<digits>` with an optional alpha/beta<digits>, as the document's pattern says: '\\d' also took
+    Arabic-Indic and mathematical digits, and '$' a trailing newline (/v1%0A/models was served)."""
+    with server.http() as http:
+        status = http.get(f"/{version}/models").status_code
+    assert status == (200 if version.isalnum() else 404)
