@@ -97,14 +97,85 @@ def request_schema(server: LiveServer) -> jsonschema.Validator:
         {"response_format": [{"mime_type": "text/plain"}]},
         {"response_format": {"aspect_ratio": "1:1"}},  # an image format's field without its tag is text's
         {"tools": [{"search_types": ["web_search"]}]},  # a tool without its tag
+        {"input": None},
+        {"input": [{"text": "hi"}]},  # content as JS sends it, without its tag
+        {"input": [{"type": "text"}]},
+        {"input": {"role": "user", "content": "hi"}},
+        {"input": []},
+        {"input": [{"role": "user", "content": "hi"}, {"type": "text", "text": "hi"}]},
+        {"agent": "deep-research"},
+        {"cached_content": "cachedContents/1"},
+        {"service_tier": "flex"},
+        {"response_modalities": ["image"]},
+        {"response_format": {"type": "image"}},
+        {"response_format": [{"type": "text"}, {"type": "text"}]},
+        {"response_format": {}, "response_mime_type": "text/plain"},
+        {"response_format": [], "response_mime_type": "text/plain"},
+        {"tools": [{"type": "file_search"}]},
+        {"tools": [{"type": "function"}]},
+        {"tools": [{"type": "function", "name": "a b"}]},
+        {"tools": [{"type": "function", "name": "f", "parameters": {"type": "array"}}]},
+        {"tools": [{"type": "function", "name": "f", "defer_loading": True}]},
+        {"generation_config": {"speech_config": {}}},
+        {"background": True, "store": False},
+        {"background": True},
+        {"safety_settings": [{"type": "harassment", "threshold": "block_only_high"}]},
+        {"safety_settings": [{"type": "harassment", "threshold": "off"}]},
     ],
 )
 def test_document_accepts_what_the_server_accepts(
     server: LiveServer, request_schema: jsonschema.Validator, extra: dict[str, Any]
 ) -> None:
-    """A tagged union's tag is required by the server except where it fills it in (text content and text
-    response formats): the document says the same, so it no longer refuses ``response_format: {}``."""
+    """The document describes what this server accepts: a tagged union's tag is required except where the
+    server fills it in (text content and text response formats), so ``response_format: {}`` is valid; the
+    input shapes; and no field that no configuration of this server implements."""
     body = {"input": "hello", **extra}
     answer = create(server, **body)
     valid = request_schema.is_valid({"model": SEED_MODEL, **body})
     assert valid == (answer.status_code == 200), answer.text
+
+
+def test_every_operation_is_named_and_says_what_it_answers(server: LiveServer) -> None:
+    with server.http() as http:
+        doc = http.get("/openapi.json").json()
+    for path, operations in doc["paths"].items():
+        for method, operation in operations.items():
+            assert operation["operationId"], (method, path)
+            for status, response in operation["responses"].items():
+                assert response["content"], (method, path, status)
+
+
+def test_the_links_of_a_created_interaction_lead_where_they_say(server: LiveServer) -> None:
+    """create -> get, stream, cancel, delete, continue: each link's parameters filled from the create's request
+    and response, as a client (or the fuzzer) following the document does."""
+    with server.http() as http:
+        doc = http.get("/openapi.json").json()
+    operations = {op["operationId"]: (path, method) for path, ops in doc["paths"].items() for method, op in ops.items()}
+    links = doc["paths"]["/{version}/interactions"]["post"]["responses"]["200"]["links"]
+    assert set(links) == {"get", "stream", "cancel", "delete", "continue"}
+    statuses = {}
+    for name in ["get", "stream", "cancel", "continue", "delete"]:  # delete last: it ends the others
+        created = create(server, input="hello").json()
+        link = links[name]
+        path, method = operations[link["operationId"]]
+        values = {"$request.path.version": "v1beta", "$response.body#/id": created["id"]}
+        values["$response.body#/model"] = created["model"]
+        params = {key: values.get(value, value) for key, value in link["parameters"].items()}
+        for key, value in params.items():
+            if key.startswith("path."):
+                path = path.replace("{" + key[5:] + "}", value)
+        query = {key[6:]: value for key, value in params.items() if key.startswith("query.")}
+        body = {key: values[value] for key, value in link.get("requestBody", {}).items()}
+        with server.http() as http:
+            response = http.request(method.upper(), path, params=query, json=body or None)
+        statuses[name] = response.status_code
+        if name == "continue":
+            body = dict(body, input="and again")
+            with server.http() as http:
+                response = http.request(method.upper(), path, params=query, json=body)
+            assert response.json()["previous_interaction_id"] == created["id"]
+            statuses[name] = response.status_code
+        if name == "stream":
+            assert response.headers["content-type"].startswith("text/event-stream")
+    # the run was over before the cancel: a 400 FAILED_PRECONDITION, as documented
+    assert statuses == {"get": 200, "stream": 200, "cancel": 400, "continue": 200, "delete": 200}
