@@ -37,6 +37,8 @@ def fuzz_server(workdir: Path) -> LiveServer:
     - google_search uses the `local` provider, a SQLite index on disk; `searxng` would send queries to its URL.
     - code_execution is off: no fuzzed request can make the scripted model call it, and whether the sandbox
       can start differs between machines, which would make the run's answers differ too.
+    - content given by URI (images, documents, ...) is refused: the scripted model takes text only. Fields
+      that name URLs elsewhere (mcp_server tools, webhook_config) are never implemented, so always a 400.
     """
     script = workdir / "script.json"
     script.write_text(json.dumps(SCRIPT))
@@ -67,7 +69,7 @@ class Report:
     statuses: Counter[int] = field(default_factory=Counter)
     phases: Counter[str] = field(default_factory=Counter)  # requests sent in each phase
     seconds: dict[str, float] = field(default_factory=dict)  # how long each phase ran
-    # requests made by following a link, by "source operation -> link name" and the status they got
+    # requests made by following a link, by "<operationId>.<link>" and the status they got
     followed: Counter[tuple[str, int]] = field(default_factory=Counter)
     network_errors: int = 0
     findings: dict[tuple[str, str, str], Finding] = field(default_factory=dict)
@@ -101,14 +103,17 @@ class Report:
         return "\n\n".join([*map(str, self.findings.values()), *self.engine_errors])
 
 
-def run(server: LiveServer, *, seed: int, max_examples: int) -> Report:
+def run(
+    server: LiveServer, *, seed: int, max_examples: int, coverage: bool = True, report: Report | None = None
+) -> Report:
     """One schemathesis run: the coverage phase (each constraint of the document at its bounds, and broken),
     the fuzzing phase (``max_examples`` requests per operation, valid and not) and the stateful phase
     (sequences along the links, 10 x ``max_examples``); the examples phase is off, as the document has next
     to no examples. Every check runs but positive_data_acceptance: the document says what the server accepts
     whatever its model and configuration are, and what depends on them or on stored state (a model without
     image input, a tool listed twice, a cancel of a finished run, a float 2.0 where an integer is due, which
-    JSON Schema cannot tell from 2) is a 400 that this check would count as a failure."""
+    JSON Schema cannot tell from 2) is a 400 that this check would count as a failure. The coverage phase
+    sends the same requests whatever the seed: ``coverage=False`` leaves it out of later runs."""
     config = schemathesis.Config.from_dict(
         {
             "seed": seed,
@@ -119,19 +124,23 @@ def run(server: LiveServer, *, seed: int, max_examples: int) -> Report:
             "workers": 1,
             "generation": {"max-examples": max_examples, "deterministic": True, "mode": "all"},
             "checks": {"positive_data_acceptance": {"enabled": False}},
-            "phases": {"examples": {"enabled": False}, "stateful": {"generation": {"max-examples": 10 * max_examples}}},
+            "phases": {
+                "examples": {"enabled": False},
+                "coverage": {"enabled": coverage},
+                "stateful": {"generation": {"max-examples": 10 * max_examples}},
+            },
         }
     )
     schema = schemathesis.openapi.from_url(server.url + "/openapi.json", config=config)
     schema.hook("map_case")(_served_model)
     _previous_is_an_interaction(schema)
-    report = Report()
+    report = report or Report()
     for event in from_schema(schema).execute():
         if isinstance(event, events.ScenarioFinished | events.FuzzScenarioFinished):
             report.phases[event.phase.value] += len(event.recorder.interactions)
             _record(report, event.recorder)
         elif isinstance(event, events.PhaseStarted):
-            report.seconds[event.phase.name.value] = -event.timestamp
+            report.seconds[event.phase.name.value] = report.seconds.get(event.phase.name.value, 0) - event.timestamp
         elif isinstance(event, events.PhaseFinished):
             report.seconds[event.phase.name.value] += event.timestamp
         elif isinstance(event, events.NonFatalError | events.FatalError):
