@@ -17,7 +17,8 @@ from .body import parse_bool, parse_create, query_flags, read_body
 from .models import model_list, model_resource
 from .sse import EventStreamResponse, until_disconnected
 
-_VERSION = re.compile(r"^v\d+((alpha|beta)\d*)?$")
+# ASCII digits, and the whole segment: \d takes any Unicode digit and $ a trailing newline
+_VERSION = re.compile(r"v[0-9]+(?:(?:alpha|beta)[0-9]*)?")
 _NO_PARAMS: frozenset[str] = frozenset()
 _GET_PARAMS = frozenset({"stream", "include_input", "last_event_id"})
 _LIST_PARAMS = frozenset({"pageSize", "pageToken"})
@@ -34,7 +35,7 @@ def _service(request: Request) -> InteractionService:
 def _caller(request: Request) -> tuple[str, str]:
     """(api version, owner); an unknown version prefix is a 404 like any unknown path."""
     version = request.path_params["version"]
-    if not _VERSION.match(version):
+    if not _VERSION.fullmatch(version):
         raise not_found(f"no such path: {request.url.path}")
     auth: Authenticator = request.app.state.auth
     return version, auth.owner(request)

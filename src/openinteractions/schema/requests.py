@@ -65,17 +65,20 @@ def _kind(item: Any) -> str:
         return "other"
     if "role" in item:
         return "turn"
-    if item.get("type") in STEP_TYPES:
+    if isinstance(item.get("type"), str) and item["type"] in STEP_TYPES:
         return "step"
     return "content"
 
 
+_JSON_TYPES = {dict: "an object", list: "an array", bool: "a boolean", int: "a number", float: "a number"}
 CONTENT_TYPES = frozenset({"text", "image", "audio", "document", "video"})
 
 
 def _check_types(items: list[Any]) -> None:
     for i, item in enumerate(items):
         kind = item.get("type") if isinstance(item, dict) else None
+        if kind is not None and not isinstance(kind, str):
+            raise InputShapeError(f"input[{i}].type must be a string, got {_JSON_TYPES.get(type(kind), 'null')}")
         if kind is not None and "role" in item:
             raise InputShapeError(
                 f"input[{i}] has both 'role' (a turn) and 'type' ({kind!r}): a step has no 'role', a turn no 'type'"

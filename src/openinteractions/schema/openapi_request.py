@@ -1,0 +1,98 @@
+"""The create request as this server accepts it, for the OpenAPI document.
+
+The wire models take every field the SDKs send, so that what this server does not implement gets a 400 that
+names it (``engine/validate.py``). The document says what is accepted: the fields no configuration of this
+server implements are left out (an unknown field, a 400 too), and the rules that hold whatever the model and
+configuration are written in. What depends on them (the model's generation_config fields and modalities,
+structured output, the server tools this server can run) or on stored state (the chain, signatures, call
+ids) is not.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import Field
+
+from .content import Content
+from .requests import Turn
+from .steps import Step
+
+_REF = "#/components/schemas/{model}"
+
+# Every shape ``normalize_input`` takes: a string, one content, step or turn, or a non-empty list of one kind.
+InteractionInput = (
+    str
+    | Content
+    | Step
+    | Turn
+    | Annotated[list[Content], Field(min_length=1)]
+    | Annotated[list[Step], Field(min_length=1)]
+    | Annotated[list[Turn], Field(min_length=1)]
+)
+
+_NEVER_FIELDS = ("agent", "agent_config", "cached_content", "continuation_token", "webhook_config", "environment")
+_NEVER_TOOLS = (
+    "FileSearchTool",
+    "GoogleMapsTool",
+    "McpServerTool",
+    "ComputerUseTool",
+    "RetrievalTool",
+    "ToolSearchTool",
+)
+_NEVER_CONFIG = ("speech_config", "image_config", "video_config", "transcription_config")
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": _REF.format(model=name)}
+
+
+def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"anyOf": [schema, {"type": "null"}]}
+
+
+def _set(name: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The field is there and not null (not null: non-empty too, with ``schema``)."""
+    return {"required": [name], "properties": {name: schema or {"not": {"type": "null"}}}}
+
+
+def narrow_request(schemas: dict[str, Any]) -> None:
+    request = schemas["CreateInteractionRequest"]
+    request["description"] = "A model interaction (agent interactions are not served)."
+    fields = request["properties"]
+    for name in _NEVER_FIELDS:
+        del fields[name]
+    fields["model"] = {"type": "string", "minLength": 1}
+    fields["input"] = _nullable(_ref("InteractionInput"))
+    fields["service_tier"] = _nullable({"const": "standard"})
+    fields["response_modalities"] = _nullable({"type": "array", "items": {"const": "text"}, "maxItems": 8})
+    fields["response_mime_type"] = _nullable({"enum": ["text/plain", "application/json"]})
+    text = _ref("TextResponseFormat")  # at most one, and only text: other outputs are not implemented
+    fields["response_format"] = {"anyOf": [text, {"type": "array", "items": text, "maxItems": 1}, {"type": "null"}]}
+    request["required"] = ["model"]
+    request["anyOf"] = [_set("input"), _set("previous_interaction_id")]
+    one_format = {"anyOf": [{"type": "object"}, {"type": "array", "minItems": 1}]}
+    request["allOf"] = [
+        {"not": {**_set("background", {"const": True}), **_set("store", {"const": False})}},
+        {"not": {"required": ["response_format", "response_mime_type"], "properties": {
+            "response_format": one_format, "response_mime_type": {"type": "string"}}}},
+    ]  # fmt: skip
+    _narrow_tools(fields["tools"])
+    for name in _NEVER_CONFIG:
+        del schemas["GenerationConfig"]["properties"][name]
+    schemas["SafetySetting"]["properties"]["threshold"] = {"enum": ["block_none", "off"]}  # no safety classifier
+
+
+def _narrow_tools(tools: dict[str, Any]) -> None:
+    union = tools["anyOf"][0]["items"]
+    refs = {_REF.format(model=name) for name in _NEVER_TOOLS}
+    union["oneOf"] = [member for member in union["oneOf"] if member["$ref"] not in refs]
+    union["discriminator"]["mapping"] = {k: v for k, v in union["discriminator"]["mapping"].items() if v not in refs}
+    for member in union["oneOf"]:
+        if member["$ref"] == _REF.format(model="FunctionTool"):
+            member["required"] = [*member["required"], "name"]
+            member["properties"] = {
+                "name": {"type": "string", "pattern": "^[A-Za-z0-9_.\\-]{1,128}$"},
+                "parameters": _nullable({"type": "object", "properties": {"type": {"const": "object"}}}),
+                "defer_loading": _nullable({"const": False}),
+            }
