@@ -63,18 +63,21 @@ def _require_tags(node: Any) -> None:
         _require_tags(value)
 
 
-def _json(ref: str) -> dict[str, Any]:
-    return {"application/json": {"schema": {"$ref": f"#/components/schemas/{ref}"}}}
-
-
 _ERRORS = {
     400: "Invalid argument, or a precondition not met (FAILED_PRECONDITION)",
     401: "No API key (keys are configured)",
-    403: "Unknown API key",
+    403: "Unknown API key, or a web page of an origin not in server.allowed_origins",
     404: "No such path, version, model or interaction (another key's interactions are not found either)",
+    408: "The request's head or body arrived too slowly; the connection is closed",
     413: "Body over server.max_request_bytes",
+    415: "A POST body in a type a web page can send without a preflight (text/plain, form types)",
+    421: "A Host this server does not answer for (server.allowed_hosts)",
+    429: "Over this key's create rate or concurrent runs (Retry-After, retry-after-ms)",
+    431: "Request head over server.max_header_bytes or server.max_header_count; the connection is closed",
     503: "The server is shutting down",
 }
+# What the HTTP edge (api/guard.py, api/protocol.py) may answer to any request, before routing.
+_EDGE = (408, 421, 431)
 _VERSION = {
     "name": "version",
     "in": "path",
@@ -114,7 +117,7 @@ def _op(
     body: bool = False,
 ) -> dict[str, Any]:
     responses = {"200": ok} | {
-        str(code): {"description": _ERRORS[code], "content": _json(_ref("Error"))} for code in errors
+        str(code): {"description": _ERRORS[code], "content": _json(_ref("Error"))} for code in sorted(errors + _EDGE)
     }
     op: dict[str, Any] = {"operationId": operation_id, "summary": summary, "parameters": params, "responses": responses}
     if body:
@@ -199,7 +202,12 @@ def _interaction_paths(schemas: dict[str, Any]) -> dict[str, Any]:
     return {
         "/{version}/interactions": {
             "post": _op(
-                "createInteraction", "Create an interaction", created, [_VERSION], (400, 401, 403, 404, 413, 503), True
+                "createInteraction",
+                "Create an interaction",
+                created,
+                [_VERSION],
+                (400, 401, 403, 404, 413, 415, 429, 503),
+                body=True,
             ),
         },
         "/{version}/interactions/{id}": {
@@ -212,7 +220,13 @@ def _interaction_paths(schemas: dict[str, Any]) -> dict[str, Any]:
             "delete": _op("deleteInteraction", "Delete an interaction", deleted, [_VERSION, _ID]),
         },
         "/{version}/interactions/{id}/cancel": {
-            "post": _op("cancelInteraction", "Cancel a running interaction", cancelled, [_VERSION, _ID]),
+            "post": _op(
+                "cancelInteraction",
+                "Cancel a running interaction",
+                cancelled,
+                [_VERSION, _ID],
+                (400, 401, 403, 404, 415),
+            ),
         },
     }
 
