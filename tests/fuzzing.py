@@ -48,7 +48,9 @@ def fuzz_server(workdir: Path) -> LiveServer:
         "tools.google_search": {"provider": "local"},
         "tools.url_context": {"enabled": False},
         "tools.code_execution": {"enabled": False},
-        "limits": {"run_timeout_seconds": 10.0},
+        # The create rate limit is off: at the fuzzer's pace it would answer most creates with 429, and the
+        # sequences it builds from a created interaction would never start (tests/test_quotas.py covers it).
+        "limits": {"run_timeout_seconds": 10.0, "create_rate_per_second": 0},
     }
     return LiveServer(workdir, sections)
 
