@@ -5,7 +5,7 @@ Backends know nothing of steps, event ids or SSE. The engine turns their events 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -144,6 +144,6 @@ class Backend(Protocol):
         BackendError raised here becomes a 400. Whatever it returns is kept as ``request.plan``."""
         ...
 
-    def generate(self, request: GenerationRequest) -> AsyncIterator[ModelEvent]: ...
+    def generate(self, request: GenerationRequest) -> AsyncGenerator[ModelEvent, None]: ...
 
     async def aclose(self) -> None: ...

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import tomllib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -95,7 +95,8 @@ def _last_result(request: GenerationRequest) -> str:
             result = step.result  # type: ignore[union-attr]
             if isinstance(result, str):
                 return result.strip()
-            return " ".join(str(item.wire().get("text") or item.wire().get("snippet") or "") for item in result)
+            items: Any = result or []
+            return " ".join(str(item.wire().get("text") or item.wire().get("snippet") or "") for item in items)
     return ""
 
 
@@ -176,7 +177,7 @@ class ScriptedBackend:
         with open(self._options.record, "a") as f:
             f.write(json.dumps(entry) + "\n")
 
-    async def generate(self, request: GenerationRequest) -> AsyncIterator[ModelEvent]:
+    async def generate(self, request: GenerationRequest) -> AsyncGenerator[ModelEvent, None]:
         self._record(request)
         for item in _Player(request).events(self._events_for(request)):
             if type(item) is _Pause:

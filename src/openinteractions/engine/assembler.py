@@ -9,7 +9,16 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ..schema.events import ChunkEvent, Event
+from ..schema.events import (
+    ChunkEvent,
+    ErrorEvent,
+    Event,
+    InteractionCompletedEvent,
+    InteractionCreatedEvent,
+    InteractionStatusUpdateEvent,
+    StepDeltaEvent,
+    StepStartEvent,
+)
 from ..schema.steps import Step
 
 _MEDIA = frozenset({"image", "audio", "video", "document"})
@@ -119,21 +128,20 @@ class Assembler:
         return self.summary.get("status")
 
     def apply(self, event: Event | ChunkEvent) -> None:
+        # Exact type checks, not isinstance: this runs for every event of every run.
         if type(event) is ChunkEvent:
             self._drafts[event.index].chunk(event.kind, event.value)
-            return
-        kind = event.event_type
-        if kind == "step.delta":
+        elif type(event) is StepDeltaEvent:
             self._drafts[event.index].apply(event.delta)
-        elif kind == "step.start":
+        elif type(event) is StepStartEvent:
             if event.index != len(self._drafts):
                 raise ValueError(f"step.start index {event.index}, expected {len(self._drafts)}")
             self._drafts.append(_Draft(event.step))
-        elif kind in ("interaction.created", "interaction.completed"):
+        elif type(event) is InteractionCreatedEvent or type(event) is InteractionCompletedEvent:
             self.summary.update(event.interaction.wire())
-        elif kind == "interaction.status_update":
+        elif type(event) is InteractionStatusUpdateEvent:
             self.summary["status"] = event.status
-        elif kind == "error":
+        elif type(event) is ErrorEvent:
             self.summary["status"] = "failed"
             self.errors.append(event.error.wire())
 

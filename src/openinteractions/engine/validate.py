@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator
+from typing import Literal, cast
 
 from ..backends.base import Capabilities
 from ..errors import failed_precondition, invalid_argument, not_supported
@@ -63,12 +64,14 @@ def text_response_format(req: CreateInteractionRequest) -> TextResponseFormat | 
         text_formats.append(fmt)
     if len(text_formats) > 1:
         raise invalid_argument("'response_format' lists more than one text format")
-    if req.response_mime_type is not None:
-        if req.response_mime_type not in ("text/plain", "application/json"):
-            raise invalid_argument(f"'response_mime_type' {req.response_mime_type!r} is not supported")
+    mime_type = req.response_mime_type
+    if mime_type is not None:
+        if mime_type not in ("text/plain", "application/json"):
+            raise invalid_argument(f"'response_mime_type' {mime_type!r} is not supported")
+        mime_type = cast(Literal["text/plain", "application/json"], mime_type)
         if text_formats:
             raise invalid_argument("set 'response_format' or 'response_mime_type', not both")
-        text_formats.append(TextResponseFormat(mime_type=req.response_mime_type))
+        text_formats.append(TextResponseFormat(mime_type=mime_type))
     return text_formats[0] if text_formats else None
 
 

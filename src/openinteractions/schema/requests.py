@@ -91,7 +91,7 @@ def _check_types(items: list[Any]) -> None:
 
 
 def _turn_to_step(turn: Turn) -> Step:
-    content = [TextContent(text=turn.content)] if isinstance(turn.content, str) else turn.content
+    content: list[Content] = [TextContent(text=turn.content)] if isinstance(turn.content, str) else turn.content
     if turn.role == "user":
         return UserInputStep(content=content)
     return ModelOutputStep(content=content)

@@ -61,7 +61,7 @@ PERSONALITIES = (0x0, 0x8, 0x20000, 0x20008, 0xFFFFFFFF)
 
 def compile_filter() -> bytes:
     """The filter as the BPF program that bubblewrap loads; ImportError without libseccomp's Python bindings."""
-    import seccomp
+    import seccomp  # type: ignore[import-not-found]  # Debian's python3-seccomp, no stubs
 
     arch = seccomp.Arch()
     rules = seccomp.SyscallFilter(defaction=seccomp.ERRNO(errno.EPERM))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -161,7 +161,7 @@ class LlamaCppBackend:
 
     # ---- generation -----------------------------------------------------------------------------------
 
-    async def generate(self, request: GenerationRequest) -> AsyncIterator[ModelEvent]:
+    async def generate(self, request: GenerationRequest) -> AsyncGenerator[ModelEvent, None]:
         plan: Plan = request.plan if isinstance(request.plan, Plan) else self.prepare(request)
         prompt, thought_tokens, cached = plan.prompt, 0, None
         if plan.think_budget:

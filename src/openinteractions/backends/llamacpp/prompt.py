@@ -46,7 +46,7 @@ class ChatFormat:
 
     def render(self, messages: list[dict[str, str]]) -> str:
         try:
-            return str(self._formatter(messages=messages).prompt)
+            return str(self._formatter(messages=messages).prompt)  # type: ignore[arg-type]  # dicts of its shape
         except Exception as exc:  # templates raise on role orders they do not accept
             message = f"the model's chat template rejected the conversation: {exc}"
             raise BackendError(message, "invalid_argument") from exc

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing
 from pathlib import Path
 from typing import Any
@@ -112,7 +112,7 @@ class OpenAIBackend:
         body = chat_body(request, self.options)
         return jsontext.dumps_bytes(body)
 
-    async def generate(self, request: GenerationRequest) -> AsyncIterator[ModelEvent]:
+    async def generate(self, request: GenerationRequest) -> AsyncGenerator[ModelEvent, None]:
         payload = request.plan if isinstance(request.plan, bytes) else self.prepare(request)
         self.pool.start()
         failures: list[BackendError] = []
@@ -134,7 +134,7 @@ class OpenAIBackend:
         summary = "; ".join(f.message for f in failures)
         raise BackendError(f"all {len(failures)} upstreams failed: {summary}", failures[-1].code)
 
-    async def _stream(self, upstream: Upstream, payload: bytes) -> AsyncIterator[ModelEvent]:
+    async def _stream(self, upstream: Upstream, payload: bytes) -> AsyncGenerator[ModelEvent, None]:
         """One attempt. Raises _Retry for a failure before the first event, BackendError after it."""
         options, label = self.options, upstream.label
         client = self._http()
@@ -188,8 +188,8 @@ class OpenAIBackend:
                     ended, messages = True, decoder.close()
                 except TimeoutError:
                     if emitted:
-                        message = f"{label} sent nothing for {options.idle_timeout:g} s"
-                        raise BackendError(message, "gateway_timeout") from None
+                        silent = f"{label} sent nothing for {options.idle_timeout:g} s"
+                        raise BackendError(silent, "gateway_timeout") from None
                     if started:
                         raise _Retry(BackendError(f"{label} stalled before answering", "gateway_timeout")) from None
                     raise _Retry(_no_first_byte(label, options.first_byte_timeout)) from None
@@ -198,12 +198,12 @@ class OpenAIBackend:
                     if emitted:
                         raise error from None
                     raise _Retry(error) from None
-                events, done, failure = self._translate(messages, translator, label)
+                events, done, refusal = self._translate(messages, translator, label)
                 for event in coalesce(events):
                     emitted = True
                     yield event
-                if failure is not None:
-                    raise failure
+                if refusal is not None:
+                    raise refusal
             try:
                 tail = translator.finish(done)
             except TruncatedStream:

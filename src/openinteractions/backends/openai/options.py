@@ -57,7 +57,7 @@ class OpenAIOptions(BaseModel):
     # <think>…</think> in content: "parse" routes it to thoughts; "starts_open" also treats the output as
     # starting inside a think block (templates that put <think> in the prompt); "off" leaves it as text.
     think_tags: Literal["parse", "starts_open", "off"] = "parse"
-    input_modalities: list[Modality] = Field(default_factory=lambda: ["text"])
+    input_modalities: list[Modality] = Field(default_factory=lambda: ["text"])  # type: ignore[arg-type]
     max_output_tokens: int | None = Field(default=None, ge=1)  # sent when the request sets none
     max_tokens_field: Literal["both", "max_tokens", "max_completion_tokens"] = "both"
     include_usage: bool = True  # ask for usage in the stream (stream_options.include_usage)

@@ -416,7 +416,7 @@ def _piece(event: ModelEvent) -> str:
 
 
 def _joined(first: ModelEvent, pieces: list[str]) -> ModelEvent:
-    return type(first)("".join(pieces))  # type: ignore[call-arg]
+    return type(first)("".join(pieces))  # type: ignore[call-arg, arg-type]  # first is one of _MERGEABLE
 
 
 def _call_key(item: dict[str, Any], position: int) -> tuple[str, Any]:
