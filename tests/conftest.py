@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,6 +11,18 @@ import netguard
 from live import FIXTURES, LiveServer
 
 SEED_MODEL = "gemini-3-flash-preview"
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """No test may send a packet off this machine: the suite runs in a loopback-only network namespace
+    (scripts/test, scripts/isolated), and refuses to start outside one unless told to run on the host network."""
+    problem = netguard.isolation_problem()
+    if problem is not None and os.environ.get(netguard.OPT_OUT) != "host":
+        pytest.exit(
+            f"the tests must run without a network: run them through scripts/test or scripts/isolated "
+            f"(or set {netguard.OPT_OUT}=host to run them on the host network anyway): {problem}",
+            returncode=3,
+        )
 
 
 def pytest_report_header() -> str:
