@@ -179,6 +179,25 @@ def test_a_key_with_max_concurrent_runs_running_gets_429_until_one_ends(busy: Li
         assert third[-1].json()["status"] == "in_progress"
 
 
+@pytest.fixture(scope="module")
+def full(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    # A rate that refills once a minute: a spent token stays spent for the whole test.
+    limits = {"max_concurrent_runs": 1, "create_rate_per_second": 1 / 60, "create_burst": 2}
+    yield from serve(tmp_path_factory, "full", limits=limits)
+
+
+def test_creates_refused_for_want_of_a_slot_spend_no_rate_token(full: LiveServer) -> None:
+    with full.http() as http:
+        first = _hang(http, ALICE).json()  # token 1 of 2, the only slot
+        for _ in range(5):  # the SDKs retry a 429 four times
+            refused = _hang(http, ALICE)
+            assert "limits.max_concurrent_runs" in refused.json()["error"]["message"]
+        http.post(f"/v1beta/interactions/{first['id']}/cancel", headers={"x-goog-api-key": ALICE})
+        second: list[httpx.Response] = []
+        until(lambda: second.append(_hang(http, ALICE)) or second[-1].status_code != 429 or "rate" in second[-1].text)
+        assert second[-1].status_code == 200, second[-1].text  # token 2 was still there
+
+
 # ---- the store: the size column, the chain bound, and databases made before them ------------------------
 
 

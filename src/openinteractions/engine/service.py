@@ -113,19 +113,21 @@ class InteractionService:
     async def create(self, req: CreateInteractionRequest, owner: str, api_version: str) -> Run:
         """The per-key rate and concurrency limits around the create itself: the run holds one of its key's
         slots from here until it ends."""
-        wait = self._buckets.take(owner)
-        if wait:
-            rate = self.settings.limits.create_rate_per_second
-            raise too_many_requests(
-                f"too many requests: this key may create {rate:g} interactions a second "
-                "(limits.create_rate_per_second); retry after the time in Retry-After",
-                wait,
-            )
+        # The slot first: a create refused for want of one (and the SDKs' retries of it) spends no rate token.
         if not self._slots.take(owner):
             raise too_many_requests(
                 f"too many interactions running: this key has {self._slots.limit} running at once "
                 "(limits.max_concurrent_runs); retry once one has ended",
                 1.0,
+            )
+        wait = self._buckets.take(owner)
+        if wait:
+            self._slots.give_back(owner)
+            rate = self.settings.limits.create_rate_per_second
+            raise too_many_requests(
+                f"too many requests: this key may create {rate:g} interactions a second "
+                "(limits.create_rate_per_second); retry after the time in Retry-After",
+                wait,
             )
         try:
             run = await self._create(req, owner, api_version)
