@@ -96,6 +96,15 @@ def test_one_input_larger_than_the_quota_is_refused_before_it_runs(stored: LiveS
     assert "store.max_bytes_per_owner" in refused.json()["error"]["message"]
 
 
+def test_every_stored_request_field_counts_not_just_the_input(tmp_path_factory: pytest.TempPathFactory) -> None:
+    for server in serve(tmp_path_factory, "fields", store={"max_bytes_per_owner": 300_000}):
+        with server.http(headers={"x-goog-api-key": ALICE}) as http:
+            body = {"model": MODEL, "input": script({"text": "hi"}), "system_instruction": "x" * 200_000}
+            assert http.post("/v1beta/interactions", json=body).status_code == 200
+            refused = http.post("/v1beta/interactions", json=body)
+        assert refused.status_code == 400 and "store.max_bytes_per_owner" in refused.json()["error"]["message"]
+
+
 def test_a_chain_that_stores_more_than_max_chain_bytes_is_refused(stored: LiveServer) -> None:
     carol = sdk(stored, CAROL)
     first = carol.interactions.create(model=MODEL, input=padded(35_000))  # ~70 kB stored

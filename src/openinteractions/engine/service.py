@@ -164,11 +164,11 @@ class InteractionService:
             )
         verify_input(inputs, history, self.signer)
         store = req.store is not False
+        spec = self._spec(req, route, owner, inputs, history + inputs, store, now)
         size = 0
         if store:
-            size = 2 * _json_size(req.input)  # the row keeps the input as sent and as steps
+            size = _stored_size(spec.echo)
             await self._check_quota(owner, now, size)
-        spec = self._spec(req, route, owner, inputs, history + inputs, store, now)
         try:
             spec.generation.plan = route.backend.prepare(spec.generation)
         except BackendError as exc:
@@ -430,6 +430,13 @@ def _event_position(last_event_id: str | None) -> int:
         raise invalid_argument(f"'last_event_id' {last_event_id!r} is not an event id of this server")
     digits = last_event_id.lstrip("0") or "0"
     return int(digits) if len(digits) <= 18 else 10**18  # beyond every log; int() refuses > 4300 digits
+
+
+def _stored_size(echo: dict[str, Any]) -> int:
+    """About the bytes a create's row starts with: every echoed request field, and the input twice (as sent,
+    and as steps)."""
+    fields = {name: value for name, value in echo.items() if name != "input"}
+    return _json_size(fields) + 2 * _json_size(echo.get("input"))
 
 
 def _json_size(value: Any) -> int:
