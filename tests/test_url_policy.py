@@ -34,7 +34,9 @@ from openinteractions.tools.net import AddressPolicy, Refused, SafeFetcher, Unde
         # NAT64: judged by the IPv4 address it translates to
         ("64:ff9b::a00:1", "NAT64 address of 10.0.0.1, a private address"),
         ("64:ff9b::a9fe:a9fe", "NAT64 address of 169.254.169.254"),
-        ("64:ff9b:1::7f00:1", "NAT64 address of 127.0.0.1, a loopback address"),
+        ("64:ff9b:1::7f00:1", "local-use NAT64 address"),
+        ("64:ff9b:1:a9fe:a9:fe00:808:808", "local-use NAT64 address"),  # 169.254.169.254 in a /48's layout
+        ("64:ff9b:1::808:808", "local-use NAT64 address"),
         ("::a9fe:a9fe", "IPv4-compatible address (deprecated) of 169.254.169.254"),
         ("::ffff:169.254.169.254", "cloud metadata service"),
         ("fec0::1", "site-local address"),

@@ -83,7 +83,10 @@ _SPECIAL = _networks(
 )
 _MAPPED = ipaddress.ip_network("::ffff:0:0/96")
 _COMPATIBLE = ipaddress.ip_network("::/96")
-_NAT64 = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("64:ff9b:1::/48"))
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")  # the well-known prefix: the IPv4 address is the last 32 bits
+# The local-use prefix (RFC 8215) is an operator's own translator, free to reach private IPv4 addresses, and a /48
+# carries the IPv4 address in bits 48-87, not at the end: refused whatever it carries, unless allow-listed.
+_NAT64_LOCAL = ipaddress.ip_network("64:ff9b:1::/48")
 _SIXTOFOUR = ipaddress.ip_network("2002::/16")
 _TEREDO = ipaddress.ip_network("2001::/32")
 
@@ -115,7 +118,9 @@ def _embedded_problem(ip: ipaddress.IPv6Address) -> str | None:
     """The verdict on an address that carries an IPv4 address, or "" for one that does not."""
     if ip in _MAPPED:  # the IPv4 address itself, as an IPv6 socket sees it
         return address_problem(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
-    if any(ip in nat64 for nat64 in _NAT64):  # translated to the IPv4 address: public ones are fine
+    if ip in _NAT64_LOCAL:
+        return "a local-use NAT64 address (an operator's own translator)"
+    if ip in _NAT64:  # translated to the IPv4 address: public ones are fine
         inner = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
         problem = address_problem(inner)
         return f"a NAT64 address of {inner}, {problem}" if problem else None
