@@ -100,6 +100,21 @@ def test_host_is_required_once_in_http_1_1(tight: LiveServer) -> None:
     assert raw_request(tight, b"GET /healthz HTTP/1.0\r\n\r\n").startswith(b"HTTP/1.1 200 ")
 
 
+def test_a_request_target_must_be_a_path(tight: LiveServer) -> None:
+    """An absolute-form target names a host of its own, which would win over the Host header that was checked."""
+    for target in (
+        b"http://evil.example/healthz",
+        b"https://127.0.0.1/healthz",
+        b"HTTP://evil.example:80/v1beta/models",
+    ):
+        answer = raw_request(tight, b"GET " + target + b" HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        assert answer.startswith(b"HTTP/1.1 400 ") and b"origin-form" in answer, (target, answer[:200])
+    authority = raw_request(tight, b"GET evil.example:443 HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+    assert authority.startswith(b"HTTP/1.1 400 ")  # the parser refuses it itself
+    asterisk = raw_request(tight, b"OPTIONS * HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+    assert b"origin-form" not in asterisk
+
+
 def test_a_dns_rebinding_page_can_neither_run_nor_read(tight: LiveServer) -> None:
     """The attacker's name now points at 127.0.0.1: the page is same-origin with its requests, so the browser
     sends them without asking and lets the page read the answers. Only the Host header tells."""

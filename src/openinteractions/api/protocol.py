@@ -168,6 +168,11 @@ class HttpProtocol(HttpToolsProtocol):
         self._enter(_HEAD_PHASE, self.limits.head_timeout)
 
     def on_headers_complete(self) -> None:
+        if self.url[:1] not in (b"/", b"*"):
+            # An absolute-form target (or CONNECT's authority) is for a proxy, and names a host that uvicorn drops
+            # while the Host header was what the guard checked: this server is no proxy.
+            self._refusal = ApiError(400, "Request target must be a path (origin-form); this server is not a proxy.")
+            raise _Refused
         if len(self.headers) > self.limits.max_header_count:
             count = self.limits.max_header_count
             self._refusal = _too_large(f"Request has more than {count} header fields (server.max_header_count).")
