@@ -108,6 +108,14 @@ def _json(schema: dict[str, Any]) -> dict[str, Any]:
     return {"application/json": {"schema": schema}}
 
 
+def _errors(codes: tuple[int, ...]) -> dict[str, Any]:
+    """The error answers for ``codes``, with those of the HTTP edge that any request may get."""
+    return {
+        str(code): {"description": _ERRORS[code], "content": _json(_ref("Error"))}
+        for code in sorted(set(codes + _EDGE))
+    }
+
+
 def _op(
     operation_id: str,
     summary: str,
@@ -116,9 +124,7 @@ def _op(
     errors: tuple[int, ...] = (400, 401, 403, 404),
     body: bool = False,
 ) -> dict[str, Any]:
-    responses = {"200": ok} | {
-        str(code): {"description": _ERRORS[code], "content": _json(_ref("Error"))} for code in sorted(errors + _EDGE)
-    }
+    responses = {"200": ok} | _errors(errors)
     op: dict[str, Any] = {"operationId": operation_id, "summary": summary, "parameters": params, "responses": responses}
     if body:
         op["requestBody"] = {"required": True, "content": _json(_ref("CreateInteractionRequest"))}
@@ -265,7 +271,7 @@ def _other_paths() -> dict[str, Any]:
                 "operationId": "healthz",
                 "summary": "Liveness",
                 "security": [],
-                "responses": {"200": {"description": "ok", "content": _json(healthy)}},
+                "responses": {"200": {"description": "ok", "content": _json(healthy)}} | _errors((400, 403)),
             },
         },
     }
