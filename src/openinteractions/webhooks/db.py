@@ -191,12 +191,16 @@ def claim(conn: Connection, now: float, limit: int, lease_until: float, token: s
     locks them with FOR UPDATE SKIP LOCKED, so concurrent claimers take different rows; on SQLite, where writes
     are serialised anyway, the clause is left out. Rows of a webhook that is not enabled wait."""
     o, w = outbox.c, webhooks.c
+    pending = and_(o.state == "pending", o.next_attempt_at <= now)
+    # A read first: on SQLite an UPDATE takes the write lock even when it matches nothing, and most polls find
+    # nothing due.
+    if conn.execute(select(o.id).where(pending).limit(1)).first() is None:
+        return []
     due = (
         select(o.id)
         .select_from(outbox.outerjoin(webhooks, o.webhook_id == w.id))
         .where(
-            o.state == "pending",
-            o.next_attempt_at <= now,
+            pending,
             or_(o.lease_until.is_(None), o.lease_until <= now),
             or_(o.webhook_id.is_(None), w.state == "enabled"),
         )
@@ -293,13 +297,6 @@ def sweep(conn: Connection, now: float, retention: float, window: float) -> None
     conn.execute(delete(outbox).where(and_(o.state != "pending", o.created_at <= now - retention)))
     stale = and_(o.state == "pending", o.created_at <= now - window, or_(o.lease_until.is_(None), o.lease_until <= now))
     conn.execute(update(outbox).where(stale).values(state="failed", last_error="not delivered within the retry window"))
-
-
-def next_due(conn: Connection) -> float | None:
-    o = outbox.c
-    query = select(func.min(o.next_attempt_at)).where(o.state == "pending")
-    value = conn.execute(query).scalar_one_or_none()
-    return float(value) if value is not None else None
 
 
 def deliveries(

@@ -58,6 +58,7 @@ class Webhooks:
         self._threads = ThreadPoolExecutor(2, thread_name_prefix="webhooks-db")
         # owner -> {webhook id: subscribed events} of the enabled webhooks
         self._subscriptions: dict[str, dict[str, frozenset[str]]] = {}
+        self._changes = 0  # local changes to _subscriptions, so that a re-read started before one is dropped
         self._owner_locks: dict[str, asyncio.Lock] = {}
         self.deliverer = Deliverer(settings, self._run, self._signing_secrets, self._forget, clock, resolver)
         self._refresher: asyncio.Task[None] | None = None
@@ -86,10 +87,12 @@ class Webhooks:
         self._threads.shutdown()
 
     async def _refresh(self) -> None:
+        changes = self._changes
         subscriptions: dict[str, dict[str, frozenset[str]]] = {}
         for owner, webhook_id, events in await self._run(db.enabled_subscriptions):
             subscriptions.setdefault(owner, {})[webhook_id] = frozenset(events)
-        self._subscriptions = subscriptions
+        if changes == self._changes:  # else it may predate a change made here meanwhile: the next one will do
+            self._subscriptions = subscriptions
 
     async def _refresh_forever(self) -> None:
         while True:
@@ -100,6 +103,7 @@ class Webhooks:
                 logger.exception("could not re-read the registered webhooks")
 
     def _remember(self, row: dict[str, Any]) -> None:
+        self._changes += 1
         if row["state"] == "enabled":
             events = frozenset(json.loads(row["subscribed_events"]))
             self._subscriptions.setdefault(row["owner"], {})[row["id"]] = events
@@ -107,6 +111,7 @@ class Webhooks:
             self._forget(row["id"], row["owner"])
 
     def _forget(self, webhook_id: str, owner: str | None = None) -> None:
+        self._changes += 1
         for own, hooks in self._subscriptions.items():
             if owner in (None, own):
                 hooks.pop(webhook_id, None)
