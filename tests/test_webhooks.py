@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -239,7 +240,7 @@ def test_each_key_sees_and_receives_only_its_own_webhooks(
             with pytest.raises(GenAiError) as error:
                 call()
             assert status_of(error) == 404
-        assert [w.id for w in b.webhooks.list().webhooks or []] != [mine.id]
+        assert mine.id not in [w.id for w in b.webhooks.list().webhooks or []]
         assert a.webhooks.get(id=mine.id).name is None  # untouched
 
         done = a.interactions.create(model=MODEL, input=script({"text": "hi"}))
@@ -512,6 +513,26 @@ def test_private_addresses_are_refused_unless_allow_listed(tmp_path: Path, recei
     assert receiver.events() == []
     tried = [t for t in netguard.attempts(log) if t["purpose"] == "webhooks"]
     assert tried and {t["outcome"] for t in tried} == {"refused"}
+
+
+def test_uri_rules_by_default_and_with_the_settings() -> None:
+    from openinteractions.config import WebhooksSettings
+    from openinteractions.errors import ApiError
+    from openinteractions.webhooks.wire import check_uri
+
+    default, open_ = WebhooksSettings(), WebhooksSettings(allow_http=True, allow_networks=["10.0.0.0/8"])
+    assert check_uri("https://example.com/h", default, "uri") == "https://example.com/h"
+    for uri, settings, needle in [
+        ("http://example.com/h", default, "webhooks.allow_http is off"),
+        ("https://10.1.2.3/h", default, "private address"),
+        ("https://[fe80::1%25eth0]/h", default, "link-local"),
+        ("https://[::ffff:127.0.0.1]/h", open_, "loopback"),
+        ("https://example.com:99999/", default, "not a URL"),
+        ("https:///h", default, "no host"),
+    ]:
+        with pytest.raises(ApiError, match=re.escape(needle)):
+            check_uri(uri, settings, "uri")
+    assert check_uri("http://10.1.2.3/h", open_, "uri")
 
 
 @pytest.mark.parametrize(
