@@ -109,7 +109,7 @@ class EndHook(Protocol):
         (``webhooks.Webhooks.interaction_ended``). It must not raise."""
 
 
-def _no_hook(owner: str, interaction_id: str, status: str, webhook_config: Any, errors: list[dict[str, str]]) -> None:
+def no_end_hook(owner: str, interaction_id: str, status: str, webhook_config: Any, errors: Any) -> None:
     return None
 
 
@@ -122,7 +122,7 @@ class Run:
         store: Store,
         signer: ThoughtSigner,
         clock: Any,
-        ended: EndHook = _no_hook,
+        ended: EndHook = no_end_hook,
     ) -> None:
         self.spec = spec
         self._ended = ended

@@ -32,7 +32,7 @@ from ..webhooks import Webhooks
 from .history import chained_history, verify_input
 from .quota import OwnerUsage
 from .ratelimit import RunSlots, TokenBuckets
-from .run import EndHook, Run, RunSpec, _no_hook
+from .run import EndHook, Run, RunSpec, no_end_hook
 from .signatures import InvalidSignature, ThoughtSigner
 from .validate import check_capabilities, check_request_shape, text_response_format
 
@@ -70,7 +70,7 @@ class InteractionService:
     ) -> None:
         self.settings = settings
         self.webhooks = webhooks
-        self._ended: EndHook = webhooks.interaction_ended if webhooks is not None else _no_hook
+        self._ended: EndHook = webhooks.interaction_ended if webhooks is not None else no_end_hook
         self.toolbox = toolbox
         self.store = store
         self.log = log
