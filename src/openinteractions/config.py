@@ -6,6 +6,7 @@ Nested keys use ``__`` in the environment: ``OPENINTERACTIONS_SERVER__PORT=9000`
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import tomllib
 from pathlib import Path
@@ -153,6 +154,42 @@ class ToolsSettings(_Section):
     time_budget_seconds: float = Field(default=120.0, gt=0)  # time spent running server tools, per interaction
 
 
+class WebhooksSettings(_Section):
+    # Networks webhook URIs may reach although private or loopback, e.g. ["127.0.0.1/32"]; empty: public
+    # addresses only, under the same policy as url_context (tools.url_context.allow_networks is not shared).
+    allow_networks: list[str] = Field(default_factory=list)
+    # Plain http URIs; by default only https, since a delivery carries user_metadata and interaction ids.
+    allow_http: bool = False
+    timeout_seconds: float = Field(default=10.0, gt=0)  # one attempt: resolve, connect, send, the answer's head
+    # Retries wait retry_initial_seconds, then twice as long each time up to retry_max_seconds (±20% jitter),
+    # until the event is retry_window_seconds old (Google: 24 hours).
+    retry_initial_seconds: float = Field(default=5.0, gt=0)
+    retry_max_seconds: float = Field(default=3600.0, gt=0)
+    retry_window_seconds: float = Field(default=24 * 3600.0, gt=0)
+    # A registered webhook is disabled (state disabled_due_to_failed_deliveries) once its attempts, of any of its
+    # events, have failed this many times in a row and for this long since the first of them: a receiver down
+    # for an hour while a thousand events queue up is not disabled, one that fails for a day is.
+    disable_after_failures: int = Field(default=20, ge=1)
+    disable_after_seconds: float = Field(default=24 * 3600.0, ge=0)
+    max_concurrent_deliveries: int = Field(default=16, ge=1)
+    # How often the outbox is looked at when nothing woke the worker (events of other processes, due retries).
+    poll_seconds: float = Field(default=1.0, gt=0)
+    # How often the registered webhooks are re-read, to see other processes' changes on a shared database.
+    refresh_seconds: float = Field(default=5.0, gt=0)
+    max_webhooks_per_owner: int = Field(default=20, ge=1)
+    max_dynamic_uris: int = Field(default=5, ge=1)  # webhook_config.uris of one request
+    max_user_metadata_bytes: int = Field(default=16 * 1024, ge=0)  # webhook_config.user_metadata, as JSON
+    # Delivered and given-up deliveries are kept this long for GET /{version}/webhookDeliveries.
+    delivery_retention_seconds: float = Field(default=7 * 24 * 3600.0, gt=0)
+
+    @field_validator("allow_networks")
+    @classmethod
+    def _networks(cls, networks: list[str]) -> list[str]:
+        for network in networks:
+            ipaddress.ip_network(network, strict=False)  # a ValueError names the bad entry
+        return networks
+
+
 class ModelSettings(BaseModel):
     """One served model. ``backend`` picks the implementation; the other keys are that backend's options."""
 
@@ -175,6 +212,7 @@ class Settings(BaseSettings):
     limits: LimitsSettings = Field(default_factory=LimitsSettings)
     tools: ToolsSettings = Field(default_factory=ToolsSettings)
     models: dict[str, ModelSettings] = Field(default_factory=dict)
+    webhooks: WebhooksSettings = Field(default_factory=WebhooksSettings)
     # Key for thought signatures; when unset one is generated once and kept in data_dir.
     signing_key: str | None = Field(default=None, min_length=16)
 

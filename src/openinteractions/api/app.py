@@ -23,9 +23,11 @@ from ..events.log import MemoryEventLog
 from ..schema.openapi import openapi_document
 from ..store.sql import SqlStore, sqlite_url
 from ..tools.toolbox import Toolbox
+from ..webhooks import Webhooks
 from .auth import Authenticator
 from .guard import HostPolicy, RequestGuard
 from .routes import ROUTES
+from .webhooks import WEBHOOK_ROUTES
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +40,9 @@ def build_service(settings: Settings, config_dir: Path) -> InteractionService:
     log = MemoryEventLog(limits.max_events_per_interaction, limits.max_event_log_bytes)
     registry = BackendRegistry.from_settings(settings.models or default_models(), config_dir)
     signer = ThoughtSigner(load_or_create_key(settings.signing_key, data_dir))
-    return InteractionService(settings, store, log, registry, signer, Toolbox(settings.tools, data_dir))
+    webhooks = Webhooks(settings.webhooks, store)
+    toolbox = Toolbox(settings.tools, data_dir)
+    return InteractionService(settings, store, log, registry, signer, toolbox, webhooks=webhooks)
 
 
 async def _api_error(request: Request, exc: Exception) -> Response:
@@ -82,7 +86,7 @@ def create_app(settings: Settings, config_dir: Path | None = None) -> Starlette:
             await service.stop()
 
     app = Starlette(
-        routes=ROUTES,
+        routes=ROUTES + WEBHOOK_ROUTES,
         lifespan=lifespan,
         middleware=_middleware(settings),
         exception_handlers={
@@ -97,6 +101,7 @@ def create_app(settings: Settings, config_dir: Path | None = None) -> Starlette:
     # has no such paths, so they are 404s like any other.
     app.router.redirect_slashes = False
     app.state.service = service
+    app.state.webhooks = service.webhooks
     app.state.auth = Authenticator(settings.auth.api_keys)
     return app
 

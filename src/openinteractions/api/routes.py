@@ -47,6 +47,7 @@ async def create_interaction(request: Request) -> Response:
     service = _service(request)
     body = await read_body(request, service.settings.server.max_request_bytes)
     req = parse_create(body)
+    request.app.state.webhooks.check_config(req.webhook_config)
     run = await service.create(req, owner, version)
     # A background run goes on without its client: it is followed and fetched by its id.
     if req.stream:

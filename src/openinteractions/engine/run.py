@@ -12,7 +12,7 @@ import asyncio
 import logging
 from contextlib import aclosing
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from .. import jsontext
 from ..backends.base import Backend, BackendError, Finish, GenerationRequest, UsageReport
@@ -96,11 +96,36 @@ def usage_model(report: UsageReport | None, text_only: bool = True, searches: in
     )
 
 
+class EndHook(Protocol):
+    def __call__(
+        self,
+        owner: str,
+        interaction_id: str,
+        status: str,
+        webhook_config: dict[str, Any] | None,
+        errors: list[dict[str, str]],
+    ) -> None:
+        """A run's end, called once, synchronously, just before its final state is queued for the store
+        (``webhooks.Webhooks.interaction_ended``). It must not raise."""
+
+
+def no_end_hook(owner: str, interaction_id: str, status: str, webhook_config: Any, errors: Any) -> None:
+    return None
+
+
 class Run:
     def __init__(
-        self, spec: RunSpec, backend: Backend, log: MemoryEventLog, store: Store, signer: ThoughtSigner, clock: Any
+        self,
+        spec: RunSpec,
+        backend: Backend,
+        log: MemoryEventLog,
+        store: Store,
+        signer: ThoughtSigner,
+        clock: Any,
+        ended: EndHook = no_end_hook,
     ) -> None:
         self.spec = spec
+        self._ended = ended
         self.id = spec.interaction_id
         self.assembler = Assembler()
         self.finished = asyncio.Event()
@@ -254,6 +279,11 @@ class Run:
             await self._announced()  # its insert, if any, must not outlive the run
             if self._inserted is not None:
                 await _landed(self._inserted, ending=True)
+            status = self.assembler.summary.get("status", "failed")
+            config = self.spec.echo.get("webhook_config")
+            # Queued in the same step as the finish below, so that both commit in one transaction.
+            self._ended(self.spec.owner, self.id, status, config, self.assembler.errors)
+            if self._inserted is not None:
                 final = self.final_state()
                 await _landed(self._store.finish(self.id, final, self._log.frames(self.id)), ending=True)
                 self.stored = True

@@ -29,11 +29,12 @@ from ..schema.steps import Step, ThoughtStep
 from ..schema.tools import FunctionTool
 from ..store.base import Store, StoredInteraction
 from ..tools.toolbox import Toolbox
+from ..webhooks import Webhooks
 from .history import chained_history, verify_input
 from .quota import OwnerUsage
 from .ratelimit import RunSlots, TokenBuckets
 from .replay import stored_pages, stored_stream
-from .run import Run, RunSpec
+from .run import EndHook, Run, RunSpec, no_end_hook
 from .signatures import InvalidSignature, ThoughtSigner
 from .validate import check_capabilities, check_request_shape, text_response_format
 
@@ -50,6 +51,7 @@ ECHO_FIELDS = frozenset(
         "response_modalities",
         "safety_settings",
         "labels",
+        "webhook_config",
     }
 )
 _steps = TypeAdapter(list[Step])
@@ -66,8 +68,11 @@ class InteractionService:
         signer: ThoughtSigner,
         toolbox: Toolbox,
         clock: Callable[[], float] = time.time,
+        webhooks: Webhooks | None = None,
     ) -> None:
         self.settings = settings
+        self.webhooks = webhooks
+        self._ended: EndHook = webhooks.interaction_ended if webhooks is not None else no_end_hook
         self.toolbox = toolbox
         self.store = store
         self.log = log
@@ -84,6 +89,8 @@ class InteractionService:
 
     async def start(self) -> None:
         await self.store.start()
+        if self.webhooks is not None:
+            await self.webhooks.start()  # before a recovered run ends
         await self._fail_interrupted()
         self._sweeper = asyncio.create_task(self._sweep_forever())
 
@@ -104,6 +111,8 @@ class InteractionService:
         if self._sweeper:
             self._sweeper.cancel()
         await self.stop_runs()
+        if self.webhooks is not None:
+            await self.webhooks.stop()
         await self.registry.aclose()
         self.toolbox.close()
         await self.store.close()
@@ -261,7 +270,7 @@ class InteractionService:
     def _launch(self, spec: RunSpec, route: Route) -> Run:
         if self._closing:  # create awaited the store since it last looked: stop_runs may have passed already
             raise _shutting_down()
-        run = Run(spec, route.backend, self.log, self.store, self.signer, self.clock)
+        run = Run(spec, route.backend, self.log, self.store, self.signer, self.clock, self._ended)
         self.log.open(run.id)
         self.runs[run.id] = run
         run.task = asyncio.create_task(run.execute(), name=f"run {run.id}")
@@ -386,7 +395,8 @@ class InteractionService:
     async def _fail_interrupted(self) -> None:
         """A run that a previous process left unfinished ends as failed, with a proper event log."""
         for record in await self.store.unfinished():
-            run = Run(_recovered_spec(record), _NoBackend(), self.log, self.store, self.signer, self.clock)
+            spec = _recovered_spec(record)
+            run = Run(spec, _NoBackend(), self.log, self.store, self.signer, self.clock, self._ended)
             self.log.open(run.id)
             await run.recover("aborted", _LEFT_BY_A_CRASH)
             self.log.drop(run.id)

@@ -35,8 +35,6 @@ def check_request_shape(req: CreateInteractionRequest) -> None:
         raise not_supported("'cached_content'")
     if req.continuation_token is not None:
         raise invalid_argument("'continuation_token' is unknown: this server never issues continuation tokens")
-    if req.webhook_config is not None:
-        raise not_supported("'webhook_config'")
     if req.environment is not None:
         raise not_supported("'environment'")
     if req.service_tier not in (None, "standard"):

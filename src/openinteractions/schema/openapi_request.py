@@ -31,7 +31,7 @@ InteractionInput = (
     | Annotated[list[Turn], Field(min_length=1)]
 )
 
-_NEVER_FIELDS = ("agent", "agent_config", "cached_content", "continuation_token", "webhook_config", "environment")
+_NEVER_FIELDS = ("agent", "agent_config", "cached_content", "continuation_token", "environment")
 _NEVER_TOOLS = (
     "FileSearchTool",
     "GoogleMapsTool",

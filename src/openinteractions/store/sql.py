@@ -262,6 +262,12 @@ class SqlStore:
             self._wake.set()
         return future
 
+    def queue_rows(self, sql: str, rows: list[tuple[Any, ...]]) -> asyncio.Future[None]:
+        """Queue another module's plain-SQL writes (``{m}``: the driver's placeholder). They commit with every
+        write queued before the event loop next runs the writer: queued right before a run's ``finish``, in the
+        same step, they land in its transaction (the webhook outbox relies on this)."""
+        return self._queue("rows", [sql, rows])
+
     def _commit_now(self) -> bool:
         """Commit everything queued, on the loop's thread; False if it has to wait for the writer task."""
         batch = self._pending
@@ -503,6 +509,9 @@ def _apply(cursor: Any, mark: str, batch: list[tuple[str, list[Any], asyncio.Fut
         cursor.executemany(sql, finishes)
     for params in large:
         write_large_log(cursor, params)
+    for kind, params, _ in batch:
+        if kind == "rows":
+            cursor.executemany(params[0].format(m=mark), params[1])
 
 
 _INSERT_COLUMNS = (
