@@ -8,6 +8,7 @@ import asyncio
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -212,10 +213,15 @@ SURFACE = """
             os._exit(0)  # the child of a clone that ran
         denied[name] = errno.errorcode.get(ctypes.get_errno(), str(ctypes.get_errno())) if result == -1 else "ran"
     families = {}
-    kinds = {"AF_KEY": (15, 3), "AF_PACKET": (17, 2), "AF_BLUETOOTH": (31, 3), "AF_ALG": (38, 5), "AF_VSOCK": (40, 1)}
-    for family, (number, kind) in kinds.items():
+    kinds = {
+        "AF_KEY": (15, 3, 0), "AF_PACKET": (17, 2, 0), "AF_BLUETOOTH": (31, 3, 0), "AF_ALG": (38, 5, 0),
+        "AF_VSOCK": (40, 1, 0), "AF_INET tcp": (2, 1, 0), "AF_INET udp": (2, 2, 0), "AF_INET6 tcp": (10, 1, 0),
+        "AF_INET6 udp": (10, 2, 0), "NETLINK_NETFILTER": (16, 3, 12), "NETLINK_AUDIT": (16, 3, 9),
+        "NETLINK_XFRM": (16, 3, 6),
+    }
+    for family, (number, kind, protocol) in kinds.items():
         try:
-            socket.socket(number, kind).close()
+            socket.socket(number, kind, protocol).close()
             families[family] = "ran"
         except OSError as exc:
             families[family] = errno.errorcode.get(exc.errno, str(exc.errno))
@@ -276,7 +282,7 @@ def test_kernel_surface_memory_and_disk_are_bounded(server: LiveServer) -> None:
 
 
 WORKS = """
-    import json, multiprocessing, os, socket, subprocess, sys, tempfile, threading
+    import asyncio, json, multiprocessing, os, socket, subprocess, sys, tempfile, threading
     child = subprocess.run([sys.executable, "-c", "print(6 * 7)"], capture_output=True, text=True).stdout.strip()
     with multiprocessing.Pool(2) as pool:
         squares = pool.map(abs, [-1, -2, -3])
@@ -286,13 +292,21 @@ WORKS = """
     for t in workers: t.join()
     with tempfile.NamedTemporaryFile("w", delete=False) as f:
         f.write("kept")
-    server = socket.create_server(("127.0.0.1", 0))
-    echo = socket.create_connection(server.getsockname()); peer, _ = server.accept(); echo.sendall(b"ping")
+    echo, peer = socket.socketpair(); echo.sendall(b"ping")
+    server = socket.create_server("unix.sock", family=socket.AF_UNIX)
+    client = socket.socket(socket.AF_UNIX); client.connect("unix.sock"); accepted, _ = server.accept()
+
+    async def talk():
+        reader, writer = await asyncio.open_unix_connection("unix.sock")
+        other, _ = server.accept(); other.sendall(b"pong")
+        return (await reader.read(4)).decode()
     pid = os.fork()
     if pid == 0:
         os._exit(7)
     print(json.dumps({"child": child, "pool": squares, "threads": sorted(results), "tmp": open(f.name).read(),
-                      "loopback": peer.recv(4).decode(), "fork": os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])}))
+                      "socketpair": peer.recv(4).decode(), "asyncio": asyncio.run(talk()),
+                      "interfaces": [name for _, name in socket.if_nameindex()],
+                      "fork": os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])}))
 """
 
 
@@ -303,7 +317,9 @@ def test_plain_python_still_works(server: LiveServer) -> None:
         "pool": [1, 2, 3],
         "threads": [0, 1, 2, 3],
         "tmp": "kept",
-        "loopback": "ping",
+        "socketpair": "ping",
+        "asyncio": "pong",
+        "interfaces": ["lo"],  # netlink's NETLINK_ROUTE
         "fork": 7,
     }
 
@@ -382,6 +398,15 @@ def test_user_namespaces_are_disabled_beneath_the_filter() -> None:
     code += "print(libc.unshare(0x10000000), os.strerror(ctypes.get_errno()))"
     done = asyncio.run(unfiltered.run_python(code))
     assert done.stdout == "-1 No space left on device\n", (done.stdout, done.stderr)
+
+
+def test_the_network_namespace_is_empty_beneath_the_filter() -> None:
+    """Without the filter, which refuses AF_INET sockets, the host's loopback is still out of reach."""
+    with socket.create_server(("127.0.0.1", 0)) as listening:
+        port = listening.getsockname()[1]
+        code = f"import socket\nsocket.create_connection(('127.0.0.1', {port}), timeout=2)"
+        done = asyncio.run(AlteredSandbox("--seccomp", None).run_python(code))
+    assert "ConnectionRefusedError" in done.stderr, (done.stdout, done.stderr)
 
 
 def test_a_bwrap_without_an_option_makes_the_tool_unavailable() -> None:
