@@ -4,6 +4,7 @@ kernel's surface are bounded. The sandbox refuses to start rather than run weake
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import json
 import os
@@ -110,7 +111,7 @@ SEARCH = """
                     except (OSError, ValueError, OverflowError):
                         pass
 
-    for top in ["/proc", "/dev", "/scratch", "/"]:
+    for top in ["/proc", "/dev", "/scratch", "/usr/local", "/usr/src", "/"]:
         for folder, dirs, names in os.walk(top):
             if top == "/":
                 dirs[:] = [d for d in dirs if folder != "/" or d not in ("proc", "usr", "dev", "scratch")]
@@ -130,15 +131,35 @@ SEARCH = """
             memory(pid)
     environ = {p: read(f"/proc/{p}/environ").decode(errors="replace")
                for p in os.listdir("/proc") if p.isdigit()}
-    print(json.dumps({"found": found, "files": files, "regions": regions, "environ": environ}))
+    hidden = {top: [f for _, _, names in os.walk(top) for f in names] for top in ["/usr/local", "/usr/src"]}
+    print(json.dumps({"found": found, "files": files, "regions": regions, "environ": environ, "hidden": hidden}))
 """
 
 
+@pytest.fixture
+def planted_in_usr_local() -> Iterator[None]:
+    """A deployment's configuration in /usr/local/etc (the machine's own npmrc lives there), holding a secret."""
+    folder = Path("/usr/local/etc")
+    if os.geteuid() != 0 or not folder.is_dir():
+        yield
+        return
+    planted = folder / f"oi-test-{os.getpid()}.conf"
+    planted.write_text(f"token = {MARKER}\n")
+    planted.chmod(0o644)
+    try:
+        yield
+    finally:
+        planted.unlink()
+
+
+@pytest.mark.usefixtures("planted_in_usr_local")
 def test_no_secret_of_the_server_is_reachable_from_the_sandbox(server: LiveServer) -> None:
-    """Every environ, cmdline and other readable file of /proc, every file outside /usr, and the readable memory
-    of every other process in the sandbox: the server's keys are in none of them."""
+    """Every environ, cmdline and other readable file of /proc, every file outside /usr, /usr/local and /usr/src
+    (which are empty), and the readable memory of every other process in the sandbox: the server's keys are in
+    none of them."""
     assert MARKER == "oi-secret-" + "7c1f" and MARKER not in SEARCH
     seen = run_json(server, SEARCH)
+    assert seen["hidden"] == {"/usr/local": [], "/usr/src": []}, seen["hidden"]
     assert seen["files"] > 1000, seen["files"]  # /proc was walked, not skipped
     assert seen["found"] == [], seen["found"]
     assert seen["regions"] > 0  # the memory of the sandbox's PID 1 was read too
@@ -353,6 +374,27 @@ def test_runs_leave_no_orphan_to_reap() -> None:
     The sandbox has its own init (tini), which the outer bubblewrap waits for."""
     done = subprocess.run([sys.executable, "-c", ADOPTER], capture_output=True, text=True, timeout=60, check=False)
     assert done.stdout == "20 0\n", done.stderr  # every run ran, and nothing was left to this process
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="installs an interpreter under /usr/local, which needs root")
+@pytest.mark.usefixtures("planted_in_usr_local")
+def test_an_interpreter_under_usr_local_brings_only_its_own_files() -> None:
+    folder = Path(f"/usr/local/lib/oi-test-python-{os.getpid()}")
+    folder.mkdir()
+    try:
+        python = folder / "python3"
+        shutil.copy2(os.path.realpath("/usr/bin/python3"), python)
+        sandbox = Sandbox(SandboxLimits(), python=str(python))
+        sandbox.check()
+        code = "import os, sys\nprint(sys.executable, [f'{d}/{f}' for d, _, fs in os.walk('/usr/local') for f in fs])"
+        done = asyncio.run(sandbox.run_python(code))
+    finally:
+        shutil.rmtree(folder)
+    executable, files = done.stdout.split(" ", 1)
+    assert executable == str(python), (done.stdout, done.stderr)
+    seen = ast.literal_eval(files)
+    # The interpreter and its library folders (its site-packages), nothing of /usr/local/etc or /usr/local/bin.
+    assert str(python) in seen and all(path.startswith("/usr/local/lib/") for path in seen), seen
 
 
 @pytest.mark.parametrize(

@@ -2,9 +2,10 @@
 
 What it guarantees (see docs/tools.md for the full list):
 - no network: the code runs in its own network namespace, which has nothing but its own loopback;
-- no host files and nothing on the host to squat: the root is a read-only tmpfs with only /usr (read-only),
-  /proc, /dev and /scratch, a tmpfs of ``disk_mb`` (the working directory, /tmp points to it) into which bubblewrap
-  copies the program from a file descriptor; /etc, /home, /root, /work and the server's data are not there;
+- no host files and nothing on the host to squat: the root is a read-only tmpfs with only /usr (read-only, less
+  /usr/local and /usr/src, where a deployment keeps its own files), /proc, /dev and /scratch, a tmpfs of
+  ``disk_mb`` (the working directory, /tmp points to it) into which bubblewrap copies the program from a file
+  descriptor; /etc, /home, /root, /work and the server's data are not there;
 - no secrets: bubblewrap and setpriv start with an empty environment, the program with a fixed one;
 - its own PID, IPC, UTS, cgroup and user namespaces, no further user namespaces (``--disable-userns``); all
   capabilities dropped; no new privileges; the seccomp filter of syscall_filter.py;
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import resource
 import shutil
@@ -29,6 +31,16 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from .syscall_filter import compile_filter
+
+# Folders of /usr that hold the machine's own software and configuration rather than the distribution's: the
+# sandbox sees them empty, but for the files of an interpreter configured there.
+HIDDEN = ("/usr/local", "/usr/src")
+# What an interpreter needs of its own prefix, printed by itself.
+LAYOUT = (
+    "import json, os, sys, sysconfig; v = sysconfig.get_config_var; lib = os.path.join(v('LIBDIR') or '/',"
+    " v('LDLIBRARY') or '.'); paths = {sysconfig.get_path(k) for k in ('stdlib', 'platstdlib', 'purelib', 'platlib')};"
+    " print(json.dumps(sorted({sys.executable, os.path.realpath(sys.executable), lib, *paths})))"
+)
 
 # What the sandbox's own start must show, read by a probe run in it when the server starts.
 PROBE = (
@@ -84,6 +96,8 @@ class Sandbox:
         self.user = user
         self._slots = asyncio.Semaphore(concurrency)
         self._filter = b""
+        self._hidden = [folder for folder in HIDDEN if os.path.isdir(folder)]
+        self._shown: list[str] = []  # what the interpreter needs of the hidden folders
 
     def check(self) -> None:
         """Raise SandboxUnavailable unless the sandbox starts here with every protection it promises."""
@@ -102,7 +116,22 @@ class Sandbox:
                 "the libseccomp Python bindings are missing (Debian: apt-get install python3-seccomp;"
                 " scripts/install links them into .venv)"
             ) from exc
+        self._shown = self._interpreter_files()
         self._probe()
+
+    def _interpreter_files(self) -> list[str]:
+        """The interpreter's own files in the hidden folders, if it lives there, to bind back read-only."""
+        if not any(_under(os.path.realpath(self.python), folder) for folder in self._hidden):
+            return []
+        try:
+            done = subprocess.run(
+                [self.python, "-I", "-c", LAYOUT], env={}, capture_output=True, text=True, timeout=30, check=True
+            )
+            paths: list[str] = json.loads(done.stdout)
+        except (OSError, subprocess.SubprocessError, ValueError) as exc:
+            raise SandboxUnavailable(f"{self.python} did not say where its standard library is: {exc}") from exc
+        hidden = [path for path in paths if any(_under(path, folder) for folder in self._hidden)]
+        return [path for path in hidden if os.path.exists(path)]
 
     def _probe(self) -> None:
         with _memfd("main.py", PROBE.encode()) as program, _memfd("filter", self._filter) as bpf:
@@ -140,6 +169,14 @@ class Sandbox:
             self.bwrap, "--unshare-all", "--unshare-user", "--disable-userns", "--as-pid-1", "--die-with-parent",
             "--cap-drop", "ALL",
             "--ro-bind", "/usr", "/usr",
+        ]  # fmt: skip
+        for folder in self._hidden:
+            command += ["--perms", "0755", "--tmpfs", folder]
+        for path in self._shown:
+            command += ["--ro-bind", path, path]
+        for folder in self._hidden:
+            command += ["--remount-ro", folder]
+        command += [
             "--symlink", "usr/bin", "/bin", "--symlink", "usr/lib", "/lib", "--symlink", "usr/lib64", "/lib64",
             "--proc", "/proc", "--dev", "/dev",
             "--size", disk, "--perms", "0700", "--tmpfs", "/scratch", "--symlink", "scratch", "/tmp",
@@ -255,6 +292,10 @@ def _memfd(name: str, data: bytes) -> Iterator[int]:
         yield fd
     finally:
         os.close(fd)
+
+
+def _under(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder + "/")
 
 
 def _kill_group(process: asyncio.subprocess.Process) -> None:
