@@ -22,6 +22,7 @@ import pytest
 from google import genai
 
 from live import FIXTURES, LiveServer
+from openinteractions.tools.cgroup import CgroupUnavailable, MemoryCgroups
 from openinteractions.tools.sandbox import Sandbox, SandboxLimits, SandboxUnavailable
 
 MODEL = "gemini-3-flash-preview"
@@ -395,6 +396,61 @@ def test_an_interpreter_under_usr_local_brings_only_its_own_files() -> None:
     seen = ast.literal_eval(files)
     # The interpreter and its library folders (its site-packages), nothing of /usr/local/etc or /usr/local/bin.
     assert str(python) in seen and all(path.startswith("/usr/local/lib/") for path in seen), seen
+
+
+def memory_cgroups() -> MemoryCgroups | None:
+    try:
+        return MemoryCgroups.find()
+    except (OSError, CgroupUnavailable):
+        return None
+
+
+FORK_MEMORY = """
+import os, time
+children = []
+for _ in range(4):
+    pid = os.fork()
+    if pid == 0:
+        held = bytearray(150 << 20)
+        for at in range(0, len(held), 4096):
+            held[at] = 1
+        time.sleep(0.5)
+        os._exit(0)
+    children.append(pid)
+print(sum(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0 for pid in children))
+"""
+
+
+@pytest.mark.skipif(memory_cgroups() is None, reason="no memory cgroup can be made here (cgroup v1 needs root)")
+def test_memory_is_bounded_for_the_whole_sandbox() -> None:
+    """Four processes of 150 MB, each within memory_mb, are 600 MB together: over sandbox_memory_mb, the kernel
+    kills some of them, the run says why, and its cgroup is gone afterwards."""
+    cgroups = memory_cgroups()
+    assert cgroups is not None
+    limits = SandboxLimits(memory_mb=256, sandbox_memory_mb=256, max_processes=16)
+    sandbox = Sandbox(limits)
+    sandbox.check()
+    done = asyncio.run(sandbox.run_python(FORK_MEMORY))
+    assert done.problem == "memory limit reached (256 MiB for the whole sandbox)", (done.stdout, done.stderr)
+    assert int(done.stdout or 0) < 4
+    again = asyncio.run(sandbox.run_python("print(bytearray(150 << 20).count(0) >> 20)"))
+    assert again.ok and again.stdout == "150\n", (again.stdout, again.stderr)
+    assert not list((cgroups.base / "openinteractions").glob(f"{os.getpid()}-*"))  # nothing left behind
+
+
+def test_without_cgroups_the_sandbox_says_so_and_runs_fewer_processes(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def refuse() -> MemoryCgroups:
+        raise CgroupUnavailable("not here")
+
+    monkeypatch.setattr(MemoryCgroups, "find", refuse)
+    sandbox = Sandbox(SandboxLimits())
+    with caplog.at_level("WARNING"):
+        sandbox.check()
+    assert "no memory cgroup can be made here (not here)" in caplog.text and "4096 MiB per run" in caplog.text
+    assert sandbox.max_processes == 8
+    assert asyncio.run(sandbox.run_python("print(1)")).stdout == "1\n"
 
 
 @pytest.mark.parametrize(

@@ -12,9 +12,11 @@ What it guarantees (see docs/tools.md for the full list):
 - when the server runs as root, the code runs as an unprivileged user (``nobody`` by default);
 - limits: CPU seconds, wall seconds (the whole process group is killed), address space, process count,
   file size, open files, the size of each writable file system, and output size (the process is killed once its
-  output is over the limit).
-What it does not: it shares the host kernel (a kernel exploit escapes), reading /usr (system libraries, the
-Python standard library) is allowed, and memory is bounded per process, not per sandbox (no cgroup).
+  output is over the limit);
+- memory for the whole sandbox (``sandbox_memory_mb``, kernel memory included) where the server can make memory
+  cgroups (cgroup.py); elsewhere only per process, ``memory_mb`` x ``max_processes`` in all, said once at start.
+What it does not: it shares the host kernel (a kernel exploit escapes), and reading /usr (system libraries, the
+Python standard library) is allowed.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import resource
 import shutil
@@ -30,7 +33,11 @@ import subprocess
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+from .cgroup import CgroupUnavailable, MemoryCgroups, RunCgroup
 from .syscall_filter import compile_filter
+
+log = logging.getLogger(__name__)
+MiB = 1024 * 1024
 
 # Folders of /usr that hold the machine's own software and configuration rather than the distribution's: the
 # sandbox sees them empty, but for the files of an interpreter configured there.
@@ -54,11 +61,12 @@ class SandboxLimits:
     wall_seconds: float = 10.0
     cpu_seconds: int = 5
     memory_mb: int = 512
-    max_processes: int = 32
+    max_processes: int | None = None  # None: 32 where a memory cgroup bounds the whole sandbox, else 8
     max_file_mb: int = 16
     max_output_bytes: int = 64 * 1024
     disk_mb: int = 64
     max_open_files: int = 64
+    sandbox_memory_mb: int = 1024  # all the sandbox's processes and its tmpfs together, where cgroups can be made
 
 
 @dataclass
@@ -98,6 +106,7 @@ class Sandbox:
         self._filter = b""
         self._hidden = [folder for folder in HIDDEN if os.path.isdir(folder)]
         self._shown: list[str] = []  # what the interpreter needs of the hidden folders
+        self._cgroups: MemoryCgroups | None = None
 
     def check(self) -> None:
         """Raise SandboxUnavailable unless the sandbox starts here with every protection it promises."""
@@ -117,7 +126,24 @@ class Sandbox:
                 " scripts/install links them into .venv)"
             ) from exc
         self._shown = self._interpreter_files()
+        try:
+            self._cgroups = MemoryCgroups.find()
+        except (OSError, CgroupUnavailable) as exc:
+            self._cgroups = None
+            log.warning(
+                "code_execution: no memory cgroup can be made here (%s); the sandbox's memory is bounded per process"
+                " only, up to memory_mb x max_processes = %d MiB per run",
+                exc,
+                self.limits.memory_mb * self.max_processes,
+            )
         self._probe()
+
+    @property
+    def max_processes(self) -> int:
+        if self.limits.max_processes is not None:
+            return self.limits.max_processes
+        # Without a cgroup each process may hold memory_mb: fewer processes bound the whole.
+        return 32 if self._cgroups is not None else 8
 
     def _interpreter_files(self) -> list[str]:
         """The interpreter's own files in the hidden folders, if it lives there, to bind back read-only."""
@@ -198,7 +224,7 @@ class Sandbox:
         resource.setrlimit(resource.RLIMIT_CPU, (limits.cpu_seconds, limits.cpu_seconds + 1))
         memory = limits.memory_mb * 1024 * 1024
         resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
-        resource.setrlimit(resource.RLIMIT_NPROC, (limits.max_processes, limits.max_processes))
+        resource.setrlimit(resource.RLIMIT_NPROC, (self.max_processes, self.max_processes))
         size = limits.max_file_mb * 1024 * 1024
         resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))
         resource.setrlimit(resource.RLIMIT_NOFILE, (limits.max_open_files, limits.max_open_files))
@@ -208,9 +234,23 @@ class Sandbox:
         async with self._slots:
             # Nothing is written on the host: bubblewrap copies the program from this descriptor into /scratch.
             with _memfd("main.py", code.encode()) as program, _memfd("filter", self._filter) as bpf:
-                return await self._execute(program, bpf)
+                if self._cgroups is None:
+                    return await self._execute(program, bpf, None)
+                try:
+                    cgroup = self._cgroups.create(self.limits.sandbox_memory_mb * MiB)
+                except (OSError, CgroupUnavailable) as exc:
+                    return Execution("", "", None, f"the sandbox's memory cgroup could not be made: {exc}")
+                try:
+                    return await self._execute(program, bpf, cgroup)
+                finally:
+                    await _remove(cgroup)
 
-    async def _execute(self, program: int, bpf: int) -> Execution:
+    async def _execute(self, program: int, bpf: int, cgroup: RunCgroup | None) -> Execution:
+        def prepare() -> None:
+            if cgroup is not None:
+                cgroup.join()  # before anything of the sandbox runs
+            self._limit()
+
         process = await asyncio.create_subprocess_exec(
             *self._command(program, bpf),
             # Nothing of the server's environment may reach the sandbox, whatever bubblewrap does with its own (its
@@ -220,7 +260,7 @@ class Sandbox:
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
             pass_fds=(program, bpf),
-            preexec_fn=self._limit,
+            preexec_fn=prepare,
             start_new_session=True,
         )
         output = _Output(self.limits.max_output_bytes, on_full=lambda: _kill_group(process))
@@ -240,6 +280,8 @@ class Sandbox:
             await asyncio.gather(_drain(process.stdout), _drain(process.stderr))
             await process.wait()
         code = process.returncode
+        if problem is None and cgroup is not None and cgroup.oom_kills():
+            problem = f"memory limit reached ({self.limits.sandbox_memory_mb} MiB for the whole sandbox)"
         if problem is None and code is not None and (code < 0 or code > 128):
             problem = _signal_problem(-code if code < 0 else code - 128)  # bwrap reports 128 + signal
         stdout, stderr = output.text()
@@ -292,6 +334,13 @@ def _memfd(name: str, data: bytes) -> Iterator[int]:
         yield fd
     finally:
         os.close(fd)
+
+
+async def _remove(cgroup: RunCgroup) -> None:
+    try:
+        await cgroup.remove()
+    except OSError as exc:
+        log.warning("code_execution: the run's cgroup %s could not be removed: %s", cgroup.path, exc)
 
 
 def _under(path: str, folder: str) -> bool:
