@@ -517,3 +517,21 @@ def test_a_sandbox_without_its_filter_is_refused() -> None:
     """The probe run at start reads the filter's presence from inside; a sandbox started without it is refused."""
     with pytest.raises(SandboxUnavailable, match=r"does not start here \(status 3\)"):
         AlteredSandbox("--seccomp", None).check()
+
+
+@pytest.mark.parametrize(
+    "own, files, reason",
+    [
+        ("0::/svc\n", {"cgroup.controllers": "cpu memory", "svc/cgroup.controllers": "cpu"}, "not delegated"),
+        ("4:cpu:/\n", {}, "no memory cgroup controller is mounted"),
+    ],
+)
+def test_where_no_memory_cgroup_can_be_made_the_reason_is_given(
+    tmp_path: Path, own: str, files: dict[str, str], reason: str
+) -> None:
+    (tmp_path / "self").write_text(own)
+    for name, text in files.items():
+        (tmp_path / "fs" / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "fs" / name).write_text(text)
+    with pytest.raises(CgroupUnavailable, match=reason):
+        MemoryCgroups.find(root=tmp_path / "fs", own=tmp_path / "self")

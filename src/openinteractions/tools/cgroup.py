@@ -2,8 +2,10 @@
 
 Runs get a cgroup of their own under ``openinteractions`` in the server's own memory cgroup (never elsewhere in
 the machine's hierarchy: the limits above the server still hold, and nothing of the machine's own cgroups is
-touched). Both hierarchies work: cgroup v2 where the server's cgroup delegates the memory controller to its
-children, cgroup v1's memory controller where the server may write to it (as root). The run's processes join it
+touched). cgroup v1's memory controller where the server may write to it (as root); cgroup v2 where the server's
+cgroup has, or may be given, the memory controller for its children, which v2 refuses while the cgroup holds
+processes of its own (the server) unless it is a root. The v2 path follows the kernel's rules but is untested
+here: the machines this was built on have cgroup v1. The run's processes join it
 before they exec; afterwards anything left in it is killed and it is removed.
 """
 
