@@ -4,10 +4,12 @@ kernel's surface are bounded. The sandbox refuses to start rather than run weake
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -20,6 +22,7 @@ import pytest
 from google import genai
 
 from live import FIXTURES, LiveServer
+from openinteractions.tools.cgroup import CgroupUnavailable, MemoryCgroups
 from openinteractions.tools.sandbox import Sandbox, SandboxLimits, SandboxUnavailable
 
 MODEL = "gemini-3-flash-preview"
@@ -109,7 +112,7 @@ SEARCH = """
                     except (OSError, ValueError, OverflowError):
                         pass
 
-    for top in ["/proc", "/dev", "/scratch", "/"]:
+    for top in ["/proc", "/dev", "/scratch", "/usr/local", "/usr/src", "/"]:
         for folder, dirs, names in os.walk(top):
             if top == "/":
                 dirs[:] = [d for d in dirs if folder != "/" or d not in ("proc", "usr", "dev", "scratch")]
@@ -129,15 +132,35 @@ SEARCH = """
             memory(pid)
     environ = {p: read(f"/proc/{p}/environ").decode(errors="replace")
                for p in os.listdir("/proc") if p.isdigit()}
-    print(json.dumps({"found": found, "files": files, "regions": regions, "environ": environ}))
+    hidden = {top: [f for _, _, names in os.walk(top) for f in names] for top in ["/usr/local", "/usr/src"]}
+    print(json.dumps({"found": found, "files": files, "regions": regions, "environ": environ, "hidden": hidden}))
 """
 
 
+@pytest.fixture
+def planted_in_usr_local() -> Iterator[None]:
+    """A deployment's configuration in /usr/local/etc (the machine's own npmrc lives there), holding a secret."""
+    folder = Path("/usr/local/etc")
+    if os.geteuid() != 0 or not folder.is_dir():
+        yield
+        return
+    planted = folder / f"oi-test-{os.getpid()}.conf"
+    planted.write_text(f"token = {MARKER}\n")
+    planted.chmod(0o644)
+    try:
+        yield
+    finally:
+        planted.unlink()
+
+
+@pytest.mark.usefixtures("planted_in_usr_local")
 def test_no_secret_of_the_server_is_reachable_from_the_sandbox(server: LiveServer) -> None:
-    """Every environ, cmdline and other readable file of /proc, every file outside /usr, and the readable memory
-    of every other process in the sandbox: the server's keys are in none of them."""
+    """Every environ, cmdline and other readable file of /proc, every file outside /usr, /usr/local and /usr/src
+    (which are empty), and the readable memory of every other process in the sandbox: the server's keys are in
+    none of them."""
     assert MARKER == "oi-secret-" + "7c1f" and MARKER not in SEARCH
     seen = run_json(server, SEARCH)
+    assert seen["hidden"] == {"/usr/local": [], "/usr/src": []}, seen["hidden"]
     assert seen["files"] > 1000, seen["files"]  # /proc was walked, not skipped
     assert seen["found"] == [], seen["found"]
     assert seen["regions"] > 0  # the memory of the sandbox's PID 1 was read too
@@ -212,10 +235,15 @@ SURFACE = """
             os._exit(0)  # the child of a clone that ran
         denied[name] = errno.errorcode.get(ctypes.get_errno(), str(ctypes.get_errno())) if result == -1 else "ran"
     families = {}
-    kinds = {"AF_KEY": (15, 3), "AF_PACKET": (17, 2), "AF_BLUETOOTH": (31, 3), "AF_ALG": (38, 5), "AF_VSOCK": (40, 1)}
-    for family, (number, kind) in kinds.items():
+    kinds = {
+        "AF_KEY": (15, 3, 0), "AF_PACKET": (17, 2, 0), "AF_BLUETOOTH": (31, 3, 0), "AF_ALG": (38, 5, 0),
+        "AF_VSOCK": (40, 1, 0), "AF_INET tcp": (2, 1, 0), "AF_INET udp": (2, 2, 0), "AF_INET6 tcp": (10, 1, 0),
+        "AF_INET6 udp": (10, 2, 0), "NETLINK_NETFILTER": (16, 3, 12), "NETLINK_AUDIT": (16, 3, 9),
+        "NETLINK_XFRM": (16, 3, 6),
+    }
+    for family, (number, kind, protocol) in kinds.items():
         try:
-            socket.socket(number, kind).close()
+            socket.socket(number, kind, protocol).close()
             families[family] = "ran"
         except OSError as exc:
             families[family] = errno.errorcode.get(exc.errno, str(exc.errno))
@@ -276,7 +304,7 @@ def test_kernel_surface_memory_and_disk_are_bounded(server: LiveServer) -> None:
 
 
 WORKS = """
-    import json, multiprocessing, os, socket, subprocess, sys, tempfile, threading
+    import asyncio, json, multiprocessing, os, socket, subprocess, sys, tempfile, threading
     child = subprocess.run([sys.executable, "-c", "print(6 * 7)"], capture_output=True, text=True).stdout.strip()
     with multiprocessing.Pool(2) as pool:
         squares = pool.map(abs, [-1, -2, -3])
@@ -286,13 +314,21 @@ WORKS = """
     for t in workers: t.join()
     with tempfile.NamedTemporaryFile("w", delete=False) as f:
         f.write("kept")
-    server = socket.create_server(("127.0.0.1", 0))
-    echo = socket.create_connection(server.getsockname()); peer, _ = server.accept(); echo.sendall(b"ping")
+    echo, peer = socket.socketpair(); echo.sendall(b"ping")
+    server = socket.create_server("unix.sock", family=socket.AF_UNIX)
+    client = socket.socket(socket.AF_UNIX); client.connect("unix.sock"); accepted, _ = server.accept()
+
+    async def talk():
+        reader, writer = await asyncio.open_unix_connection("unix.sock")
+        other, _ = server.accept(); other.sendall(b"pong")
+        return (await reader.read(4)).decode()
     pid = os.fork()
     if pid == 0:
         os._exit(7)
     print(json.dumps({"child": child, "pool": squares, "threads": sorted(results), "tmp": open(f.name).read(),
-                      "loopback": peer.recv(4).decode(), "fork": os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])}))
+                      "socketpair": peer.recv(4).decode(), "asyncio": asyncio.run(talk()),
+                      "interfaces": [name for _, name in socket.if_nameindex()],
+                      "fork": os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])}))
 """
 
 
@@ -303,7 +339,9 @@ def test_plain_python_still_works(server: LiveServer) -> None:
         "pool": [1, 2, 3],
         "threads": [0, 1, 2, 3],
         "tmp": "kept",
-        "loopback": "ping",
+        "socketpair": "ping",
+        "asyncio": "pong",
+        "interfaces": ["lo"],  # netlink's NETLINK_ROUTE
         "fork": 7,
     }
 
@@ -337,6 +375,82 @@ def test_runs_leave_no_orphan_to_reap() -> None:
     The sandbox has its own init (tini), which the outer bubblewrap waits for."""
     done = subprocess.run([sys.executable, "-c", ADOPTER], capture_output=True, text=True, timeout=60, check=False)
     assert done.stdout == "20 0\n", done.stderr  # every run ran, and nothing was left to this process
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="installs an interpreter under /usr/local, which needs root")
+@pytest.mark.usefixtures("planted_in_usr_local")
+def test_an_interpreter_under_usr_local_brings_only_its_own_files() -> None:
+    folder = Path(f"/usr/local/lib/oi-test-python-{os.getpid()}")
+    folder.mkdir()
+    try:
+        python = folder / "python3"
+        shutil.copy2(os.path.realpath("/usr/bin/python3"), python)
+        sandbox = Sandbox(SandboxLimits(), python=str(python))
+        sandbox.check()
+        code = "import os, sys\nprint(sys.executable, [f'{d}/{f}' for d, _, fs in os.walk('/usr/local') for f in fs])"
+        done = asyncio.run(sandbox.run_python(code))
+    finally:
+        shutil.rmtree(folder)
+    executable, files = done.stdout.split(" ", 1)
+    assert executable == str(python), (done.stdout, done.stderr)
+    seen = ast.literal_eval(files)
+    # The interpreter and its library folders (its site-packages), nothing of /usr/local/etc or /usr/local/bin.
+    assert str(python) in seen and all(path.startswith("/usr/local/lib/") for path in seen), seen
+
+
+def memory_cgroups() -> MemoryCgroups | None:
+    try:
+        return MemoryCgroups.find()
+    except (OSError, CgroupUnavailable):
+        return None
+
+
+FORK_MEMORY = """
+import os, time
+children = []
+for _ in range(4):
+    pid = os.fork()
+    if pid == 0:
+        held = bytearray(150 << 20)
+        for at in range(0, len(held), 4096):
+            held[at] = 1
+        time.sleep(0.5)
+        os._exit(0)
+    children.append(pid)
+print(sum(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0 for pid in children))
+"""
+
+
+@pytest.mark.skipif(memory_cgroups() is None, reason="no memory cgroup can be made here (cgroup v1 needs root)")
+def test_memory_is_bounded_for_the_whole_sandbox() -> None:
+    """Four processes of 150 MB, each within memory_mb, are 600 MB together: over sandbox_memory_mb, the kernel
+    kills some of them, the run says why, and its cgroup is gone afterwards."""
+    cgroups = memory_cgroups()
+    assert cgroups is not None
+    limits = SandboxLimits(memory_mb=256, sandbox_memory_mb=256, max_processes=16)
+    sandbox = Sandbox(limits)
+    sandbox.check()
+    done = asyncio.run(sandbox.run_python(FORK_MEMORY))
+    assert done.problem == "memory limit reached (256 MiB for the whole sandbox)", (done.stdout, done.stderr)
+    assert int(done.stdout or 0) < 4
+    again = asyncio.run(sandbox.run_python("print(bytearray(150 << 20).count(0) >> 20)"))
+    assert again.ok and again.stdout == "150\n", (again.stdout, again.stderr)
+    assert not list((cgroups.base / "openinteractions").glob(f"{os.getpid()}-*"))  # nothing left behind
+
+
+def test_without_cgroups_the_sandbox_says_so_and_runs_fewer_processes(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def refuse() -> MemoryCgroups:
+        raise CgroupUnavailable("not here")
+
+    monkeypatch.setattr(MemoryCgroups, "find", refuse)
+    sandbox = Sandbox(SandboxLimits())
+    with caplog.at_level("WARNING"):
+        sandbox.check()
+    assert "no memory cgroup can be made here (not here)" in caplog.text and "4096 MiB per run" in caplog.text
+    assert sandbox.max_processes == 8
+    assert asyncio.run(sandbox.run_python("print(1)")).stdout == "1\n"
 
 
 @pytest.mark.parametrize(
@@ -384,6 +498,15 @@ def test_user_namespaces_are_disabled_beneath_the_filter() -> None:
     assert done.stdout == "-1 No space left on device\n", (done.stdout, done.stderr)
 
 
+def test_the_network_namespace_is_empty_beneath_the_filter() -> None:
+    """Without the filter, which refuses AF_INET sockets, the host's loopback is still out of reach."""
+    with socket.create_server(("127.0.0.1", 0)) as listening:
+        port = listening.getsockname()[1]
+        code = f"import socket\nsocket.create_connection(('127.0.0.1', {port}), timeout=2)"
+        done = asyncio.run(AlteredSandbox("--seccomp", None).run_python(code))
+    assert "ConnectionRefusedError" in done.stderr, (done.stdout, done.stderr)
+
+
 def test_a_bwrap_without_an_option_makes_the_tool_unavailable() -> None:
     """As an older bubblewrap would answer: the server says why instead of running a weaker sandbox."""
     with pytest.raises(SandboxUnavailable, match=r"does not start here.*--no-such-option"):
@@ -394,3 +517,21 @@ def test_a_sandbox_without_its_filter_is_refused() -> None:
     """The probe run at start reads the filter's presence from inside; a sandbox started without it is refused."""
     with pytest.raises(SandboxUnavailable, match=r"does not start here \(status 3\)"):
         AlteredSandbox("--seccomp", None).check()
+
+
+@pytest.mark.parametrize(
+    "own, files, reason",
+    [
+        ("0::/svc\n", {"cgroup.controllers": "cpu memory", "svc/cgroup.controllers": "cpu"}, "not delegated"),
+        ("4:cpu:/\n", {}, "no memory cgroup controller is mounted"),
+    ],
+)
+def test_where_no_memory_cgroup_can_be_made_the_reason_is_given(
+    tmp_path: Path, own: str, files: dict[str, str], reason: str
+) -> None:
+    (tmp_path / "self").write_text(own)
+    for name, text in files.items():
+        (tmp_path / "fs" / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "fs" / name).write_text(text)
+    with pytest.raises(CgroupUnavailable, match=reason):
+        MemoryCgroups.find(root=tmp_path / "fs", own=tmp_path / "self")

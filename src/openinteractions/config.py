@@ -126,7 +126,9 @@ class CodeExecutionSettings(_Section):
     wall_seconds: float = Field(default=10.0, gt=0)
     cpu_seconds: int = Field(default=5, ge=1)
     memory_mb: int = Field(default=512, ge=32)
-    max_processes: int = Field(default=32, ge=1)
+    # Counted for the sandbox user machine-wide. Unset: 32 where a memory cgroup bounds the sandbox, else 8, since
+    # then memory_mb x max_processes bounds a run.
+    max_processes: int | None = Field(default=None, ge=1)
     max_file_mb: int = Field(default=16, ge=1)
     max_output_bytes: int = Field(default=64 * 1024, ge=1024)
     concurrency: int = Field(default=2, ge=1)
@@ -134,6 +136,9 @@ class CodeExecutionSettings(_Section):
     # tmpfs, which is memory.
     disk_mb: int = Field(default=64, ge=1)
     max_open_files: int = Field(default=64, ge=16)
+    # Memory of all the sandbox's processes and its tmpfs together (kernel memory included), enforced by a memory
+    # cgroup per run where the server can make one (cgroup v1 as root, or a delegated v2 subtree).
+    sandbox_memory_mb: int = Field(default=1024, ge=64)
 
 
 class UrlContextSettings(_Section):

@@ -2,24 +2,29 @@
 
 What it guarantees (see docs/tools.md for the full list):
 - no network: the code runs in its own network namespace, which has nothing but its own loopback;
-- no host files and nothing on the host to squat: the root is a read-only tmpfs with only /usr (read-only),
-  /proc, /dev and /scratch, a tmpfs of ``disk_mb`` (the working directory, /tmp points to it) into which bubblewrap
-  copies the program from a file descriptor; /etc, /home, /root, /work and the server's data are not there;
+- no host files and nothing on the host to squat: the root is a read-only tmpfs with only /usr (read-only, less
+  /usr/local and /usr/src, where a deployment keeps its own files), /proc, /dev and /scratch, a tmpfs of
+  ``disk_mb`` (the working directory, /tmp points to it) into which bubblewrap copies the program from a file
+  descriptor; /etc, /home, /root, /work and the server's data are not there;
 - no secrets: bubblewrap and setpriv start with an empty environment, the program with a fixed one;
 - its own PID, IPC, UTS, cgroup and user namespaces, no further user namespaces (``--disable-userns``); all
   capabilities dropped; no new privileges; the seccomp filter of syscall_filter.py;
 - when the server runs as root, the code runs as an unprivileged user (``nobody`` by default);
 - limits: CPU seconds, wall seconds (the whole process group is killed), address space, process count,
   file size, open files, the size of each writable file system, and output size (the process is killed once its
-  output is over the limit).
-What it does not: it shares the host kernel (a kernel exploit escapes), reading /usr (system libraries, the
-Python standard library) is allowed, and memory is bounded per process, not per sandbox (no cgroup).
+  output is over the limit);
+- memory for the whole sandbox (``sandbox_memory_mb``, kernel memory included) where the server can make memory
+  cgroups (cgroup.py); elsewhere only per process, ``memory_mb`` x ``max_processes`` in all, said once at start.
+What it does not: it shares the host kernel (a kernel exploit escapes), and reading /usr (system libraries, the
+Python standard library) is allowed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import logging
 import os
 import resource
 import shutil
@@ -28,7 +33,21 @@ import subprocess
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+from .cgroup import CgroupUnavailable, MemoryCgroups, RunCgroup
 from .syscall_filter import compile_filter
+
+log = logging.getLogger(__name__)
+MiB = 1024 * 1024
+
+# Folders of /usr that hold the machine's own software and configuration rather than the distribution's: the
+# sandbox sees them empty, but for the files of an interpreter configured there.
+HIDDEN = ("/usr/local", "/usr/src")
+# What an interpreter needs of its own prefix, printed by itself.
+LAYOUT = (
+    "import json, os, sys, sysconfig; v = sysconfig.get_config_var; lib = os.path.join(v('LIBDIR') or '/',"
+    " v('LDLIBRARY') or '.'); paths = {sysconfig.get_path(k) for k in ('stdlib', 'platstdlib', 'purelib', 'platlib')};"
+    " print(json.dumps(sorted({sys.executable, os.path.realpath(sys.executable), lib, *paths})))"
+)
 
 # What the sandbox's own start must show, read by a probe run in it when the server starts.
 PROBE = (
@@ -42,11 +61,12 @@ class SandboxLimits:
     wall_seconds: float = 10.0
     cpu_seconds: int = 5
     memory_mb: int = 512
-    max_processes: int = 32
+    max_processes: int | None = None  # None: 32 where a memory cgroup bounds the whole sandbox, else 8
     max_file_mb: int = 16
     max_output_bytes: int = 64 * 1024
     disk_mb: int = 64
     max_open_files: int = 64
+    sandbox_memory_mb: int = 1024  # all the sandbox's processes and its tmpfs together, where cgroups can be made
 
 
 @dataclass
@@ -84,6 +104,9 @@ class Sandbox:
         self.user = user
         self._slots = asyncio.Semaphore(concurrency)
         self._filter = b""
+        self._hidden = [folder for folder in HIDDEN if os.path.isdir(folder)]
+        self._shown: list[str] = []  # what the interpreter needs of the hidden folders
+        self._cgroups: MemoryCgroups | None = None
 
     def check(self) -> None:
         """Raise SandboxUnavailable unless the sandbox starts here with every protection it promises."""
@@ -102,7 +125,39 @@ class Sandbox:
                 "the libseccomp Python bindings are missing (Debian: apt-get install python3-seccomp;"
                 " scripts/install links them into .venv)"
             ) from exc
+        self._shown = self._interpreter_files()
+        try:
+            self._cgroups = MemoryCgroups.find()
+        except (OSError, CgroupUnavailable) as exc:
+            self._cgroups = None
+            log.warning(
+                "code_execution: no memory cgroup can be made here (%s); the sandbox's memory is bounded per process"
+                " only, up to memory_mb x max_processes = %d MiB per run",
+                exc,
+                self.limits.memory_mb * self.max_processes,
+            )
         self._probe()
+
+    @property
+    def max_processes(self) -> int:
+        if self.limits.max_processes is not None:
+            return self.limits.max_processes
+        # Without a cgroup each process may hold memory_mb: fewer processes bound the whole.
+        return 32 if self._cgroups is not None else 8
+
+    def _interpreter_files(self) -> list[str]:
+        """The interpreter's own files in the hidden folders, if it lives there, to bind back read-only."""
+        if not any(_under(os.path.realpath(self.python), folder) for folder in self._hidden):
+            return []
+        try:
+            done = subprocess.run(
+                [self.python, "-I", "-c", LAYOUT], env={}, capture_output=True, text=True, timeout=30, check=True
+            )
+            paths: list[str] = json.loads(done.stdout)
+        except (OSError, subprocess.SubprocessError, ValueError) as exc:
+            raise SandboxUnavailable(f"{self.python} did not say where its standard library is: {exc}") from exc
+        hidden = [path for path in paths if any(_under(path, folder) for folder in self._hidden)]
+        return [path for path in hidden if os.path.exists(path)]
 
     def _probe(self) -> None:
         with _memfd("main.py", PROBE.encode()) as program, _memfd("filter", self._filter) as bpf:
@@ -140,6 +195,14 @@ class Sandbox:
             self.bwrap, "--unshare-all", "--unshare-user", "--disable-userns", "--as-pid-1", "--die-with-parent",
             "--cap-drop", "ALL",
             "--ro-bind", "/usr", "/usr",
+        ]  # fmt: skip
+        for folder in self._hidden:
+            command += ["--perms", "0755", "--tmpfs", folder]
+        for path in self._shown:
+            command += ["--ro-bind", path, path]
+        for folder in self._hidden:
+            command += ["--remount-ro", folder]
+        command += [
             "--symlink", "usr/bin", "/bin", "--symlink", "usr/lib", "/lib", "--symlink", "usr/lib64", "/lib64",
             "--proc", "/proc", "--dev", "/dev",
             "--size", disk, "--perms", "0700", "--tmpfs", "/scratch", "--symlink", "scratch", "/tmp",
@@ -161,7 +224,7 @@ class Sandbox:
         resource.setrlimit(resource.RLIMIT_CPU, (limits.cpu_seconds, limits.cpu_seconds + 1))
         memory = limits.memory_mb * 1024 * 1024
         resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
-        resource.setrlimit(resource.RLIMIT_NPROC, (limits.max_processes, limits.max_processes))
+        resource.setrlimit(resource.RLIMIT_NPROC, (self.max_processes, self.max_processes))
         size = limits.max_file_mb * 1024 * 1024
         resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))
         resource.setrlimit(resource.RLIMIT_NOFILE, (limits.max_open_files, limits.max_open_files))
@@ -171,9 +234,23 @@ class Sandbox:
         async with self._slots:
             # Nothing is written on the host: bubblewrap copies the program from this descriptor into /scratch.
             with _memfd("main.py", code.encode()) as program, _memfd("filter", self._filter) as bpf:
-                return await self._execute(program, bpf)
+                if self._cgroups is None:
+                    return await self._execute(program, bpf, None)
+                try:
+                    cgroup = self._cgroups.create(self.limits.sandbox_memory_mb * MiB)
+                except (OSError, CgroupUnavailable) as exc:
+                    return Execution("", "", None, f"the sandbox's memory cgroup could not be made: {exc}")
+                try:
+                    return await self._execute(program, bpf, cgroup)
+                finally:
+                    await _remove(cgroup)
 
-    async def _execute(self, program: int, bpf: int) -> Execution:
+    async def _execute(self, program: int, bpf: int, cgroup: RunCgroup | None) -> Execution:
+        def prepare() -> None:
+            if cgroup is not None:
+                cgroup.join()  # before anything of the sandbox runs
+            self._limit()
+
         process = await asyncio.create_subprocess_exec(
             *self._command(program, bpf),
             # Nothing of the server's environment may reach the sandbox, whatever bubblewrap does with its own (its
@@ -183,7 +260,7 @@ class Sandbox:
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
             pass_fds=(program, bpf),
-            preexec_fn=self._limit,
+            preexec_fn=prepare,
             start_new_session=True,
         )
         output = _Output(self.limits.max_output_bytes, on_full=lambda: _kill_group(process))
@@ -203,6 +280,8 @@ class Sandbox:
             await asyncio.gather(_drain(process.stdout), _drain(process.stderr))
             await process.wait()
         code = process.returncode
+        if problem is None and cgroup is not None and cgroup.oom_kills():
+            problem = f"memory limit reached ({self.limits.sandbox_memory_mb} MiB for the whole sandbox)"
         if problem is None and code is not None and (code < 0 or code > 128):
             problem = _signal_problem(-code if code < 0 else code - 128)  # bwrap reports 128 + signal
         stdout, stderr = output.text()
@@ -255,6 +334,17 @@ def _memfd(name: str, data: bytes) -> Iterator[int]:
         yield fd
     finally:
         os.close(fd)
+
+
+async def _remove(cgroup: RunCgroup) -> None:
+    try:
+        await cgroup.remove()
+    except OSError as exc:
+        log.warning("code_execution: the run's cgroup %s could not be removed: %s", cgroup.path, exc)
+
+
+def _under(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder + "/")
 
 
 def _kill_group(process: asyncio.subprocess.Process) -> None:

@@ -11,8 +11,10 @@ lets it hold memory outside its address-space limit or reach more of the kernel:
   flags a filter can read); unshare, setns, mount, pivot_root, chroot, bpf, perf_event_open, userfaultfd,
   keyctl, add_key, request_key, kexec_*, *_module, open_by_handle_at, io_uring_* and every other call that
   Docker grants only with a capability are not in the list;
-- sockets other than AF_UNIX, AF_INET, AF_INET6 (loopback only: the sandbox has its own network namespace) and
-  AF_NETLINK (the C library's getaddrinfo asks it for the local addresses).
+- sockets other than AF_UNIX and AF_NETLINK's NETLINK_ROUTE (read by if_nameindex and the C library's getaddrinfo
+  for the local addresses). No AF_INET or AF_INET6: the sandbox's network namespace has nothing but its own
+  loopback, and the kernel's TCP buffers on it (hundreds of MiB for one process) are memory no limit counts.
+  asyncio, multiprocessing, subprocess and socket.socketpair use AF_UNIX.
 
 System calls outside the native architecture (x32, i386 through int 0x80) kill the process (libseccomp's default
 for a foreign architecture).
@@ -54,7 +56,7 @@ umask uname unlink unlinkat utime utimensat utimes vfork vmsplice wait4 waitid w
 
 # clone's flags that create namespaces (CLONE_NEWNS | NEWCGROUP | NEWUTS | NEWIPC | NEWUSER | NEWPID | NEWNET).
 NAMESPACE_FLAGS = 0x7E020000
-SOCKET_FAMILIES = (socket.AF_UNIX, socket.AF_INET, socket.AF_INET6, socket.AF_NETLINK)
+NETLINK_ROUTE = 0
 # personality(2) values Docker allows: PER_LINUX, UNAME26, ADDR_NO_RANDOMIZE, both, and the query 0xffffffff.
 PERSONALITIES = (0x0, 0x8, 0x20000, 0x20008, 0xFFFFFFFF)
 
@@ -71,8 +73,10 @@ def compile_filter() -> bytes:
             rules.add_rule(seccomp.ALLOW, name)
     rules.add_rule(seccomp.ALLOW, "clone", seccomp.Arg(0, seccomp.MASKED_EQ, NAMESPACE_FLAGS, 0))
     rules.add_rule(seccomp.ERRNO(errno.ENOSYS), "clone3")
-    for family in SOCKET_FAMILIES:
-        rules.add_rule(seccomp.ALLOW, "socket", seccomp.Arg(0, seccomp.EQ, family))
+    rules.add_rule(seccomp.ALLOW, "socket", seccomp.Arg(0, seccomp.EQ, socket.AF_UNIX))
+    # Netlink's other protocols (netfilter, audit, xfrm, ...) reach far more of the kernel.
+    netlink = seccomp.Arg(0, seccomp.EQ, socket.AF_NETLINK), seccomp.Arg(2, seccomp.EQ, NETLINK_ROUTE)
+    rules.add_rule(seccomp.ALLOW, "socket", *netlink)
     for persona in PERSONALITIES:
         rules.add_rule(seccomp.ALLOW, "personality", seccomp.Arg(0, seccomp.EQ, persona))
     with os.fdopen(os.memfd_create("seccomp-bpf", os.MFD_CLOEXEC), "w+b") as program:

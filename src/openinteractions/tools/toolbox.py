@@ -37,7 +37,7 @@ class Toolbox:
             return None
         limits = SandboxLimits(
             code.wall_seconds, code.cpu_seconds, code.memory_mb, code.max_processes, code.max_file_mb,
-            code.max_output_bytes, code.disk_mb, code.max_open_files,
+            code.max_output_bytes, code.disk_mb, code.max_open_files, code.sandbox_memory_mb,
         )  # fmt: skip
         sandbox = Sandbox(limits, python=code.python, user=code.user, concurrency=code.concurrency)
         try:
