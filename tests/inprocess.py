@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,3 +26,11 @@ def scripted_service(tmp_path: Path) -> InteractionService:
 async def create(service: InteractionService, input_text: str, **fields: Any) -> Run:
     body = json.dumps({"model": "m", "input": input_text, **fields}).encode()
     return await service.create(parse_create(body), "o", "v1beta")
+
+
+async def until(condition: Callable[[], bool], seconds: float = 5.0) -> None:
+    """Poll ``condition`` between loop passes until it holds: a regression fails with TimeoutError instead of
+    hanging the suite, and a run that needs more passes than expected is still waited for."""
+    async with asyncio.timeout(seconds):
+        while not condition():
+            await asyncio.sleep(0.001)  # not 0: a store write in a thread or a socket gets the CPU meanwhile

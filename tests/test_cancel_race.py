@@ -5,14 +5,30 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from inprocess import create, scripted_service
+from inprocess import create, scripted_service, until
 from openinteractions.events.log import split_frames
 from openinteractions.store.base import StoredInteraction
 
 HANG = json.dumps({"script": [{"hang": True}]})
+
+
+class _HeldWrite(asyncio.Future[None]):
+    """A store write that lands when the test says, and tells when a run that is ending waits for it (through
+    asyncio.shield, which adds a done callback): the exact point the race needs, however many loop passes the
+    run takes to get there."""
+
+    def __init__(self, ending: Callable[[], bool]) -> None:
+        super().__init__()
+        self._ending = ending
+        self.awaited_while_ending = False
+
+    def add_done_callback(self, fn: Callable[[asyncio.Future[None]], object], *, context: Any = None) -> None:
+        super().add_done_callback(fn, context=context)
+        self.awaited_while_ending = self.awaited_while_ending or self._ending()
 
 
 def _types(blob: bytes) -> list[str]:
@@ -30,22 +46,22 @@ def test_a_second_cancel_in_the_pass_where_the_row_lands_still_stores_the_result
         insert = service.store.insert
         writes: dict[str, asyncio.Future[None]] = {}
 
+        heard: list[_HeldWrite] = []
+
         def held_insert(record: StoredInteraction) -> asyncio.Future[None]:
             writes["row"] = insert(record)  # the row is written for real; the run hears of it when the test says
-            writes["heard"] = asyncio.get_running_loop().create_future()
-            return writes["heard"]
+            heard.append(_HeldWrite(lambda: service.runs[record.id]._ending))
+            return heard[0]
 
         service.store.insert = held_insert  # type: ignore[method-assign]
         run = await create(service, HANG)
-        while "row" not in writes:
-            await asyncio.sleep(0)
+        await until(lambda: "row" in writes)
         await writes["row"]
+        assert not heard[0].awaited_while_ending
         first = asyncio.create_task(service.cancel(run.id, "o"))
-        while service.log.length(run.id) < 3:  # created, status_update, then the cancel's terminal event
-            await asyncio.sleep(0)
-        for _ in range(3):  # the run is waiting for its insert now, and nothing else moves
-            await asyncio.sleep(0)
-        writes["heard"].set_result(None)
+        await until(lambda: heard[0].awaited_while_ending)  # the run has ended and waits for its insert
+        assert service.log.length(run.id) == 3  # created, status_update, then the cancel's terminal event
+        heard[0].set_result(None)
         second = asyncio.create_task(service.cancel(run.id, "o"))  # runs before the run resumes
         results = await asyncio.wait_for(asyncio.gather(first, second), 5)
         stored = await service.store.get(run.id, "o", time.time())

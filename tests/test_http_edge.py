@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import selectors
 import socket
+import statistics
 import threading
 import time
 from collections.abc import Iterator
@@ -246,16 +247,26 @@ def send_big_header(sock: socket.socket) -> None:
         pass  # the server stopped reading and closed
 
 
+def healthz_latency(http: httpx.Client) -> float:
+    start = time.perf_counter()
+    assert http.get("/healthz").status_code == 200
+    return time.perf_counter() - start
+
+
 def test_a_64_mib_header_gets_431_at_once_and_healthz_stays_fast(server: LiveServer) -> None:
+    """The server used to read a 64 MiB header whole, copying it again at every read: it was accepted after
+    4-10 s, and /healthz stalled for 0.7-2.9 s again and again meanwhile (its median stayed under a
+    millisecond). On 2 shared cores a single timing can be slow, so the 431s are bounded by their median and
+    /healthz by its third-worst time, against its worst before the attack."""
+    with server.http() as http:
+        baseline = max(healthz_latency(http) for _ in range(20))
     latencies: list[float] = []
     attack_over = threading.Event()
 
     def poll_healthz() -> None:
         with server.http() as http:
             while not attack_over.is_set() or len(latencies) < 5:
-                start = time.perf_counter()
-                assert http.get("/healthz").status_code == 200
-                latencies.append(time.perf_counter() - start)
+                latencies.append(healthz_latency(http))
 
     poller = threading.Thread(target=poll_healthz)
     poller.start()
@@ -265,16 +276,18 @@ def test_a_64_mib_header_gets_431_at_once_and_healthz_stays_fast(server: LiveSer
             started = time.monotonic()
             sender = threading.Thread(target=send_big_header, args=(sock,))
             sender.start()
-            answers.append((read_answer(sock, started + 10), time.monotonic() - started))
+            answers.append((read_answer(sock, started + 20), time.monotonic() - started))
             sender.join()
     attack_over.set()
     poller.join()
-    for answer, after in answers:
+    for answer, _ in answers:
         status, error = status_and_error(answer)
         assert status == b"HTTP/1.1 431 Request Header Fields Too Large"
         assert error["code"] == 431 and "65536 bytes (server.max_header_bytes)" in error["message"]
-        assert after < 2.0
-    assert max(latencies) < 0.5
+    after = statistics.median(seconds for _, seconds in answers)
+    assert after < 3.0, f"the 431s came after {after:.2f} s (median)"
+    stalled = sorted(latencies)[-3]  # one or two hiccups of a loaded machine are forgiven
+    assert stalled < max(0.5, 10 * baseline), f"/healthz took {stalled:.3f} s (third-worst), {baseline:.3f} s before"
 
 
 def raw_request(server: LiveServer, request: bytes) -> bytes:

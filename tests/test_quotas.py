@@ -45,9 +45,11 @@ def sdk(server: LiveServer, key: str, **http_options: Any) -> genai.Client:
 
 
 def until(condition: Callable[[], bool], seconds: float = 10.0) -> None:
+    """A short pause between tries: a loop of requests without one takes the CPU from the server it waits on."""
     deadline = time.monotonic() + seconds
     while not condition():
         assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.02)
 
 
 def serve(tmp_path_factory: pytest.TempPathFactory, name: str, **sections: dict[str, Any]) -> Iterator[LiveServer]:

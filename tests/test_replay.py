@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import pg
-from inprocess import create, scripted_service
+from inprocess import create, scripted_service, until
 from openinteractions.api.app import build_service
 from openinteractions.api.sse import EventStreamResponse
 from openinteractions.config import Settings
@@ -29,8 +29,7 @@ SCRIPT = json.dumps({"script": [{"text": "a few words"}, {"break": True}, {"text
 async def _stored(service: object, text: str) -> str:
     """A run of ``text``, finished and forgotten: its log is read from the store from now on."""
     run = await create(service, text)  # type: ignore[arg-type]
-    while run.id in service.runs:  # type: ignore[attr-defined]
-        await asyncio.sleep(0)
+    await until(lambda: run.id not in service.runs)  # type: ignore[attr-defined]
     return run.id
 
 
@@ -198,8 +197,7 @@ def test_a_reader_left_behind_by_a_finished_run_reads_the_rest_from_the_store(
         held = service.log._logs[run.id]  # the log its readers hold
         stream = service.creation_stream(run)
         first = await anext(stream)  # one chunk, then the client stalls
-        while run.id in service.runs:
-            await asyncio.sleep(0)
+        await until(lambda: run.id not in service.runs)
         left = held.frames
         rest = [chunk async for chunk in stream]
         whole = await service.store.events(run.id) if store else b"".join(left)

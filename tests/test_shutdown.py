@@ -17,6 +17,7 @@ from openinteractions.api.app import create_app
 from openinteractions.api.protocol import HttpProtocol
 from openinteractions.cli import _Server
 from openinteractions.config import Settings
+from openinteractions.engine.quota import Usage
 from openinteractions.engine.run import Run
 from openinteractions.errors import ApiError
 from openinteractions.events.log import DONE
@@ -59,23 +60,36 @@ def test_a_run_cancelled_before_it_started_still_ends(tmp_path: Path) -> None:
 
 
 def test_a_create_that_was_waiting_on_the_store_is_refused(tmp_path: Path) -> None:
-    """A continuation reads its chain before its run starts: shutdown may begin meanwhile."""
+    """A create reads the store (its chain, its key's usage) before its run starts: shutdown may begin
+    meanwhile, after the create's first look at it. The create is parked in its quota check, the last read
+    before the launch, so that shutdown provably begins between the two."""
 
-    async def main() -> None:
+    async def main() -> tuple[Run | BaseException, int]:
         service = scripted_service(tmp_path)
         await service.start()
-        first = await create(service, "hi")
-        await first.finished.wait()
-        follow_up = asyncio.create_task(create(service, HANG, previous_interaction_id=first.id))
-        await asyncio.sleep(0)  # the follow-up is now reading the chain from the store
-        await service.stop_runs()
-        with pytest.raises(ApiError) as refused:
-            await follow_up
-        assert refused.value.http_status == 503
-        assert not service.runs
-        await service.stop()
+        usage = service._counts.get
+        parked, release = asyncio.Event(), asyncio.Event()
 
-    asyncio.run(main())
+        async def parked_usage(owner: str, now: float) -> Usage:
+            parked.set()
+            await release.wait()
+            return await usage(owner, now)
+
+        service._counts.get = parked_usage  # type: ignore[method-assign]
+        creating = asyncio.create_task(create(service, HANG))
+        async with asyncio.timeout(5):
+            await parked.wait()
+        await service.stop_runs()
+        release.set()
+        async with asyncio.timeout(5):
+            (outcome,) = await asyncio.gather(creating, return_exceptions=True)
+        launched = len(service.runs)
+        await service.stop()  # before any assert: a launched run would keep the store's thread alive
+        return outcome, launched
+
+    outcome, launched = asyncio.run(main())
+    assert isinstance(outcome, ApiError) and outcome.http_status == 503, outcome
+    assert launched == 0
 
 
 def _app(tmp_path: Path) -> Any:
