@@ -109,7 +109,9 @@ class EndHook(Protocol):
         (``webhooks.Webhooks.interaction_ended``). It must not raise."""
 
 
-def no_end_hook(owner: str, interaction_id: str, status: str, webhook_config: Any, errors: Any) -> None:
+def no_end_hook(
+    owner: str, interaction_id: str, status: str, webhook_config: dict[str, Any] | None, errors: list[dict[str, str]]
+) -> None:
     return None
 
 

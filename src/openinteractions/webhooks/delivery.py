@@ -190,7 +190,7 @@ class Deliverer:
         delay = min(s.retry_max_seconds, s.retry_initial_seconds * 2 ** min(attempts - 1, 60))
         delay *= random.uniform(0.8, 1.2)
         retry_at: float | None = now + delay
-        if retry_at > row.created_at + s.retry_window_seconds:
+        if now + delay > row.created_at + s.retry_window_seconds:
             retry_at = None
             error = f"{error} (given up after {attempts} attempts)"
         return db.Outcome(now, False, status, error[:2000], retry_at)

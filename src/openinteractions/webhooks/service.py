@@ -123,13 +123,13 @@ class Webhooks:
         owner: str,
         interaction_id: str,
         status: str,
-        config: dict[str, Any] | None,
+        webhook_config: dict[str, Any] | None,
         errors: list[dict[str, str]],
     ) -> None:
         """Queue the outbox rows of a run's end, for the transaction of its final state (queued next, in the
         same step). Never raises: a run must be stored whatever happens here."""
         try:
-            rows = self._rows(owner, interaction_id, status, config, errors)
+            rows = self._rows(owner, interaction_id, status, webhook_config, errors)
             if rows:
                 queued = self._store.queue_rows(db.OUTBOX_INSERT, rows)
                 queued.add_done_callback(self._queued)
@@ -153,6 +153,7 @@ class Webhooks:
         if event is None:
             return []
         uris = list(dict.fromkeys((config or {}).get("uris") or []))
+        targets: list[tuple[str | None, str | None]]
         if uris:  # the request's URIs replace the registered webhooks
             targets = [(None, uri) for uri in uris]
         else:
