@@ -41,7 +41,8 @@ def _parameters(tool: FunctionTool) -> dict[str, Any]:
     params.setdefault("type", "object")
     if params.get("type") == "object":
         params.setdefault("properties", {})
-    return _bounded(params)
+    bounded: dict[str, Any] = _bounded(params)
+    return bounded
 
 
 def calls_schema(functions: list[FunctionTool]) -> dict[str, Any]:
