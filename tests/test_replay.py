@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
-import psycopg
 import pytest
 
+import pg
 from inprocess import create, scripted_service
 from openinteractions.api.app import build_service
 from openinteractions.api.sse import EventStreamResponse
@@ -39,23 +38,14 @@ async def _drain(stream: object) -> bytes:
     return b"".join([chunk async for chunk in stream])  # type: ignore[attr-defined]
 
 
-ADMIN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
-
-
 @pytest.fixture(params=["sqlite", "postgresql"])
 def store_url(request: pytest.FixtureRequest) -> Iterator[str | None]:
     """SQLite reads a page through incremental blob I/O, PostgreSQL with substr(): both are checked."""
     if request.param == "sqlite":
         yield None
         return
-    name = f"oi_test_{secrets.token_hex(4)}"  # a scratch database, dropped afterwards
-    with psycopg.connect(ADMIN, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-    finally:
-        with psycopg.connect(ADMIN, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with pg.scratch_database() as name:  # through the unix socket: the suite runs in a namespace of its own
+        yield pg.url(name)
 
 
 @pytest.mark.parametrize("page", [7, 64, 1 << 20], ids=["7-byte pages", "64-byte pages", "one page"])

@@ -16,7 +16,7 @@ from typing import Any
 
 from .. import jsontext
 from ..backends.base import Backend, BackendError, Finish, GenerationRequest, UsageReport
-from ..events.log import LogLimitExceeded, MemoryEventLog
+from ..events.log import EventLog, LogLimitExceeded, LogWriteFailed
 from ..ids import rfc3339_from_epoch
 from ..schema.errors import StreamError
 from ..schema.events import (
@@ -33,6 +33,7 @@ from ..schema.usage import GroundingToolCount, ModalityTokens, Usage
 from ..store.base import FinalState, Store, StoredInteraction
 from ..tools.builtin import ServerTool
 from .assembler import Assembler
+from .recipe import RunRecipe
 from .signatures import ThoughtSigner
 from .steps import StepWriter
 from .toolloop import BudgetExceeded, ToolLoop
@@ -41,22 +42,14 @@ logger = logging.getLogger(__name__)
 
 
 @dataclass
-class RunSpec:
-    interaction_id: str
-    owner: str
-    model: str
-    store: bool
-    created_at: float
-    expires_at: float
-    previous_interaction_id: str | None
-    input_steps: list[Step]
-    echo: dict[str, Any]  # request fields shown on the resource, and the raw input
-    generation: GenerationRequest
-    summaries: bool
-    timeout: float
+class Job:
+    """A recipe with its live parts resolved: what the executor's ``prepare`` returns and a run takes."""
+
+    recipe: RunRecipe
+    backend: Backend
+    generation: GenerationRequest  # with the backend's plan
+    inputs: list[Step]
     tools: dict[str, ServerTool] = field(default_factory=dict)
-    max_tool_rounds: int = 8
-    tool_budget: float = 120.0
 
 
 @dataclass
@@ -97,15 +90,15 @@ def usage_model(report: UsageReport | None, text_only: bool = True, searches: in
 
 
 class Run:
-    def __init__(
-        self, spec: RunSpec, backend: Backend, log: MemoryEventLog, store: Store, signer: ThoughtSigner, clock: Any
-    ) -> None:
+    def __init__(self, job: Job, log: EventLog, store: Store, signer: ThoughtSigner, clock: Any) -> None:
+        spec = job.recipe
+        self.job = job
         self.spec = spec
         self.id = spec.interaction_id
         self.assembler = Assembler()
         self.finished = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
-        self._backend = backend
+        self._backend = job.backend
         self._log = log
         self._store = store
         self._signer = signer
@@ -119,6 +112,7 @@ class Run:
         self.stored = False  # its result and whole log are in the store
         self.updated_at = spec.created_at
         self._created = rfc3339_from_epoch(spec.created_at)
+        self.lease: tuple[str, float] | None = None  # (this server, until): set by the executor
 
     def summary(self, status: str, usage: Usage | None = None) -> InteractionSummary:
         return InteractionSummary(
@@ -143,12 +137,12 @@ class Run:
     async def _announce(self) -> None:
         """The created and status events, and the row's insert: execute's first step schedules this, so that
         the backend's request goes out before it and the two overlap."""
-        await self._append(InteractionCreatedEvent(interaction=self.summary("in_progress")))
-        await self._append(InteractionStatusUpdateEvent(interaction_id=self.id, status="in_progress"))
-        if self.spec.store:
+        if self.spec.store:  # queued before the events, so that no reader sees an event of a row not stored
             self._inserted = self._store.insert(self._record())
             self._inserted.add_done_callback(lambda _: self.durable.set())
-        else:
+        await self._append(InteractionCreatedEvent(interaction=self.summary("in_progress")))
+        await self._append(InteractionStatusUpdateEvent(interaction_id=self.id, status="in_progress"))
+        if not self.spec.store:
             self.durable.set()
 
     async def _announced(self) -> None:
@@ -187,6 +181,8 @@ class Run:
         except LogLimitExceeded as exc:
             await self._close_steps(writer)
             await self._fail("resource_exhausted", f"event log limit reached: {exc}")
+        except LogWriteFailed as exc:  # nothing more can be logged; readers see what was stored
+            logger.error("run %s: an event could not be stored: %s", self.id, exc)
         except Exception:
             logger.exception("run %s failed", self.id)
             await self._close_steps(writer)
@@ -204,10 +200,10 @@ class Run:
         await self._persist()
 
     async def _generate(self, writer: StepWriter, tally: _Tally) -> None:
-        spec = self.spec
-        tools = ToolLoop(spec.tools, self._backend, spec.generation, writer, self.assembler,
+        spec, job = self.spec, self.job
+        tools = ToolLoop(job.tools, self._backend, job.generation, writer, self.assembler,
                          max_rounds=spec.max_tool_rounds, time_budget=spec.tool_budget)  # fmt: skip
-        await tools.run(lambda: self._round(writer, tally), spec.input_steps, self._ready_for_steps)
+        await tools.run(lambda: self._round(writer, tally), job.inputs, self._ready_for_steps)
 
     async def _ready_for_steps(self) -> None:
         """No step goes out before the announcement and, with store, before the row is durable."""
@@ -218,7 +214,7 @@ class Run:
 
     async def _round(self, writer: StepWriter, tally: _Tally) -> None:
         """One generation of the backend, its events fed to the step writer."""
-        async with aclosing(self._backend.generate(self.spec.generation)) as events:
+        async with aclosing(self._backend.generate(self.job.generation)) as events:
             async for event in events:
                 if not self._steps_ready:  # inline: this loop is hot
                     await self._ready_for_steps()
@@ -238,7 +234,7 @@ class Run:
         self._ending = True
         self.updated_at = self._clock()
         searches = self.assembler.count("google_search_result")  # searches that ran to a result
-        summary = self.summary(status, usage_model(tally.usage, _all_text(self.spec.generation.history), searches))
+        summary = self.summary(status, usage_model(tally.usage, _all_text(self.job.generation.history), searches))
         await self.emit(InteractionCompletedEvent(interaction=summary))
 
     async def _fail(self, code: str, message: str) -> None:
@@ -296,7 +292,10 @@ class Run:
             updated_at=spec.created_at,
             expires_at=spec.expires_at,
             request=spec.echo,
-            input_steps=jsontext.dumps([s.wire() for s in spec.input_steps]),
+            input_steps=jsontext.dumps(spec.input_steps),
+            recipe=spec.dumps(),
+            lease_owner=self.lease[0] if self.lease else None,
+            lease_until=self.lease[1] if self.lease else None,
         )
 
 
