@@ -109,6 +109,9 @@ class LimitsSettings(_Section):
     create_burst: int = Field(default=500, ge=1)
     # Interactions running at once per key (background ones included); 0: no limit.
     max_concurrent_runs: int = Field(default=256, ge=0)
+    # A stored run is held under a lease that its server renews every third of this; a run whose lease has
+    # run out (its server died) is taken over and continued from its stored events.
+    run_lease_seconds: float = Field(default=30.0, gt=0)
 
 
 class SearchSettings(_Section):

@@ -7,7 +7,9 @@ The service validates a request into a recipe, hands it here, and reads the log;
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import secrets
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from contextlib import aclosing
 from typing import Any
@@ -23,6 +25,7 @@ from ..schema.steps import Step, ThoughtStep
 from ..schema.tools import FunctionTool
 from ..store.base import Store, StoredInteraction
 from ..tools.toolbox import Toolbox
+from .history import chained_history
 from .recipe import RunRecipe
 from .replay import stored_pages
 from .run import Job, Run
@@ -54,6 +57,8 @@ class Executor:
         self.clock = clock
         self.runs: dict[str, Run] = {}
         self.closing = False
+        self.server_id = secrets.token_hex(8)  # whose lease a run is under
+        self._leases: asyncio.Task[None] | None = None
 
     # ---- starting a run -----------------------------------------------------------------------------
 
@@ -92,11 +97,13 @@ class Executor:
         except InvalidSignature:
             return ""
 
-    def start(self, job: Job) -> Run:
+    def start(self, job: Job, logged: list[bytes] | None = None) -> Run:
+        """Start a run; ``logged``: one taken over, whose durable log so far this is."""
         run = Run(job, self.log, self.store, self.signer, self.clock)
-        self.log.open(run.id, durable=job.recipe.store)
+        run.lease = (self.server_id, self.clock() + self.settings.limits.run_lease_seconds)
+        self.log.open(run.id, durable=job.recipe.store, frames=logged)
         self.runs[run.id] = run
-        run.task = asyncio.create_task(run.execute(), name=f"run {run.id}")
+        run.task = asyncio.create_task(run.execute(logged), name=f"run {run.id}")
         run.task.add_done_callback(lambda _: self._forget(run))
         return run
 
@@ -126,6 +133,8 @@ class Executor:
     def begin_shutdown(self) -> None:
         """Refuse new runs and cancel the running ones, at once."""
         self.closing = True
+        if self._leases is not None:
+            self._leases.cancel()
         for run in list(self.runs.values()):
             if run.task and not run.task.done():
                 run.task.cancel()
@@ -134,16 +143,60 @@ class Executor:
         self.begin_shutdown()
         await asyncio.gather(*(r.finished.wait() for r in list(self.runs.values())))
 
-    # ---- runs a previous process left ---------------------------------------------------------------
+    # ---- leases, and runs a previous process left -------------------------------------------------
 
     async def take_over(self) -> None:
-        """A run that a previous process left unfinished ends as failed, with a proper event log."""
-        for record in await self.store.unfinished():
-            run = Run(_recovered_job(record), self.log, self.store, self.signer, self.clock)
-            self.log.open(run.id)
-            await run.recover("aborted", _LEFT_BY_A_CRASH)
-            self.log.drop(run.id)
-            logger.warning("interaction %s was left unfinished by a previous process: marked failed", run.id)
+        """At startup: every unfinished run is a previous process's (one server per database), and goes on
+        from its durable log. Then leases are kept, and runs whose lease runs out are taken over."""
+        now = self.clock()
+        lease = self.settings.limits.run_lease_seconds
+        await self._continue(await self.store.claim(self.server_id, now, now + lease, expired_only=False))
+        self._leases = asyncio.create_task(self._keep_leases(), name="run leases")
+
+    async def _keep_leases(self) -> None:
+        lease = self.settings.limits.run_lease_seconds
+        while True:
+            await asyncio.sleep(lease / 3)
+            try:
+                now = self.clock()
+                held = [i for i, run in self.runs.items() if run.spec.store and not run.finished.is_set()]
+                if held:
+                    await self.store.heartbeat(held, self.server_id, now + lease)
+                await self._continue(await self.store.claim(self.server_id, now, now + lease, expired_only=True))
+            except Exception:
+                logger.exception("renewing or claiming run leases failed")
+
+    async def _continue(self, records: list[StoredInteraction]) -> None:
+        for record in records:
+            if record.id in self.runs or self.closing:
+                continue
+            logged = await self.store.run_events(record.id)
+            try:
+                job = await self._job_of(record)
+            except Exception as exc:
+                logger.warning("interaction %s cannot go on after a restart (%s): marked failed", record.id, exc)
+                await self._fail(record, logged)
+                continue
+            logger.warning("interaction %s was left unfinished by a previous process: continuing it", record.id)
+            self.start(job, logged)
+
+    async def _job_of(self, record: StoredInteraction) -> Job:
+        if record.recipe is None:
+            raise ValueError("it was started by a version without run recipes")
+        recipe = RunRecipe.loads(record.recipe, record.request or {}, json.loads(record.input_steps))
+        inputs = _steps.validate_python(recipe.input_steps)
+        history: list[Step] = []
+        if recipe.previous_interaction_id is not None:
+            limits = self.settings.limits
+            history = await chained_history(self.store, recipe.owner, recipe.previous_interaction_id, self.clock(),
+                                            limits.max_chain_length, limits.max_chain_bytes)  # fmt: skip
+        return self.prepare(recipe, history + inputs, inputs)
+
+    async def _fail(self, record: StoredInteraction, logged: list[bytes]) -> None:
+        run = Run(_recovered_job(record), self.log, self.store, self.signer, self.clock)
+        self.log.open(run.id, durable=True, frames=logged)
+        await run.recover("aborted", _LEFT_BY_A_CRASH, logged)
+        self.log.drop(run.id)
 
 
 class _NoBackend:

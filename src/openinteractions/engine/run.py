@@ -14,6 +14,8 @@ from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any
 
+from pydantic import TypeAdapter
+
 from .. import jsontext
 from ..backends.base import Backend, BackendError, Finish, GenerationRequest, UsageReport
 from ..events.log import EventLog, LogLimitExceeded, LogWriteFailed
@@ -34,11 +36,17 @@ from ..store.base import FinalState, Store, StoredInteraction
 from ..tools.builtin import ServerTool
 from .assembler import Assembler
 from .recipe import RunRecipe
+from .resume import built_steps, function_calls, read_log, resume_point, round_start, unanswered_call
 from .signatures import ThoughtSigner
 from .steps import StepWriter
-from .toolloop import BudgetExceeded, ToolLoop
+from .toolloop import BudgetExceeded, ToolLoop, urls_in
 
 logger = logging.getLogger(__name__)
+_steps = TypeAdapter(list[Step])
+
+
+class CannotContinue(Exception):
+    """A run taken over after a crash cannot go on from its log."""
 
 
 @dataclass
@@ -99,6 +107,7 @@ class Run:
         self.finished = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
         self._backend = job.backend
+        self._base = list(job.generation.history)  # the chain's steps and this interaction's input
         self._log = log
         self._store = store
         self._signer = signer
@@ -156,13 +165,20 @@ class Run:
             if task.done():
                 self._announcement = None
 
-    async def execute(self) -> None:
+    async def execute(self, logged: list[bytes] | None = None) -> None:
+        """Run the interaction; ``logged``: a run taken over after a crash, whose log so far this is."""
         writer = StepWriter(self.emit, self._signer, self.spec.summaries)
         tally = _Tally()
+        first_round = None
         try:
-            self._announcement = asyncio.get_running_loop().create_task(self._announce())
+            if logged is None:
+                self._announcement = asyncio.get_running_loop().create_task(self._announce())
+            else:
+                first_round = await self._take_over(logged, writer)
+                if first_round is None:  # it had ended: only its stored result was missing
+                    return
             async with asyncio.timeout(self.spec.timeout):
-                await self._generate(writer, tally)
+                await self._generate(writer, tally, first_round)
             await writer.close()
             await self._complete(_status(writer, tally), tally)
         except asyncio.CancelledError:
@@ -183,6 +199,9 @@ class Run:
             await self._fail("resource_exhausted", f"event log limit reached: {exc}")
         except LogWriteFailed as exc:  # nothing more can be logged; readers see what was stored
             logger.error("run %s: an event could not be stored: %s", self.id, exc)
+        except CannotContinue as exc:
+            await self._close_steps(writer)
+            await self._fail("aborted", str(exc))
         except Exception:
             logger.exception("run %s failed", self.id)
             await self._close_steps(writer)
@@ -190,20 +209,67 @@ class Run:
         finally:
             await self._persist()
 
-    async def recover(self, code: str, message: str) -> None:
-        """Give a run that a previous process left unfinished its terminal events and stored result."""
+    async def _take_over(self, logged: list[bytes], writer: StepWriter) -> int | None:
+        """Fold the log a previous process left, and set up the round it stopped in; None if the run had
+        ended. A backend with ``continuation`` goes on from where the log stops (the cut step's text is the
+        start of its answer); another one starts the round again from everything logged, after the cut step
+        is closed and an ``interaction.status_update`` (``in_progress``) marks the restart."""
         self._inserted = asyncio.get_running_loop().create_future()
-        self._inserted.set_result(None)
-        await self.emit(InteractionCreatedEvent(interaction=self.summary("in_progress")))
-        self._ending = True
-        await self._fail(code, message)
-        await self._persist()
+        self._inserted.set_result(None)  # its row is there
+        self._steps_ready = True
+        self.durable.set()
+        state = read_log(logged, self.assembler)
+        if state.ended:
+            self._ending = True
+            return None
+        if state.events == 0:
+            await self._append(InteractionCreatedEvent(interaction=self.summary("in_progress")))
+        if state.events <= 1:
+            await self._append(InteractionStatusUpdateEvent(interaction_id=self.id, status="in_progress"))
+        if unanswered_call(state.types):
+            raise CannotContinue("the server stopped while a server tool ran")
+        gen, steps = self.job.generation, built_steps(self.assembler)
+        pre_read = "url_context" in self.job.tools and bool(urls_in(self.job.inputs))
+        rounds, start = round_start(state.types, pre_read)
+        writer.function_calls = function_calls(steps)
+        point = resume_point(steps, state, start)
+        continues = self._backend.capabilities.continuation and point.open_step in (None, "model_output", "thought")
+        if continues:
+            thought = point.prefill if point.open_step == "thought" else ""
+            writer.resume_at(len(state.types), point.open_step, thought)
+            gen.history = self._base + _steps.validate_python([s for s in steps[:start] if s is not None])
+            gen.resume = point
+        else:
+            writer.resume_at(len(state.types), state.types[-1] if state.open_index is not None else None)
+            await writer.close(strict=False)
+            await self._append(InteractionStatusUpdateEvent(interaction_id=self.id, status="in_progress"))
+            gen.history = self._base + _steps.validate_python(self.assembler.steps())
+        gen.round = rounds
+        gen.plan = self._backend.prepare(gen)
+        return rounds
 
-    async def _generate(self, writer: StepWriter, tally: _Tally) -> None:
+    async def recover(self, code: str, message: str, logged: list[bytes]) -> None:
+        """End a run that a previous process left and that cannot go on (its recipe is missing or names a
+        model no longer served): its log so far is kept, its open step closed, then the error."""
+        writer = StepWriter(self.emit, self._signer, False)
+        try:
+            self._inserted = asyncio.get_running_loop().create_future()
+            self._inserted.set_result(None)
+            state = read_log(logged, self.assembler)
+            if not state.ended:
+                if state.events == 0:
+                    await self._append(InteractionCreatedEvent(interaction=self.summary("in_progress")))
+                writer.resume_at(len(state.types), state.types[-1] if state.open_index is not None else None)
+                await self._close_steps(writer)
+                await self._fail(code, message)
+        finally:
+            await self._persist()
+
+    async def _generate(self, writer: StepWriter, tally: _Tally, first_round: int | None) -> None:
         spec, job = self.spec, self.job
-        tools = ToolLoop(job.tools, self._backend, job.generation, writer, self.assembler,
+        tools = ToolLoop(job.tools, self._backend, job.generation, writer, self.assembler, base=self._base,
                          max_rounds=spec.max_tool_rounds, time_budget=spec.tool_budget)  # fmt: skip
-        await tools.run(lambda: self._round(writer, tally), job.inputs, self._ready_for_steps)
+        await tools.run(lambda: self._round(writer, tally), job.inputs, self._ready_for_steps, first_round)
 
     async def _ready_for_steps(self) -> None:
         """No step goes out before the announcement and, with store, before the row is durable."""

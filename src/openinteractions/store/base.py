@@ -121,6 +121,10 @@ class Store(Protocol):
         """Delete what has expired; returns how many interactions went."""
         ...
 
+    async def claim(self, owner: str, now: float, until: float, *, expired_only: bool) -> list[StoredInteraction]:
+        """Take the lease of unfinished runs (whose lease ran out, or all of them) for ``owner``."""
+        ...
+
     async def unfinished(self) -> list[StoredInteraction]:
         """Interactions whose run a previous process left in progress."""
         ...

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote
 
-from sqlalchemy import Connection, Engine, and_, create_engine, delete, event, func, select, text
+from sqlalchemy import Connection, Engine, and_, create_engine, delete, event, func, select, text, update
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import OperationalError
 
@@ -414,6 +414,27 @@ class SqlStore:
         """The durable log of a run that has not ended: its frames in order."""
         query = select(events.c.frame).where(events.c.interaction_id == interaction_id).order_by(events.c.seq)
         return [bytes(row[0]) for row in await self._read(lambda conn: conn.execute(query).all())]
+
+    async def claim(self, owner: str, now: float, until: float, *, expired_only: bool) -> list[StoredInteraction]:
+        """Take the lease of unfinished runs: those whose lease ran out or, without ``expired_only``, every one
+        (at startup, when the one-server lock says no other server runs them). PostgreSQL skips rows another
+        transaction is claiming, so that several servers can claim side by side."""
+        c = interactions.c
+        unfinished = c.status.in_(("in_progress", "queued"))
+        if expired_only:
+            unfinished = and_(unfinished, (c.lease_until.is_(None)) | (c.lease_until < now))
+        query = select(*_RECORD_COLUMNS).where(unfinished).order_by(c.created_at)
+        if self.engine.dialect.name == "postgresql":
+            query = query.with_for_update(skip_locked=True)
+
+        def work(conn: Connection) -> list[Any]:
+            rows = conn.execute(query).all()
+            ids = [row._mapping["id"] for row in rows]
+            if ids:
+                conn.execute(update(interactions).where(c.id.in_(ids)).values(lease_owner=owner, lease_until=until))
+            return rows
+
+        return [_row_to_record(row) for row in await self._transaction(work)]
 
     async def unfinished(self) -> list[StoredInteraction]:
         query = select(*_RECORD_COLUMNS).where(interactions.c.status.in_(("in_progress", "queued")))
