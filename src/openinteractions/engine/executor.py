@@ -30,6 +30,7 @@ from .recipe import RunRecipe
 from .replay import stored_pages
 from .run import Job, Run
 from .signatures import InvalidSignature, ThoughtSigner
+from .slots import ModelSlots
 from .validate import text_response_format
 
 logger = logging.getLogger(__name__)
@@ -59,6 +60,8 @@ class Executor:
         self.closing = False
         self.server_id = secrets.token_hex(8)  # whose lease a run is under
         self._leases: asyncio.Task[None] | None = None
+        self._watchdog: asyncio.Task[None] | None = None
+        self._slots: dict[str, ModelSlots] = {}  # per served model, with limits.max_runs_per_model
 
     # ---- starting a run -----------------------------------------------------------------------------
 
@@ -101,6 +104,9 @@ class Executor:
         """Start a run; ``logged``: one taken over, whose durable log so far this is."""
         run = Run(job, self.log, self.store, self.signer, self.clock)
         run.lease = (self.server_id, self.clock() + self.settings.limits.run_lease_seconds)
+        limit = self.settings.limits.max_runs_per_model
+        if limit:
+            run.slots = self._slots.setdefault(job.recipe.route, ModelSlots(limit))
         self.log.open(run.id, durable=job.recipe.store, frames=logged)
         self.runs[run.id] = run
         run.task = asyncio.create_task(run.execute(logged), name=f"run {run.id}")
@@ -108,6 +114,8 @@ class Executor:
         return run
 
     def _forget(self, run: Run) -> None:
+        if run.holds_slot and run.slots is not None:
+            run.slots.give_back()
         run.abandon()
         self.runs.pop(run.id, None)
         owner = run.spec.owner
@@ -133,8 +141,9 @@ class Executor:
     def begin_shutdown(self) -> None:
         """Refuse new runs and cancel the running ones, at once."""
         self.closing = True
-        if self._leases is not None:
-            self._leases.cancel()
+        for task in (self._leases, self._watchdog):
+            if task is not None:
+                task.cancel()
         for run in list(self.runs.values()):
             if run.task and not run.task.done():
                 run.task.cancel()
@@ -152,6 +161,26 @@ class Executor:
         lease = self.settings.limits.run_lease_seconds
         await self._continue(await self.store.claim(self.server_id, now, now + lease, expired_only=False))
         self._leases = asyncio.create_task(self._keep_leases(), name="run leases")
+        if self.settings.limits.run_stall_seconds:
+            self._watchdog = asyncio.create_task(self._watch(self.settings.limits.run_stall_seconds), name="watchdog")
+
+    async def _watch(self, stall: float) -> None:
+        """Fail runs that made no progress for ``stall`` seconds. A run counts its events (``progress``) on
+        its hot path; this looks at the counts a few times per period, off that path."""
+        seen: dict[str, tuple[int, float]] = {}
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(stall / 4)
+            now = loop.time()
+            for interaction_id, run in list(self.runs.items()):
+                count, since = seen.get(interaction_id, (-1, now))
+                if run.progress != count or run.waiting:
+                    seen[interaction_id] = (run.progress, now)
+                elif now - since >= stall:
+                    logger.warning("interaction %s made no progress for %g s: failing it", interaction_id, stall)
+                    run.stall(stall)
+            for gone in seen.keys() - self.runs.keys():
+                del seen[gone]
 
     async def _keep_leases(self) -> None:
         lease = self.settings.limits.run_lease_seconds

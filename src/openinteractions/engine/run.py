@@ -38,6 +38,7 @@ from .assembler import Assembler
 from .recipe import RunRecipe
 from .resume import built_steps, function_calls, read_log, resume_point, round_start, unanswered_call
 from .signatures import ThoughtSigner
+from .slots import ModelSlots
 from .steps import StepWriter
 from .toolloop import BudgetExceeded, ToolLoop, urls_in
 
@@ -122,6 +123,17 @@ class Run:
         self.updated_at = spec.created_at
         self._created = rfc3339_from_epoch(spec.created_at)
         self.lease: tuple[str, float] | None = None  # (this server, until): set by the executor
+        self.slots: ModelSlots | None = None  # its model's run slots, if limited (set by the executor)
+        self.holds_slot = False
+        self.waiting = False  # queued for a slot
+        self.progress = 0  # backend events and log events so far: the watchdog's measure of progress
+        self.stalled_after: float | None = None  # set when the watchdog stops the run
+
+    def stall(self, seconds: float) -> None:
+        """The watchdog saw no progress for ``seconds``: the run ends ``failed`` with an ``error`` event."""
+        if self.task is not None and not self.task.done() and not self._ending:
+            self.stalled_after = seconds
+            self.task.cancel()
 
     def summary(self, status: str, usage: Usage | None = None) -> InteractionSummary:
         return InteractionSummary(
@@ -129,12 +141,13 @@ class Run:
             status=status,  # type: ignore[arg-type]
             model=self.spec.model,
             created=self._created,
-            updated=rfc3339_from_epoch(self.updated_at) if status != "in_progress" else self._created,
+            updated=rfc3339_from_epoch(self.updated_at) if status not in ("in_progress", "queued") else self._created,
             service_tier="standard",
             usage=usage,
         )
 
     async def emit(self, event: Event | ChunkEvent) -> None:
+        self.progress += 1
         if self._announcement is not None:
             await self._announced()
         await self._append(event)
@@ -143,14 +156,14 @@ class Run:
         await self._log.append(self.id, event, terminal=self._ending)
         self.assembler.apply(event)
 
-    async def _announce(self) -> None:
+    async def _announce(self, status: str = "in_progress") -> None:
         """The created and status events, and the row's insert: execute's first step schedules this, so that
         the backend's request goes out before it and the two overlap."""
         if self.spec.store:  # queued before the events, so that no reader sees an event of a row not stored
-            self._inserted = self._store.insert(self._record())
+            self._inserted = self._store.insert(self._record(status))
             self._inserted.add_done_callback(lambda _: self.durable.set())
-        await self._append(InteractionCreatedEvent(interaction=self.summary("in_progress")))
-        await self._append(InteractionStatusUpdateEvent(interaction_id=self.id, status="in_progress"))
+        await self._append(InteractionCreatedEvent(interaction=self.summary(status)))
+        await self._append(InteractionStatusUpdateEvent(interaction_id=self.id, status=status))  # type: ignore[arg-type]
         if not self.spec.store:
             self.durable.set()
 
@@ -171,8 +184,10 @@ class Run:
         tally = _Tally()
         first_round = None
         try:
-            if logged is None:
+            if logged is None and (self.slots is None or self._take_slot()):
                 self._announcement = asyncio.get_running_loop().create_task(self._announce())
+            elif logged is None:
+                await self._queue()
             else:
                 first_round = await self._take_over(logged, writer)
                 if first_round is None:  # it had ended: only its stored result was missing
@@ -183,7 +198,11 @@ class Run:
             await self._complete(_status(writer, tally), tally)
         except asyncio.CancelledError:
             await self._close_steps(writer)
-            await self._complete("cancelled", tally)
+            if self.stalled_after is not None:
+                message = f"the run made no progress for {self.stalled_after:g} s (limits.run_stall_seconds)"
+                await self._fail("deadline_exceeded", message)
+            else:
+                await self._complete("cancelled", tally)
         except BudgetExceeded as exc:
             logger.info("interaction %s: %s", self.id, exc)
             await self._close_steps(writer)
@@ -209,6 +228,29 @@ class Run:
         finally:
             await self._persist()
 
+    async def _wait_for_slot(self) -> None:
+        assert self.slots is not None
+        self.waiting = True  # no progress is expected meanwhile: the watchdog leaves it be
+        try:
+            await self.slots.wait()
+        finally:
+            self.waiting = False
+        self.holds_slot = True
+
+    def _take_slot(self) -> bool:
+        assert self.slots is not None
+        self.holds_slot = self.slots.take()
+        return self.holds_slot
+
+    async def _queue(self) -> None:
+        """Every slot of the model is taken: announce the run ``queued``, wait for a slot (first come, first
+        served), then go ``in_progress``."""
+        assert self.slots is not None
+        self._announcement = asyncio.get_running_loop().create_task(self._announce("queued"))
+        await self._announced()
+        await self._wait_for_slot()
+        await self.emit(InteractionStatusUpdateEvent(interaction_id=self.id, status="in_progress"))
+
     async def _take_over(self, logged: list[bytes], writer: StepWriter) -> int | None:
         """Fold the log a previous process left, and set up the round it stopped in; None if the run had
         ended. A backend with ``continuation`` goes on from where the log stops (the cut step's text is the
@@ -226,6 +268,13 @@ class Run:
             await self._append(InteractionCreatedEvent(interaction=self.summary("in_progress")))
         if state.events <= 1:
             await self._append(InteractionStatusUpdateEvent(interaction_id=self.id, status="in_progress"))
+        if self.slots is not None and self.assembler.status == "queued":
+            if not self._take_slot():
+                await self._wait_for_slot()
+            await self._append(InteractionStatusUpdateEvent(interaction_id=self.id, status="in_progress"))
+        elif self.slots is not None:
+            self.slots.force()
+            self.holds_slot = True
         if unanswered_call(state.types):
             raise CannotContinue("the server stopped while a server tool ran")
         gen, steps = self.job.generation, built_steps(self.assembler)
@@ -282,6 +331,7 @@ class Run:
         """One generation of the backend, its events fed to the step writer."""
         async with aclosing(self._backend.generate(self.job.generation)) as events:
             async for event in events:
+                self.progress += 1
                 if not self._steps_ready:  # inline: this loop is hot
                     await self._ready_for_steps()
                 if isinstance(event, UsageReport):
@@ -346,12 +396,12 @@ class Run:
             errors=jsontext.dumps(self.assembler.errors) if self.assembler.errors else None,
         )
 
-    def _record(self) -> StoredInteraction:
+    def _record(self, status: str) -> StoredInteraction:
         spec = self.spec
         return StoredInteraction(
             id=spec.interaction_id,
             owner=spec.owner,
-            status="in_progress",
+            status=status,
             model=spec.model,
             previous_interaction_id=spec.previous_interaction_id,
             created_at=spec.created_at,

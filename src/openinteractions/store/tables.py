@@ -49,11 +49,13 @@ interactions = Table(
     Column("steps", Text, nullable=False),
     Column("usage", Text),
     Column("errors", Text),
-    Column("events", LargeBinary),
     # The run's recipe (engine/recipe.py, JSON) and its lease: which server runs it, until when (epoch s).
     Column("recipe", Text),
     Column("lease_owner", String(64)),
     Column("lease_until", Float),
+    # Last: SQLite writes a long log as a zeroblob filled in place (store/blobs.py), which takes no memory only
+    # as the record's last column; with a column after it, SQLite built the record with 64 MiB of zeros.
+    Column("events", LargeBinary),
     Index("ix_interactions_owner_created", "owner", "created_at"),
     Index("ix_interactions_expires", "expires_at"),
 )
@@ -64,7 +66,8 @@ events = Table(
     Column("seq", Integer, primary_key=True, autoincrement=False),
     Column("frame", LargeBinary, nullable=False),
 )
-# Columns added after the first release, with their SQL type: a database made before gets them (nullable).
+# Columns added after the first release, with their SQL type: a database made before gets them (nullable),
+# after its events column, where a long log's write costs SQLite the log's size in memory once more.
 _ADDED_COLUMNS = {"recipe": "TEXT", "lease_owner": "VARCHAR(64)", "lease_until": "FLOAT"}
 
 # A database made before the size column gets it last (ALTER TABLE), where SQLite reaches it only by reading
