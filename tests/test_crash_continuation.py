@@ -121,3 +121,44 @@ def _crash_and_continue(tmp_path: Path, rng: random.Random, sections: dict[str, 
         assert _streamed_text(joined) == _text(got["steps"]) == _text(clean["steps"])
         assert [s["type"] for s in got["steps"]] == [s["type"] for s in clean["steps"]]
         assert sum(e["event_type"] == "interaction.created" for e in joined) == 1
+
+
+def test_a_backend_that_cannot_continue_restarts_the_cut_step_under_a_marker(tmp_path: Path) -> None:
+    """Without Capabilities.continuation, the step the crash cut is closed as it was, an
+    interaction.status_update (in_progress) marks the restart, and the round starts again in a new step."""
+    models = {"models.m": {"backend": "scripted", "inline": True, "continuation": False}}
+    server = LiveServer(tmp_path, models).start()
+    script = json.dumps({"script": [{"text": "cut "}, {"sleep_ms": 100}, {"text": "here"}]})
+    with server.http() as http:
+        body = {"model": "m", "input": script, "background": True}
+        interaction_id = http.post("/v1beta/interactions", json=body).json()["id"]
+        reader = _Reader(server, interaction_id)
+        reader.start()
+        _wait(lambda: any(e.get("delta", {}).get("text") == "cut " for e in reader.events))
+        server.kill()
+    reader.join(5)
+    server.start()
+    try:
+        after = _Reader(server, interaction_id, reader.events[-1]["event_id"])
+        after.start()
+        after.join(30)
+        with server.http() as http:
+            got = http.get(f"/v1beta/interactions/{interaction_id}").json()
+    finally:
+        server.stop()
+    joined = reader.events + after.events
+    assert [e["event_id"] for e in joined] == [str(n) for n in range(1, len(joined) + 1)]
+    kinds = [(e["event_type"], e.get("index"), e.get("status")) for e in joined]
+    assert kinds[2:] == [
+        ("step.start", 0, None),
+        ("step.delta", 0, None),
+        ("step.stop", 0, None),  # the cut step, closed as it was
+        ("interaction.status_update", None, "in_progress"),  # the restart
+        ("step.start", 1, None),
+        ("step.delta", 1, None),
+        ("step.delta", 1, None),
+        ("step.stop", 1, None),
+        ("interaction.completed", None, None),
+    ]
+    assert got["status"] == "completed"
+    assert _text(got["steps"]) == ["cut ", "cut here"]  # the scripted double replays its round from the start

@@ -73,6 +73,8 @@ class ScriptedOptions(BaseModel):
     # Play a script sent as the input text: {"script": [...]} or, for server-tool rounds, {"rounds": [[...], ...]}.
     inline: bool = False
     record: Path | None = None  # append every request the backend receives, as JSON lines
+    # Continue a round cut off by a crash (Capabilities.continuation); off, it plays a backend that cannot.
+    continuation: bool = True
 
 
 def load_script(path: Path) -> Script:
@@ -122,7 +124,7 @@ class ScriptedBackend:
             generation_config=SAMPLING_CONFIG | REASONING_AND_TOOL_CONFIG,
             function_calling=True,
             test_double=True,
-            continuation=True,
+            continuation=options.continuation,
         )
         self._options = options
         self._script = load_script(options.script) if options.script else Script()
