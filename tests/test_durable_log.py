@@ -42,27 +42,28 @@ def test_no_event_reaches_a_reader_before_it_and_the_row_are_committed(
         store = service.store
         assert isinstance(store, SqlStore)
         release = _hold_commits(store, monkeypatch)
-        run = await create(service, SCRIPT, stream=True)
-        frames = service.creation_stream(run)
-        first = asyncio.ensure_future(anext(frames))
         try:
+            run = await create(service, SCRIPT, stream=True)
+            frames = service.creation_stream(run)
+            first = asyncio.ensure_future(anext(frames))
             for _ in range(50):  # the run has appended its first events by now; none is committed
                 await asyncio.sleep(0)
             assert service.log.frames(run.id) and not first.done()
             assert await store.get(run.id, "o", service.clock()) is None
-        finally:
             release.set()
-        chunk = await asyncio.wait_for(first, 5)
-        assert chunk.startswith(b"event: interaction.created\n")
-        assert await store.get(run.id, "o", service.clock()) is not None  # the row came first
-        seen = chunk
-        while b'"text":" two"' not in seen:  # the durable log has every event a reader got
-            seen += await asyncio.wait_for(anext(frames), 5)
-        assert b"".join(await store.run_events(run.id)).startswith(seen)
-        await frames.aclose()
-        await service.stop_run(run)
-        assert await store.run_events(run.id) == []  # the result holds the log now
-        await service.stop()
+            chunk = await asyncio.wait_for(first, 5)
+            assert chunk.startswith(b"event: interaction.created\n")
+            assert await store.get(run.id, "o", service.clock()) is not None  # the row came first
+            seen = chunk
+            while b'"text":" two"' not in seen:  # the durable log has every event a reader got
+                seen += await asyncio.wait_for(anext(frames), 5)
+            assert b"".join(await store.run_events(run.id)).startswith(seen)
+            await frames.aclose()
+            await service.stop_run(run)
+            assert await store.run_events(run.id) == []  # the result holds the log now
+        finally:
+            release.set()  # else a failing check leaves the run waiting for its writes forever
+            await service.stop()
 
     asyncio.run(main())
 
