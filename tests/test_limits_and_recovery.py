@@ -95,11 +95,13 @@ def half_way(http: httpx.Client) -> Iterator[tuple[str, Iterator[str]]]:
         yield interaction_id, lines
 
 
-def test_a_crash_mid_run_leaves_a_failed_interaction(tmp_path: Path) -> None:
+def test_a_run_that_cannot_go_on_after_a_crash_fails_with_its_log_kept(tmp_path: Path) -> None:
+    """Runs continue after a crash (tests/test_crash_continuation.py), unless their model is no longer served:
+    then the run fails, and what its clients saw stays its log, so that every resume point still holds."""
     server = LiveServer(tmp_path, {f"models.{MODEL}": {"backend": "scripted", "inline": True}}).start()
     with server.http() as http, half_way(http) as (interaction_id, _):
         server.kill()
-    server.start()
+    server = LiveServer(tmp_path, {"models.another-model": {"backend": "scripted", "inline": True}}).start()
     try:
         with server.http() as http:
             got = http.get(f"/v1beta/interactions/{interaction_id}").json()
@@ -111,8 +113,11 @@ def test_a_crash_mid_run_leaves_a_failed_interaction(tmp_path: Path) -> None:
         server.stop()
     assert got["status"] == "failed"
     assert got["errors"][0]["code"] == "aborted"
-    assert [e if isinstance(e, str) else e["event_type"] for e in events] == ["interaction.created", "error", "[DONE]"]
-    assert all(tail == events[1:] for tail in resumed), resumed
+    assert got["steps"] == [{"type": "model_output", "content": [{"type": "text", "text": "half"}]}]
+    types = [e if isinstance(e, str) else e["event_type"] for e in events]
+    assert types == ["interaction.created", "interaction.status_update", "step.start", "step.delta", "step.stop",
+                     "error", "[DONE]"]  # fmt: skip
+    assert all(tail == events[n:] for n, tail in enumerate(resumed, 1)), resumed
 
 
 def test_one_server_keeps_its_sqlite_file_and_a_second_one_is_refused_clearly(tmp_path: Path) -> None:

@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 
 from openinteractions.backends.base import Finish, GenerationRequest, ModelEvent, TextChunk
-from openinteractions.engine.run import Run, RunSpec
+from openinteractions.engine.recipe import RunRecipe
+from openinteractions.engine.run import Job, Run
 from openinteractions.engine.signatures import ThoughtSigner
 from openinteractions.events.log import MemoryEventLog, split_frames
 from openinteractions.store.base import FinalState, StoredInteraction
@@ -59,22 +60,26 @@ class _Store:
 
 
 def _run(journal: list[str], log: MemoryEventLog, store: _Store, wait: bool, stored: bool) -> Run:
-    spec = RunSpec(
+    recipe = RunRecipe(
         interaction_id="i1",
         owner="o",
         model="m",
+        route="m",
         store=stored,
+        background=False,
         created_at=100.0,
         expires_at=200.0,
         previous_interaction_id=None,
-        input_steps=[],
+        request={},
         echo={},
-        generation=GenerationRequest(model="m", history=[]),
-        summaries=False,
+        input_steps=[],
         timeout=30.0,
+        max_tool_rounds=8,
+        tool_budget=120.0,
     )
+    job = Job(recipe, _Backend(journal, log, wait), GenerationRequest(model="m", history=[]), [])  # type: ignore[arg-type]
     log.open("i1")
-    return Run(spec, _Backend(journal, log, wait), log, store, ThoughtSigner(b"k" * 32), lambda: 150.0)  # type: ignore[arg-type]
+    return Run(job, log, store, ThoughtSigner(b"k" * 32), lambda: 150.0)  # type: ignore[arg-type]
 
 
 def _types(log: MemoryEventLog) -> list[str]:

@@ -308,9 +308,9 @@ def test_the_last_running_interaction_commits_its_result_at_once_others_share_a_
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     commits: list[int] = []
-    commit = sql_module._commit
+    commit = sql_module.commit
     monkeypatch.setattr(
-        sql_module, "_commit", lambda raw, mark, batch: (commits.append(len(batch)), commit(raw, mark, batch))[1]
+        sql_module, "commit", lambda raw, mark, batch: (commits.append(len(batch)), commit(raw, mark, batch))[1]
     )
 
     async def scenario() -> None:

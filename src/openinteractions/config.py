@@ -110,6 +110,15 @@ class LimitsSettings(_Section):
     create_burst: int = Field(default=500, ge=1)
     # Interactions running at once per key (background ones included); 0: no limit.
     max_concurrent_runs: int = Field(default=256, ge=0)
+    # A stored run is held under a lease that its server renews every third of this; a run whose lease has
+    # run out (its server died) is taken over and continued from its stored events.
+    run_lease_seconds: float = Field(default=30.0, gt=0)
+    # A run that makes no progress (no event from its backend, no event logged) for this long is failed with
+    # an error event (deadline_exceeded); 0: no watchdog.
+    run_stall_seconds: float = Field(default=600.0, ge=0)
+    # Runs of one served model generating at once (every key together); more wait, first come first served,
+    # with status queued. 0: no limit.
+    max_runs_per_model: int = Field(default=0, ge=0)
 
 
 class SearchSettings(_Section):

@@ -37,7 +37,9 @@ def build_service(settings: Settings, config_dir: Path) -> InteractionService:
     data_dir.mkdir(parents=True, exist_ok=True)
     store = SqlStore(settings.store.url or sqlite_url(data_dir, settings.store.sqlite_exclusive))
     limits = settings.limits
-    log = MemoryEventLog(limits.max_events_per_interaction, limits.max_event_log_bytes)
+    # A stored interaction's events are appended to the store's events table; readers see them once committed.
+    log = MemoryEventLog(limits.max_events_per_interaction, limits.max_event_log_bytes, sink=store.append_event)
+    store.watch_events(log.committed, log.failed)
     registry = BackendRegistry.from_settings(settings.models or default_models(), config_dir)
     signer = ThoughtSigner(load_or_create_key(settings.signing_key, data_dir))
     webhooks = Webhooks(settings.webhooks, store)

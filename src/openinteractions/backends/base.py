@@ -119,6 +119,19 @@ class Capabilities:
     function_calling: bool = False
     structured_output: bool = False
     test_double: bool = False
+    # Can continue a round cut off by a crash: given ``GenerationRequest.resume``, it produces only what the
+    # round had not produced yet (the open step's text is the start of its answer). Without it, the run
+    # closes the cut step and starts the round again from everything produced so far.
+    continuation: bool = False
+
+
+@dataclass
+class Resume:
+    """Where a round cut off by a crash stands: the steps it completed, and the text of the step it was in."""
+
+    steps: list[Step]
+    open_step: str | None  # model_output or thought, None between steps
+    prefill: str  # that step's text so far (a thought's: its summary, if it was shown; else "")
 
 
 @dataclass
@@ -134,6 +147,7 @@ class GenerationRequest:
     plan: Any = None  # what the backend's prepare() decided, kept for generate()
     turn_start: int = 0  # where this interaction's own input begins in history
     round: int = 0  # which model round of the tool loop this is (0: the first)
+    resume: Resume | None = None  # continue a round cut off by a crash (backends with ``continuation``)
 
 
 class Backend(Protocol):

@@ -33,6 +33,7 @@ from .base import (
     ForeignEvent,
     GenerationRequest,
     ModelEvent,
+    Resume,
     StepBreak,
     TextChunk,
     ThoughtChunk,
@@ -72,6 +73,8 @@ class ScriptedOptions(BaseModel):
     # Play a script sent as the input text: {"script": [...]} or, for server-tool rounds, {"rounds": [[...], ...]}.
     inline: bool = False
     record: Path | None = None  # append every request the backend receives, as JSON lines
+    # Continue a round cut off by a crash (Capabilities.continuation); off, it plays a backend that cannot.
+    continuation: bool = True
 
 
 def load_script(path: Path) -> Script:
@@ -122,6 +125,7 @@ class ScriptedBackend:
             generation_config=SAMPLING_CONFIG | REASONING_AND_TOOL_CONFIG,
             function_calling=True,
             test_double=True,
+            continuation=options.continuation,
         )
         self._options = options
         self._script = load_script(options.script) if options.script else Script()
@@ -179,7 +183,10 @@ class ScriptedBackend:
 
     async def generate(self, request: GenerationRequest) -> AsyncGenerator[ModelEvent, None]:
         self._record(request)
-        for item in _Player(request).events(self._events_for(request)):
+        played = _Player(request).events(self._events_for(request))
+        if request.resume is not None:
+            played = _rest(played, request.resume, frozenset(request.server_tools))
+        for item in played:
             if type(item) is _Pause:
                 await item.wait()
             else:
@@ -273,6 +280,42 @@ class _Player:
             return [TextChunk(kept), self.usage(), Finish("max_tokens")]
         self.out_words += words
         return [TextChunk(text)]
+
+
+def _rest(played: Iterator[ModelEvent | _Pause], resume: Resume, server_tools: frozenset[str]) -> Iterator[Any]:
+    """Deterministic continuation: the round's events less what the cut-off round had produced (its completed
+    steps, and the open step's text so far), so that the run ends as it would have without the crash."""
+    done, skip = len(resume.steps), len(resume.prefill)
+    step, kind = -1, None  # the step (as the step writer counts them) the played events are in
+    server_call = False  # a server tool's call: held by the tool loop, never logged, so played again
+    for event in played:
+        if isinstance(event, CallStart):
+            server_call = event.name in server_tools
+            if server_call:
+                kind = None  # it closes the open step
+                yield event
+                continue
+            step, kind = step + 1, "call"
+        elif isinstance(event, CallArguments):
+            if server_call:
+                yield event
+                continue
+        elif isinstance(event, (TextChunk, ThoughtChunk)):
+            server_call = False
+            wanted = "model_output" if isinstance(event, TextChunk) else "thought"
+            if kind != wanted:
+                step, kind = step + 1, wanted
+        elif isinstance(event, StepBreak):
+            server_call, kind = False, None
+        if step < done and isinstance(event, (TextChunk, ThoughtChunk, CallStart, CallArguments, StepBreak)):
+            continue
+        if step == done and skip and isinstance(event, (TextChunk, ThoughtChunk)):
+            cut = min(skip, len(event.text))
+            skip -= cut
+            if cut == len(event.text):
+                continue
+            event = type(event)(event.text[cut:])
+        yield event
 
 
 def _call(value: dict[str, Any]) -> list[ModelEvent]:

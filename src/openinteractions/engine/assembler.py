@@ -145,6 +145,10 @@ class Assembler:
             self.summary["status"] = "failed"
             self.errors.append(event.error.wire())
 
+    @property
+    def drafts(self) -> list[_Draft]:
+        return self._drafts
+
     def count(self, step_type: str) -> int:
         return sum(draft.fields["type"] == step_type for draft in self._drafts)
 

@@ -24,11 +24,6 @@ async def stored_stream(store: Store, interaction_id: str, size: int, after: int
         return None if offset is None else stored_pages(store, interaction_id, offset, size)
     page = await _page(store, interaction_id, 0, size)  # most logs: one read, and no more than a page held
     frames = split_frames(page)
-    if after >= 1 and len(frames) == 2 and frames[1].startswith(b"event: error\n"):
-        # Only a run failed at startup, for a process that died under it, has two events (created, then the
-        # error): what the dead process sent after interaction.created was never stored, and from 2 on the ids
-        # now name other events. Whatever a client saw, what it has not seen is the error that ends the run.
-        after = 1
     if after > len(frames):
         return None
     return _rest(page[sum(map(len, frames[:after])) :])

@@ -14,9 +14,11 @@ from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from pydantic import TypeAdapter
+
 from .. import jsontext
 from ..backends.base import Backend, BackendError, Finish, GenerationRequest, UsageReport
-from ..events.log import LogLimitExceeded, MemoryEventLog
+from ..events.log import EventLog, LogLimitExceeded, LogWriteFailed
 from ..ids import rfc3339_from_epoch
 from ..schema.errors import StreamError
 from ..schema.events import (
@@ -33,30 +35,30 @@ from ..schema.usage import GroundingToolCount, ModalityTokens, Usage
 from ..store.base import FinalState, Store, StoredInteraction
 from ..tools.builtin import ServerTool
 from .assembler import Assembler
+from .recipe import RunRecipe
+from .resume import built_steps, function_calls, read_log, resume_point, round_start, unanswered_call
 from .signatures import ThoughtSigner
+from .slots import ModelSlots
 from .steps import StepWriter
-from .toolloop import BudgetExceeded, ToolLoop
+from .toolloop import BudgetExceeded, ToolLoop, urls_in
 
 logger = logging.getLogger(__name__)
+_steps = TypeAdapter(list[Step])
+
+
+class CannotContinue(Exception):
+    """A run taken over after a crash cannot go on from its log."""
 
 
 @dataclass
-class RunSpec:
-    interaction_id: str
-    owner: str
-    model: str
-    store: bool
-    created_at: float
-    expires_at: float
-    previous_interaction_id: str | None
-    input_steps: list[Step]
-    echo: dict[str, Any]  # request fields shown on the resource, and the raw input
-    generation: GenerationRequest
-    summaries: bool
-    timeout: float
+class Job:
+    """A recipe with its live parts resolved: what the executor's ``prepare`` returns and a run takes."""
+
+    recipe: RunRecipe
+    backend: Backend
+    generation: GenerationRequest  # with the backend's plan
+    inputs: list[Step]
     tools: dict[str, ServerTool] = field(default_factory=dict)
-    max_tool_rounds: int = 8
-    tool_budget: float = 120.0
 
 
 @dataclass
@@ -118,21 +120,23 @@ def no_end_hook(
 class Run:
     def __init__(
         self,
-        spec: RunSpec,
-        backend: Backend,
-        log: MemoryEventLog,
+        job: Job,
+        log: EventLog,
         store: Store,
         signer: ThoughtSigner,
         clock: Any,
         ended: EndHook = no_end_hook,
     ) -> None:
+        spec = job.recipe
+        self.job = job
         self.spec = spec
         self._ended = ended
         self.id = spec.interaction_id
         self.assembler = Assembler()
         self.finished = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
-        self._backend = backend
+        self._backend = job.backend
+        self._base = list(job.generation.history)  # the chain's steps and this interaction's input
         self._log = log
         self._store = store
         self._signer = signer
@@ -146,6 +150,18 @@ class Run:
         self.stored = False  # its result and whole log are in the store
         self.updated_at = spec.created_at
         self._created = rfc3339_from_epoch(spec.created_at)
+        self.lease: tuple[str, float] | None = None  # (this server, until): set by the executor
+        self.slots: ModelSlots | None = None  # its model's run slots, if limited (set by the executor)
+        self.holds_slot = False
+        self.waiting = False  # queued for a slot
+        self.progress = 0  # backend events and log events so far: the watchdog's measure of progress
+        self.stalled_after: float | None = None  # set when the watchdog stops the run
+
+    def stall(self, seconds: float) -> None:
+        """The watchdog saw no progress for ``seconds``: the run ends ``failed`` with an ``error`` event."""
+        if self.task is not None and not self.task.done() and not self._ending:
+            self.stalled_after = seconds
+            self.task.cancel()
 
     def summary(self, status: str, usage: Usage | None = None) -> InteractionSummary:
         return InteractionSummary(
@@ -153,12 +169,13 @@ class Run:
             status=status,  # type: ignore[arg-type]
             model=self.spec.model,
             created=self._created,
-            updated=rfc3339_from_epoch(self.updated_at) if status != "in_progress" else self._created,
+            updated=rfc3339_from_epoch(self.updated_at) if status not in ("in_progress", "queued") else self._created,
             service_tier="standard",
             usage=usage,
         )
 
     async def emit(self, event: Event | ChunkEvent) -> None:
+        self.progress += 1
         if self._announcement is not None:
             await self._announced()
         await self._append(event)
@@ -167,15 +184,15 @@ class Run:
         await self._log.append(self.id, event, terminal=self._ending)
         self.assembler.apply(event)
 
-    async def _announce(self) -> None:
+    async def _announce(self, status: str = "in_progress") -> None:
         """The created and status events, and the row's insert: execute's first step schedules this, so that
         the backend's request goes out before it and the two overlap."""
-        await self._append(InteractionCreatedEvent(interaction=self.summary("in_progress")))
-        await self._append(InteractionStatusUpdateEvent(interaction_id=self.id, status="in_progress"))
-        if self.spec.store:
-            self._inserted = self._store.insert(self._record())
+        if self.spec.store:  # queued before the events, so that no reader sees an event of a row not stored
+            self._inserted = self._store.insert(self._record(status))
             self._inserted.add_done_callback(lambda _: self.durable.set())
-        else:
+        await self._append(InteractionCreatedEvent(interaction=self.summary(status)))
+        await self._append(InteractionStatusUpdateEvent(interaction_id=self.id, status=status))  # type: ignore[arg-type]
+        if not self.spec.store:
             self.durable.set()
 
     async def _announced(self) -> None:
@@ -189,18 +206,31 @@ class Run:
             if task.done():
                 self._announcement = None
 
-    async def execute(self) -> None:
+    async def execute(self, logged: list[bytes] | None = None) -> None:
+        """Run the interaction; ``logged``: a run taken over after a crash, whose log so far this is."""
         writer = StepWriter(self.emit, self._signer, self.spec.summaries)
         tally = _Tally()
+        first_round = None
         try:
-            self._announcement = asyncio.get_running_loop().create_task(self._announce())
+            if logged is None and (self.slots is None or self._take_slot()):
+                self._announcement = asyncio.get_running_loop().create_task(self._announce())
+            elif logged is None:
+                await self._queue()
+            else:
+                first_round = await self._take_over(logged, writer)
+                if first_round is None:  # it had ended: only its stored result was missing
+                    return
             async with asyncio.timeout(self.spec.timeout):
-                await self._generate(writer, tally)
+                await self._generate(writer, tally, first_round)
             await writer.close()
             await self._complete(_status(writer, tally), tally)
         except asyncio.CancelledError:
             await self._close_steps(writer)
-            await self._complete("cancelled", tally)
+            if self.stalled_after is not None:
+                message = f"the run made no progress for {self.stalled_after:g} s (limits.run_stall_seconds)"
+                await self._fail("deadline_exceeded", message)
+            else:
+                await self._complete("cancelled", tally)
         except BudgetExceeded as exc:
             logger.info("interaction %s: %s", self.id, exc)
             await self._close_steps(writer)
@@ -214,6 +244,11 @@ class Run:
         except LogLimitExceeded as exc:
             await self._close_steps(writer)
             await self._fail("resource_exhausted", f"event log limit reached: {exc}")
+        except LogWriteFailed as exc:  # nothing more can be logged; readers see what was stored
+            logger.error("run %s: an event could not be stored: %s", self.id, exc)
+        except CannotContinue as exc:
+            await self._close_steps(writer)
+            await self._fail("aborted", str(exc))
         except Exception:
             logger.exception("run %s failed", self.id)
             await self._close_steps(writer)
@@ -221,20 +256,97 @@ class Run:
         finally:
             await self._persist()
 
-    async def recover(self, code: str, message: str) -> None:
-        """Give a run that a previous process left unfinished its terminal events and stored result."""
-        self._inserted = asyncio.get_running_loop().create_future()
-        self._inserted.set_result(None)
-        await self.emit(InteractionCreatedEvent(interaction=self.summary("in_progress")))
-        self._ending = True
-        await self._fail(code, message)
-        await self._persist()
+    async def _wait_for_slot(self) -> None:
+        assert self.slots is not None
+        self.waiting = True  # no progress is expected meanwhile: the watchdog leaves it be
+        try:
+            await self.slots.wait()
+        finally:
+            self.waiting = False
+        self.holds_slot = True
 
-    async def _generate(self, writer: StepWriter, tally: _Tally) -> None:
-        spec = self.spec
-        tools = ToolLoop(spec.tools, self._backend, spec.generation, writer, self.assembler,
+    def _take_slot(self) -> bool:
+        assert self.slots is not None
+        self.holds_slot = self.slots.take()
+        return self.holds_slot
+
+    async def _queue(self) -> None:
+        """Every slot of the model is taken: announce the run ``queued``, wait for a slot (first come, first
+        served), then go ``in_progress``."""
+        assert self.slots is not None
+        self._announcement = asyncio.get_running_loop().create_task(self._announce("queued"))
+        await self._announced()
+        await self._wait_for_slot()
+        await self.emit(InteractionStatusUpdateEvent(interaction_id=self.id, status="in_progress"))
+
+    async def _take_over(self, logged: list[bytes], writer: StepWriter) -> int | None:
+        """Fold the log a previous process left, and set up the round it stopped in; None if the run had
+        ended. A backend with ``continuation`` goes on from where the log stops (the cut step's text is the
+        start of its answer); another one starts the round again from everything logged, after the cut step
+        is closed and an ``interaction.status_update`` (``in_progress``) marks the restart."""
+        self._inserted = asyncio.get_running_loop().create_future()
+        self._inserted.set_result(None)  # its row is there
+        self._steps_ready = True
+        self.durable.set()
+        state = read_log(logged, self.assembler)
+        if state.ended:
+            self._ending = True
+            return None
+        if state.events == 0:
+            await self._append(InteractionCreatedEvent(interaction=self.summary("in_progress")))
+        if state.events <= 1:
+            await self._append(InteractionStatusUpdateEvent(interaction_id=self.id, status="in_progress"))
+        if self.slots is not None and self.assembler.status == "queued":
+            if not self._take_slot():
+                await self._wait_for_slot()
+            await self._append(InteractionStatusUpdateEvent(interaction_id=self.id, status="in_progress"))
+        elif self.slots is not None:
+            self.slots.force()
+            self.holds_slot = True
+        if unanswered_call(state.types):
+            raise CannotContinue("the server stopped while a server tool ran")
+        gen, steps = self.job.generation, built_steps(self.assembler)
+        pre_read = "url_context" in self.job.tools and bool(urls_in(self.job.inputs))
+        rounds, start = round_start(state.types, pre_read)
+        writer.function_calls = function_calls(steps)
+        point = resume_point(steps, state, start)
+        continues = self._backend.capabilities.continuation and point.open_step in (None, "model_output", "thought")
+        if continues:
+            thought = point.prefill if point.open_step == "thought" else ""
+            writer.resume_at(len(state.types), point.open_step, thought)
+            gen.history = self._base + _steps.validate_python([s for s in steps[:start] if s is not None])
+            gen.resume = point
+        else:
+            writer.resume_at(len(state.types), state.types[-1] if state.open_index is not None else None)
+            await writer.close(strict=False)
+            await self._append(InteractionStatusUpdateEvent(interaction_id=self.id, status="in_progress"))
+            gen.history = self._base + _steps.validate_python(self.assembler.steps())
+        gen.round = rounds
+        gen.plan = self._backend.prepare(gen)
+        return rounds
+
+    async def recover(self, code: str, message: str, logged: list[bytes]) -> None:
+        """End a run that a previous process left and that cannot go on (its recipe is missing or names a
+        model no longer served): its log so far is kept, its open step closed, then the error."""
+        writer = StepWriter(self.emit, self._signer, False)
+        try:
+            self._inserted = asyncio.get_running_loop().create_future()
+            self._inserted.set_result(None)
+            state = read_log(logged, self.assembler)
+            if not state.ended:
+                if state.events == 0:
+                    await self._append(InteractionCreatedEvent(interaction=self.summary("in_progress")))
+                writer.resume_at(len(state.types), state.types[-1] if state.open_index is not None else None)
+                await self._close_steps(writer)
+                await self._fail(code, message)
+        finally:
+            await self._persist()
+
+    async def _generate(self, writer: StepWriter, tally: _Tally, first_round: int | None) -> None:
+        spec, job = self.spec, self.job
+        tools = ToolLoop(job.tools, self._backend, job.generation, writer, self.assembler, base=self._base,
                          max_rounds=spec.max_tool_rounds, time_budget=spec.tool_budget)  # fmt: skip
-        await tools.run(lambda: self._round(writer, tally), spec.input_steps, self._ready_for_steps)
+        await tools.run(lambda: self._round(writer, tally), job.inputs, self._ready_for_steps, first_round)
 
     async def _ready_for_steps(self) -> None:
         """No step goes out before the announcement and, with store, before the row is durable."""
@@ -245,8 +357,9 @@ class Run:
 
     async def _round(self, writer: StepWriter, tally: _Tally) -> None:
         """One generation of the backend, its events fed to the step writer."""
-        async with aclosing(self._backend.generate(self.spec.generation)) as events:
+        async with aclosing(self._backend.generate(self.job.generation)) as events:
             async for event in events:
+                self.progress += 1
                 if not self._steps_ready:  # inline: this loop is hot
                     await self._ready_for_steps()
                 if isinstance(event, UsageReport):
@@ -265,7 +378,7 @@ class Run:
         self._ending = True
         self.updated_at = self._clock()
         searches = self.assembler.count("google_search_result")  # searches that ran to a result
-        summary = self.summary(status, usage_model(tally.usage, _all_text(self.spec.generation.history), searches))
+        summary = self.summary(status, usage_model(tally.usage, _all_text(self.job.generation.history), searches))
         await self.emit(InteractionCompletedEvent(interaction=summary))
 
     async def _fail(self, code: str, message: str) -> None:
@@ -316,19 +429,22 @@ class Run:
             errors=jsontext.dumps(self.assembler.errors) if self.assembler.errors else None,
         )
 
-    def _record(self) -> StoredInteraction:
+    def _record(self, status: str) -> StoredInteraction:
         spec = self.spec
         return StoredInteraction(
             id=spec.interaction_id,
             owner=spec.owner,
-            status="in_progress",
+            status=status,
             model=spec.model,
             previous_interaction_id=spec.previous_interaction_id,
             created_at=spec.created_at,
             updated_at=spec.created_at,
             expires_at=spec.expires_at,
             request=spec.echo,
-            input_steps=jsontext.dumps([s.wire() for s in spec.input_steps]),
+            input_steps=jsontext.dumps(spec.input_steps),
+            recipe=spec.dumps(),
+            lease_owner=self.lease[0] if self.lease else None,
+            lease_until=self.lease[1] if self.lease else None,
         )
 
 

@@ -10,14 +10,13 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
-from contextlib import aclosing
+from collections.abc import AsyncGenerator, Callable
 from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
 from .. import jsontext
-from ..backends.base import BackendError, GenerationRequest
+from ..backends.base import BackendError
 from ..backends.registry import BackendRegistry, Route
 from ..config import Settings
 from ..errors import ApiError, failed_precondition, invalid_argument, not_found, too_many_requests, validation_error
@@ -25,18 +24,19 @@ from ..events.log import MemoryEventLog, StreamCut
 from ..ids import new_interaction_id, rfc3339_from_epoch
 from ..schema.interaction import Interaction
 from ..schema.requests import CreateInteractionRequest, InputShapeError, normalize_input
-from ..schema.steps import Step, ThoughtStep
-from ..schema.tools import FunctionTool
+from ..schema.steps import Step
 from ..store.base import Store, StoredInteraction
 from ..tools.toolbox import Toolbox
 from ..webhooks import Webhooks
+from .executor import Executor
 from .history import chained_history, verify_input
 from .quota import OwnerUsage
 from .ratelimit import RunSlots, TokenBuckets
-from .replay import stored_pages, stored_stream
-from .run import EndHook, Run, RunSpec, no_end_hook
-from .signatures import InvalidSignature, ThoughtSigner
-from .validate import check_capabilities, check_request_shape, text_response_format
+from .recipe import RunRecipe
+from .replay import stored_stream
+from .run import Job, Run, no_end_hook
+from .signatures import ThoughtSigner
+from .validate import check_capabilities, check_request_shape
 
 logger = logging.getLogger(__name__)
 
@@ -72,40 +72,39 @@ class InteractionService:
     ) -> None:
         self.settings = settings
         self.webhooks = webhooks
-        self._ended: EndHook = webhooks.interaction_ended if webhooks is not None else no_end_hook
         self.toolbox = toolbox
         self.store = store
         self.log = log
         self.registry = registry
         self.signer = signer
         self.clock = clock
-        self.runs: dict[str, Run] = {}
+        ended = webhooks.interaction_ended if webhooks is not None else no_end_hook
+        self.executor = Executor(settings, store, log, registry, signer, toolbox, clock, ended)
         self._counts = OwnerUsage(store.usage, _COUNT_REFRESH_SECONDS)
         limits = settings.limits
         self._buckets = TokenBuckets(limits.create_rate_per_second, limits.create_burst)
         self._slots = RunSlots(limits.max_concurrent_runs)
         self._sweeper: asyncio.Task[None] | None = None
-        self._closing = False
+
+    @property
+    def runs(self) -> dict[str, Run]:
+        return self.executor.runs
 
     async def start(self) -> None:
         await self.store.start()
         if self.webhooks is not None:
-            await self.webhooks.start()  # before a recovered run ends
-        await self._fail_interrupted()
+            await self.webhooks.start()  # before a run taken over, or recovered, ends
+        await self.executor.take_over()
         self._sweeper = asyncio.create_task(self._sweep_forever())
 
     def begin_shutdown(self) -> None:
         """Refuse new runs and cancel the running ones, at once."""
-        self._closing = True
-        for run in list(self.runs.values()):
-            if run.task and not run.task.done():
-                run.task.cancel()
+        self.executor.begin_shutdown()
 
     async def stop_runs(self) -> None:
         """Shutting down: refuse new runs, cancel the running ones and wait until each is stored, which also
         ends their streams and non-stream requests."""
-        self.begin_shutdown()
-        await asyncio.gather(*(r.finished.wait() for r in list(self.runs.values())))
+        await self.executor.stop_all()
 
     async def stop(self) -> None:
         if self._sweeper:
@@ -148,7 +147,7 @@ class InteractionService:
         return run
 
     async def _create(self, req: CreateInteractionRequest, owner: str, api_version: str) -> Run:
-        if self._closing:
+        if self.executor.closing:
             raise _shutting_down()
         check_request_shape(req)
         route = self._route(req.model or "", api_version)
@@ -173,19 +172,19 @@ class InteractionService:
             )
         verify_input(inputs, history, self.signer)
         store = req.store is not False
-        spec = self._spec(req, route, owner, inputs, history + inputs, store, now)
+        recipe = self._recipe(req, route, owner, inputs, store, now)
         size = 0
         if store:
-            size = _stored_size(spec.echo)
+            size = _stored_size(recipe.echo) + _json_size(recipe.request)  # the row keeps both, and the recipe
             await self._check_quota(owner, now, size)
         try:
-            spec.generation.plan = route.backend.prepare(spec.generation)
+            job = self.executor.prepare(recipe, history + inputs, inputs, req)
         except BackendError as exc:
             status = "FAILED_PRECONDITION" if exc.code == "failed_precondition" else "INVALID_ARGUMENT"
             raise ApiError(400, exc.message, status) from exc
         if store:
             self._counts.added(owner, size)
-        return self._launch(spec, route)
+        return self._launch(job)
 
     def _route(self, model: str, api_version: str) -> Route:
         route = self.registry.resolve(model)
@@ -214,83 +213,34 @@ class InteractionService:
                 "delete some interactions, send 'store': false, or raise store.max_bytes_per_owner"
             )
 
-    def _spec(
-        self,
-        req: CreateInteractionRequest,
-        route: Route,
-        owner: str,
-        inputs: list[Step],
-        history: list[Step],
-        store: bool,
-        now: float,
-    ) -> RunSpec:
-        config = req.generation_config
-        tools = self.toolbox.for_request(req.tools or [])
-        generation = GenerationRequest(
-            model=route.name,
-            history=history,
-            system_instruction=req.system_instruction,
-            functions=[t for t in req.tools or [] if isinstance(t, FunctionTool)]
-            + [tool.declaration() for tool in tools.values()],
-            server_tools=list(tools),
-            turn_start=len(history) - len(inputs),
-            response_format=text_response_format(req),
-            thought_text=self._thought_text,
-        )
-        if config is not None:
-            generation.config = config
+    def _recipe(
+        self, req: CreateInteractionRequest, route: Route, owner: str, inputs: list[Step], store: bool, now: float
+    ) -> RunRecipe:
         echo = req.model_dump(mode="json", include=set(ECHO_FIELDS), exclude_none=True, by_alias=True)
         echo["input"] = req.input
-        return RunSpec(
+        limits = self.settings
+        return RunRecipe(
             interaction_id=new_interaction_id(),
             owner=owner,
             model=req.model or route.name,
+            route=route.name,
             store=store,
+            background=bool(req.background),
             created_at=now,
-            expires_at=now + self.settings.store.retention_seconds,
+            expires_at=now + limits.store.retention_seconds,
             previous_interaction_id=req.previous_interaction_id,
-            input_steps=inputs,
+            request=req.model_dump(mode="json", exclude={"input"}, exclude_none=True, by_alias=True),
             echo=echo,
-            generation=generation,
-            summaries=bool(config and config.thinking_summaries == "auto"),
-            timeout=self.settings.limits.run_timeout_seconds,
-            tools=tools,
-            max_tool_rounds=self.settings.tools.max_rounds,
-            tool_budget=self.settings.tools.time_budget_seconds,
+            input_steps=[s.wire() for s in inputs],
+            timeout=limits.limits.run_timeout_seconds,
+            max_tool_rounds=limits.tools.max_rounds,
+            tool_budget=limits.tools.time_budget_seconds,
         )
 
-    def _thought_text(self, step: ThoughtStep) -> str:
-        if not step.signature:
-            return ""
-        try:
-            return self.signer.open(step.signature)
-        except InvalidSignature:
-            return ""
-
-    def _launch(self, spec: RunSpec, route: Route) -> Run:
-        if self._closing:  # create awaited the store since it last looked: stop_runs may have passed already
+    def _launch(self, job: Job) -> Run:
+        if self.executor.closing:  # create awaited the store since it last looked: stop_runs may have passed
             raise _shutting_down()
-        run = Run(spec, route.backend, self.log, self.store, self.signer, self.clock, self._ended)
-        self.log.open(run.id)
-        self.runs[run.id] = run
-        run.task = asyncio.create_task(run.execute(), name=f"run {run.id}")
-        run.task.add_done_callback(lambda _: self._forget(run))
-        return run
-
-    def _forget(self, run: Run) -> None:
-        run.abandon()
-        self.runs.pop(run.id, None)
-        owner = run.spec.owner
-        self.log.drop(run.id, (lambda offset: self._stored_rest(run.id, owner, offset)) if run.stored else None)
-
-    async def _stored_rest(self, interaction_id: str, owner: str, offset: int) -> AsyncGenerator[bytes, None]:
-        """A stored log from byte ``offset``: where the readers of a run go on once its log is dropped."""
-        size = await self.store.events_size(interaction_id, owner, self.clock())
-        if size is None or size < offset:
-            raise StreamCut(f"interaction {interaction_id} was deleted while its events were being read")
-        async with aclosing(stored_pages(self.store, interaction_id, offset, size)) as pages:
-            async for page in pages:
-                yield page
+        return self.executor.start(job)
 
     # ---- read ---------------------------------------------------------------------------------------
 
@@ -368,9 +318,7 @@ class InteractionService:
         return render_run(run, include_input=False)
 
     async def stop_run(self, run: Run) -> None:
-        if run.task is not None and not run.finished.is_set():
-            run.task.cancel()
-        await run.finished.wait()
+        await self.executor.stop(run)
 
     async def delete(self, interaction_id: str, owner: str) -> None:
         run = self._live(interaction_id, owner)
@@ -391,46 +339,6 @@ class InteractionService:
             except Exception:
                 logger.exception("retention sweep failed")
             await asyncio.sleep(self.settings.store.sweep_interval_seconds)
-
-    async def _fail_interrupted(self) -> None:
-        """A run that a previous process left unfinished ends as failed, with a proper event log."""
-        for record in await self.store.unfinished():
-            spec = _recovered_spec(record)
-            run = Run(spec, _NoBackend(), self.log, self.store, self.signer, self.clock, self._ended)
-            self.log.open(run.id)
-            await run.recover("aborted", _LEFT_BY_A_CRASH)
-            self.log.drop(run.id)
-            logger.warning("interaction %s was left unfinished by a previous process: marked failed", run.id)
-
-
-class _NoBackend:
-    capabilities: Any = None
-
-    def prepare(self, request: GenerationRequest) -> None:
-        return None
-
-    def generate(self, request: GenerationRequest) -> AsyncIterator[Any]:
-        raise RuntimeError("a recovered run does not generate")
-
-    async def aclose(self) -> None:
-        return None
-
-
-def _recovered_spec(record: StoredInteraction) -> RunSpec:
-    return RunSpec(
-        interaction_id=record.id,
-        owner=record.owner,
-        model=record.model or "",
-        store=True,
-        created_at=record.created_at,
-        expires_at=record.expires_at,
-        previous_interaction_id=record.previous_interaction_id,
-        input_steps=[],
-        echo=record.request or {},
-        generation=GenerationRequest(model=record.model or "", history=[]),
-        summaries=False,
-        timeout=0.0,
-    )
 
 
 def _event_position(last_event_id: str | None) -> int:
@@ -479,9 +387,6 @@ def _check_input_items(raw: Any, limit: int) -> None:
         elif isinstance(value, dict):
             free = ("arguments", "result") if value.get("type") == "function_result" else ("arguments",)
             stack.extend(item for key, item in value.items() if key not in free)
-
-
-_LEFT_BY_A_CRASH = "the server stopped before this interaction finished"
 
 
 def _check_position(after: int, available: int, last_event_id: str | None) -> None:

@@ -59,6 +59,13 @@ class StepWriter:
         self.server_tools: frozenset[str] = frozenset()
         self._server_calls: list[ServerCall] = []
 
+    def resume_at(self, next_index: int, open_step: str | None = None, thought: str = "") -> None:
+        """A run taken over after a crash: ``next_index`` steps are logged, the last one still open if
+        ``open_step`` names its type (a thought's text so far, if its summary showed it, is ``thought``)."""
+        self._next_index = next_index
+        self._open = open_step
+        self._thought = [thought] if thought else []
+
     @property
     def open_step(self) -> str | None:
         return self._open

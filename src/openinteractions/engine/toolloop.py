@@ -29,6 +29,13 @@ _steps = TypeAdapter(list[Step])
 _URL = re.compile(r"https?://[^\s<>\"'`]+")
 
 
+def urls_in(inputs: list[Step]) -> list[str]:
+    """The URLs of the prompt that are read before the model starts (up to 5)."""
+    blocks = [c for s in inputs if isinstance(s, UserInputStep) for c in s.content or []]
+    text = " ".join(c.text for c in blocks if c.type == "text")
+    return list(dict.fromkeys(u.rstrip(".,;:!?)") for u in _URL.findall(text)))[:5]
+
+
 class BudgetExceeded(Exception):
     pass
 
@@ -44,7 +51,10 @@ class ToolLoop:
         *,
         max_rounds: int,
         time_budget: float,
+        base: list[Step] | None = None,
     ) -> None:
+        """``base``: the history before this interaction's own steps (the generation's, unless a run taken
+        over after a crash has set that to where it stopped)."""
         self.tools = tools
         self.backend = backend
         self.generation = generation
@@ -53,16 +63,21 @@ class ToolLoop:
         self.max_rounds = max_rounds
         self.time_left = time_budget  # tool time only: the model's own time is the run's timeout
         self.sources: dict[str, str] = {}  # url -> title, of everything the model was given
-        self._base = list(generation.history)
+        self._base = list(generation.history if base is None else base)
         writer.server_tools = frozenset(tools)
 
     async def run(
-        self, one_round: Callable[[], Awaitable[None]], inputs: list[Step], ready: Callable[[], Awaitable[None]]
+        self,
+        one_round: Callable[[], Awaitable[None]],
+        inputs: list[Step],
+        ready: Callable[[], Awaitable[None]],
+        first_round: int | None = None,
     ) -> None:
-        """``ready`` is awaited before the loop emits steps of its own (the row must be stored first)."""
-        if "url_context" in self.tools and await self._read_urls_in(inputs, ready):
+        """``ready`` is awaited before the loop emits steps of its own (the row must be stored first).
+        ``first_round``: a run taken over after a crash goes on with that round (the generation is set up)."""
+        if first_round is None and "url_context" in self.tools and await self._read_urls_in(inputs, ready):
             self._next_round(0)
-        for number in range(self.max_rounds):
+        for number in range(first_round or 0, self.max_rounds):
             self.generation.round = number
             await one_round()
             calls = await self.writer.take_server_calls()
@@ -81,9 +96,7 @@ class ToolLoop:
 
     async def _read_urls_in(self, inputs: list[Step], ready: Callable[[], Awaitable[None]]) -> bool:
         """URLs in the prompt are read before the model starts, as a url_context call of the server's own."""
-        blocks = [c for s in inputs if isinstance(s, UserInputStep) for c in s.content or []]
-        text = " ".join(c.text for c in blocks if c.type == "text")
-        urls = list(dict.fromkeys(u.rstrip(".,;:!?)") for u in _URL.findall(text)))[:5]
+        urls = urls_in(inputs)
         if urls:
             await ready()
             await self._execute(ServerCall("url_context", new_call_id(), arguments={"urls": urls}))
@@ -113,6 +126,7 @@ class ToolLoop:
     def _next_round(self, number: int) -> None:
         """The next round sees everything this interaction has produced so far."""
         self.generation.round = number
+        self.generation.resume = None
         self.generation.history = self._base + _steps.validate_python(self.assembler.steps())
         self.generation.plan = self.backend.prepare(self.generation)
 

@@ -4,8 +4,11 @@ A run appends events; SSE responses, the store and the assembler read them. Even
 nowhere else: the n-th event of an interaction has ``event_id`` ``str(n)``, starting at 1. Each event is
 serialised once, at append, into the exact SSE frame every reader sends.
 
-This in-memory implementation serves one process. The interface (open / append / close / read / drop) is what
-a shared, Redis-backed log implements for several replicas.
+The log of a stored interaction is durable: each append is handed to the store's events table (``sink``, group
+committed with every other write) and readers see an event only once the store reports it committed, so no
+client ever receives an event that a crash could lose. The frames kept here are the cache readers are served
+from; the table is the truth a run continues from after a crash. A ``store: false`` log is memory only, and
+its events are visible at once.
 """
 
 from __future__ import annotations
@@ -18,6 +21,10 @@ from typing import Any, Protocol
 
 class LogLimitExceeded(Exception):
     pass
+
+
+class LogWriteFailed(Exception):
+    """An event could not be made durable: the run cannot go on."""
 
 
 class StreamCut(Exception):
@@ -51,16 +58,46 @@ def split_frames(blob: bytes) -> list[bytes]:
 
 # The rest of a stored log from a byte offset, then DONE: where readers of a dropped log go on.
 StoredRest = Callable[[int], AsyncGenerator[bytes, None]]
+# Where a durable log's appends go: (interaction id, event seq, frame), committed later (store.append_event).
+Sink = Callable[[str, int, bytes], None]
+
+
+class EventLog(Protocol):
+    """What runs append to and readers read from; the one place event ids are assigned."""
+
+    def open(self, interaction_id: str, *, durable: bool = False, frames: list[bytes] | None = None) -> None: ...
+
+    def has(self, interaction_id: str) -> bool: ...
+
+    def length(self, interaction_id: str) -> int: ...
+
+    async def append(self, interaction_id: str, event: LoggableEvent, *, terminal: bool = False) -> None: ...
+
+    def frames(self, interaction_id: str) -> list[bytes]: ...
+
+    def close(self, interaction_id: str) -> None: ...
+
+    def drop(self, interaction_id: str, stored: StoredRest | None = None) -> None: ...
+
+    def read(
+        self, interaction_id: str, after: int = 0, heartbeat: float = 15.0, coalesce: float = 0.0
+    ) -> AsyncGenerator[bytes, None]: ...
 
 
 class _Log:
-    __slots__ = ("closed", "frames", "last_delta", "max_bytes", "max_events", "size", "stored", "waiters")
+    __slots__ = (
+        "broken", "closed", "durable", "frames", "last_delta", "max_bytes", "max_events", "size", "stored",
+        "visible", "waiters",
+    )  # fmt: skip
 
-    def __init__(self, max_events: int, max_bytes: int) -> None:
+    def __init__(self, max_events: int, max_bytes: int, durable: bool, frames: list[bytes]) -> None:
         self.max_events = max_events
         self.max_bytes = max_bytes
-        self.frames: list[bytes] = []
-        self.size = 0
+        self.frames = frames
+        self.size = sum(map(len, frames))
+        self.visible = len(frames)  # frames readers may see: with durable, those committed
+        self.durable = durable
+        self.broken: BaseException | None = None
         self.closed = False
         self.stored: StoredRest | None = None  # set when the log is dropped and its frames released
         self.last_delta = -1  # the position of the latest step.delta frame
@@ -92,27 +129,50 @@ async def _wait(log: _Log, loop: asyncio.AbstractEventLoop, seconds: float) -> b
 
 
 class MemoryEventLog:
-    def __init__(self, max_events: int, max_bytes: int) -> None:
+    """In memory; with a ``sink``, the cache of a durable log whose truth is the store's events table."""
+
+    def __init__(self, max_events: int, max_bytes: int, sink: Sink | None = None) -> None:
         self._logs: dict[str, _Log] = {}
         self._max_events = max_events
         self._max_bytes = max_bytes
+        self._sink = sink
 
-    def open(self, interaction_id: str) -> None:
-        self._logs[interaction_id] = _Log(self._max_events, self._max_bytes)
+    def open(self, interaction_id: str, *, durable: bool = False, frames: list[bytes] | None = None) -> None:
+        """``durable``: appends go to the sink and are seen once committed. ``frames``: a log that continues,
+        whose events so far are durable already."""
+        durable = durable and self._sink is not None
+        self._logs[interaction_id] = _Log(self._max_events, self._max_bytes, durable, frames or [])
 
     def has(self, interaction_id: str) -> bool:
         return interaction_id in self._logs
 
     def length(self, interaction_id: str) -> int:
-        return len(self._logs[interaction_id].frames)
+        """The events readers can have seen."""
+        return self._logs[interaction_id].visible
+
+    def committed(self, interaction_id: str, seq: int) -> None:
+        """The store made event ``seq`` durable: readers may have it."""
+        log = self._logs.get(interaction_id)
+        if log is not None and seq > log.visible:
+            log.visible = seq
+            log.notify()
+
+    def failed(self, interaction_id: str, error: BaseException) -> None:
+        """An event could not be stored: its run's next append fails, and nothing after it is shown."""
+        log = self._logs.get(interaction_id)
+        if log is not None and log.broken is None:
+            log.broken = error
 
     async def append(self, interaction_id: str, event: LoggableEvent, *, terminal: bool = False) -> None:
         """Assign the next event id, serialise once, wake readers. Terminal events bypass the limits so that a
         run over its limit can still end its stream properly."""
         log = self._logs[interaction_id]
+        if log.broken is not None:
+            raise LogWriteFailed(str(log.broken))
         if not terminal and len(log.frames) >= log.max_events:
             raise LogLimitExceeded(f"more than {log.max_events} events")
-        event.event_id = str(len(log.frames) + 1)
+        seq = len(log.frames) + 1
+        event.event_id = str(seq)
         data = frame(event.event_type, event.encode())
         if not terminal and log.size + len(data) > log.max_bytes:
             raise LogLimitExceeded(f"event log over {log.max_bytes} bytes")
@@ -120,7 +180,11 @@ class MemoryEventLog:
             log.last_delta = len(log.frames)
         log.frames.append(data)
         log.size += len(data)
-        log.notify()
+        if log.durable:
+            self._sink(interaction_id, seq, data)  # type: ignore[misc]
+        else:
+            log.visible = seq
+            log.notify()
 
     def contents(self, interaction_id: str) -> bytes:
         """Every frame so far, concatenated."""
@@ -144,6 +208,7 @@ class MemoryEventLog:
         if log is not None and stored is not None:
             log.stored = stored
             log.frames = []
+            log.visible = 0
 
     def read(
         self, interaction_id: str, after: int = 0, heartbeat: float = 15.0, coalesce: float = 0.0
@@ -163,9 +228,8 @@ class MemoryEventLog:
         return _follow(log, after, sum(map(len, log.frames[:after])), heartbeat, coalesce)
 
 
-def _chunk(frames: list[bytes], start: int) -> tuple[bytes, int]:
-    """The next chunk and where it ends: every frame there is, up to ``MAX_CHUNK_BYTES`` (one frame at least)."""
-    end = len(frames)
+def _chunk(frames: list[bytes], start: int, end: int) -> tuple[bytes, int]:
+    """The next chunk and where it ends: every frame up to ``end``, up to ``MAX_CHUNK_BYTES`` (one at least)."""
     if end - start > 1:
         size = 0
         for index in range(start, end):
@@ -183,7 +247,7 @@ async def _follow(log: _Log, after: int, offset: int, heartbeat: float, coalesce
     loop = asyncio.get_running_loop()
     held_until = 0.0
     while True:
-        count = len(log.frames)  # 0 once the log is dropped and stored
+        count = log.visible  # 0 once the log is dropped and stored
         if held_until and position < count and not log.closed:
             remaining = held_until - loop.time()
             if remaining > _TICK / 2:  # more may come, or the end
@@ -193,7 +257,7 @@ async def _follow(log: _Log, after: int, offset: int, heartbeat: float, coalesce
             if count - position == 1:
                 chunk, end = log.frames[position], count
             else:
-                chunk, end = _chunk(log.frames, position)
+                chunk, end = _chunk(log.frames, position, count)
             if end < count:  # more to send at once
                 held_until = 0.0
             elif log.closed:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -45,6 +45,9 @@ class StoredInteraction:
     steps: str = "[]"  # JSON, exactly as assembled from the event log
     usage: str | None = None
     errors: str | None = None
+    recipe: str | None = None  # the run's recipe (engine/recipe.py), JSON
+    lease_owner: str | None = None  # the server running it, and until when its lease holds
+    lease_until: float | None = None
 
 
 @dataclass
@@ -68,6 +71,22 @@ class Store(Protocol):
     def finish(self, interaction_id: str, final: FinalState, events: bytes | Sequence[bytes]) -> asyncio.Future[None]:
         """Queue a run's final state and its whole event log: the concatenated SSE frames, or the frames in
         order, which the store concatenates as it writes them (a long log is not copied into one piece)."""
+        ...
+
+    def watch_events(self, committed: Callable[[str, int], None], failed: Callable[[str, BaseException], None]) -> None:
+        """Who hears of appended events: ``committed(id, seq)`` once durable, in order; ``failed`` if not."""
+        ...
+
+    def append_event(self, interaction_id: str, seq: int, frame: bytes) -> None:
+        """Queue one event of a running interaction, after its row's insert (group commit)."""
+        ...
+
+    def heartbeat(self, interaction_ids: Sequence[str], owner: str, until: float) -> asyncio.Future[None]:
+        """Extend the lease of runs held by ``owner``."""
+        ...
+
+    async def run_events(self, interaction_id: str) -> list[bytes]:
+        """The durable log of a run that has not ended: its frames in order."""
         ...
 
     async def get(self, interaction_id: str, owner: str, now: float) -> StoredInteraction | None: ...
@@ -100,6 +119,10 @@ class Store(Protocol):
 
     async def sweep(self, now: float) -> int:
         """Delete what has expired; returns how many interactions went."""
+        ...
+
+    async def claim(self, owner: str, now: float, until: float, *, expired_only: bool) -> list[StoredInteraction]:
+        """Take the lease of unfinished runs (whose lease ran out, or all of them) for ``owner``."""
         ...
 
     async def unfinished(self) -> list[StoredInteraction]:

@@ -54,7 +54,7 @@ def write_large_log(cursor: Any, params: list[Any]) -> None:
     *final, log, added, interaction_id = params
     cursor.execute(
         "UPDATE interactions SET status = ?, updated_at = ?, steps = ?, usage = ?, errors = ?, "
-        "events = zeroblob(?), size = size + ? WHERE id = ?",
+        "events = zeroblob(?), size = size + ?, lease_owner = NULL, lease_until = NULL WHERE id = ?",
         (*final, log.size, added, interaction_id),
     )
     row = cursor.execute("SELECT rowid FROM interactions WHERE id = ?", (interaction_id,)).fetchone()

@@ -33,85 +33,18 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote
 
-from sqlalchemy import (
-    BigInteger,
-    Column,
-    Connection,
-    Engine,
-    Float,
-    Index,
-    LargeBinary,
-    MetaData,
-    String,
-    Table,
-    Text,
-    and_,
-    create_engine,
-    delete,
-    event,
-    func,
-    inspect,
-    select,
-    text,
-)
+from sqlalchemy import Connection, Engine, and_, create_engine, delete, event, func, select, text, update
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import OperationalError
 
 from .. import jsontext
 from .base import BrokenChain, ChainTooBig, ChainTooLong, FinalState, StoredInteraction
-from .blobs import LargeLog, has_large_log, log_value, read_slice, write_large_log
+from .batch import Op, commit, utf8_size
+from .blobs import has_large_log, log_value, read_slice
+from .tables import CHAIN_SQL, create_or_migrate, events, interactions
 
 logger = logging.getLogger(__name__)
-metadata = MetaData()
-
-interactions = Table(
-    "interactions",
-    metadata,
-    Column("id", String(64), primary_key=True),
-    Column("owner", String(128), nullable=False),
-    Column("status", String(32), nullable=False),
-    Column("model", String(256)),
-    Column("agent", String(256)),
-    Column("previous_interaction_id", String(64)),
-    Column("created_at", Float, nullable=False),
-    Column("updated_at", Float, nullable=False),
-    Column("expires_at", Float, nullable=False),
-    # The bytes of request, input_steps, steps, usage, errors and events as stored: the storage quota's and the
-    # chain bound's measure.
-    Column("size", BigInteger, nullable=False, server_default=text("0")),
-    Column("request", Text, nullable=False),
-    Column("input_steps", Text, nullable=False),
-    Column("steps", Text, nullable=False),
-    Column("usage", Text),
-    Column("errors", Text),
-    Column("events", LargeBinary),
-    Index("ix_interactions_owner_created", "owner", "created_at"),
-    Index("ix_interactions_expires", "expires_at"),
-)
-# A database made before the size column gets it last (ALTER TABLE), where SQLite reaches it only by reading
-# through the row's overflow pages: there, an owner's bytes and a chain's bytes are summed from these covering
-# indexes instead. A new table has it among the small columns at the start of the row, and needs neither (each
-# would cost every write an index update).
-_APPENDED_SIZE_INDEXES = (
-    "CREATE INDEX ix_interactions_owner_size ON interactions (owner, expires_at, size)",
-    "CREATE INDEX ix_interactions_links ON interactions (id, owner, expires_at, previous_interaction_id, size)",
-)
-
-# The walk starts from a row that names the first link as the previous one, so that every link, the first too,
-# is found the same way (in a database whose size column was appended, through its covering index).
-_CHAIN_SQL = text(
-    """
-    WITH RECURSIVE chain(id, prev, depth, total) AS (
-        SELECT CAST(NULL AS VARCHAR(64)), CAST(:id AS VARCHAR(64)), -1, CAST(0 AS BIGINT)
-        UNION ALL
-        SELECT i.id, i.previous_interaction_id, chain.depth + 1, chain.total + i.size
-          FROM interactions i JOIN chain ON i.id = chain.prev
-         WHERE i.owner = :owner AND i.expires_at > :now AND chain.depth < :limit AND chain.total <= :max_bytes
-    )
-    SELECT id, depth, total FROM chain WHERE depth >= 0 ORDER BY depth DESC
-    """
-)
-_RECORD_COLUMNS = [c for c in interactions.c if c.name not in ("events", "size")]
+_RECORD_COLUMNS = [c for c in interactions.c if c.name not in ("events", "size", "lease_owner", "lease_until")]
 _CHECKPOINT_EVERY = 1000  # writes committed on the loop's thread between two WAL checkpoints
 
 
@@ -138,7 +71,7 @@ class SqlStore:
     def __init__(self, url: str | URL) -> None:
         self._url = make_url(url)
         self._engine: Engine | None = None
-        self._pending: list[tuple[str, list[Any], asyncio.Future[None]]] = []
+        self._pending: list[Op] = []
         self._running: set[str] = set()  # runs whose row is inserted (or queued) and not finished
         self._wake = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
@@ -150,6 +83,8 @@ class SqlStore:
         self._checkpointing: asyncio.Task[None] | None = None
         self._read_threads = ThreadPoolExecutor(4, thread_name_prefix="store-reader")
         self._server_lock: Connection | None = None  # PostgreSQL: the connection that holds the server lock
+        self._committed: Callable[[str, int], None] = _ignore
+        self._failed: Callable[[str, BaseException], None] = _ignore
 
     @property
     def engine(self) -> Engine:
@@ -170,7 +105,7 @@ class SqlStore:
                 self._write_thread, _take_server_lock, engine
             )
         try:
-            await asyncio.get_running_loop().run_in_executor(self._write_thread, _create_or_migrate, engine)
+            await asyncio.get_running_loop().run_in_executor(self._write_thread, create_or_migrate, engine)
         except OperationalError as exc:
             if is_sqlite and "locked" in str(exc):
                 path = unquote(str(engine.url.database).removeprefix("file:"))
@@ -236,12 +171,42 @@ class SqlStore:
             self._wake.set()
         return future
 
+    def watch_events(self, committed: Callable[[str, int], None], failed: Callable[[str, BaseException], None]) -> None:
+        """Who hears of appended events: ``committed(id, seq)`` once an event is durable, in order;
+        ``failed(id, error)`` if it could not be written."""
+        self._committed = committed
+        self._failed = failed
+
+    def append_event(self, interaction_id: str, seq: int, frame: bytes) -> None:
+        """Queue one event of a running interaction; the watcher hears when it is committed. No future: this
+        runs for every event, and a batch's events are reported in one pass."""
+        self._pending.append(("event", [interaction_id, seq, frame], None))
+        self._wake.set()
+
+    def heartbeat(self, interaction_ids: Sequence[str], owner: str, until: float) -> asyncio.Future[None]:
+        """Extend the lease of runs this server holds."""
+        for interaction_id in interaction_ids[:-1]:
+            self._pending.append(("lease", [until, interaction_id, owner], None))
+        return self._queue("lease", [until, interaction_ids[-1], owner])
+
+    def _settle(self, batch: list[Op]) -> None:
+        """A batch is committed: its futures are resolved and its events reported, in order."""
+        committed = self._committed
+        for kind, params, future in batch:
+            if future is None:
+                if kind == "event":
+                    committed(params[0], params[1])
+            elif not future.done():
+                future.set_result(None)
+
     def insert(self, record: StoredInteraction) -> asyncio.Future[None]:
         r = record
         request = jsontext.dumps(r.request or {})
-        size = _utf8_size(request, r.input_steps, r.steps, r.usage, r.errors)
+        size = utf8_size(request, r.input_steps, r.steps, r.usage, r.errors)
+        size += utf8_size(r.recipe)
         row = [r.id, r.owner, r.status, r.model, r.agent, r.previous_interaction_id, r.created_at, r.updated_at,
-               r.expires_at, request, r.input_steps, r.steps, r.usage, r.errors, None, size]  # fmt: skip
+               r.expires_at, request, r.input_steps, r.steps, r.usage, r.errors, None, size, r.recipe,
+               r.lease_owner, r.lease_until]  # fmt: skip
         self._running.add(r.id)
         return self._queue("insert", row)
 
@@ -251,7 +216,7 @@ class SqlStore:
         frames = [events] if isinstance(events, bytes) else events
         log = log_value(frames) if self._inline else b"".join(frames)
         # What the result adds to the row's size: the insert's steps, usage and errors are empty in practice.
-        added = _utf8_size(f.steps, f.usage, f.errors) + sum(map(len, frames))
+        added = utf8_size(f.steps, f.usage, f.errors) + sum(map(len, frames))
         params = [f.status, f.updated_at, f.steps, f.usage, f.errors, log, added, interaction_id]
         alone = not self._running
         future = self._queue("finish", params, wake=not alone)
@@ -274,15 +239,14 @@ class SqlStore:
         with contextlib.suppress(Exception):  # the writer task retries and reports, as for any batch
             if self._commit_inline(batch):
                 self._pending = []
-                for _, _, future in batch:
-                    future.set_result(None)
+                self._settle(batch)
                 return True
         return False
 
-    def _commit_inline(self, batch: list[tuple[str, list[Any], asyncio.Future[None]]]) -> bool:
+    def _commit_inline(self, batch: list[Op]) -> bool:
         """SQLite: commit ``batch`` on the loop's thread unless the writer thread has work or the file is
         locked; True if it was committed."""
-        if self._inline is None or self._thread_jobs or has_large_log(batch) or not _commit(self._inline, "?", batch):
+        if self._inline is None or self._thread_jobs or has_large_log(batch) or not commit(self._inline, "?", batch):
             return False
         self._count_inline(len(batch))
         return True
@@ -306,12 +270,14 @@ class SqlStore:
                 try:
                     await self._in_write_thread(self._write_batch, [op])
                 except Exception as exc:
-                    op[2].set_exception(exc)
+                    if op[2] is not None:
+                        op[2].set_exception(exc)
+                    elif op[0] == "event":
+                        self._failed(op[1][0], exc)
                     if op[0] == "insert":
                         self._running.discard(op[1][0])  # a row that never landed will not be finished
-        for _, _, future in batch:
-            if not future.done():
-                future.set_result(None)
+                    batch = [b for b in batch if b is not op]
+        self._settle(batch)
 
     def _count_inline(self, writes: int) -> None:
         self._since_checkpoint += writes
@@ -335,12 +301,12 @@ class SqlStore:
         finally:
             raw.close()
 
-    def _write_batch(self, batch: list[tuple[str, list[Any], asyncio.Future[None]]]) -> None:
+    def _write_batch(self, batch: list[Op]) -> None:
         """In the writer thread: one transaction on its own DBAPI connection. Every stored interaction passes
         here twice, and SQLAlchemy's Connection and transaction objects cost more than the SQL itself."""
         raw, self._raw = self._raw or self.engine.raw_connection(), None
         try:
-            if not _commit(raw, "?" if self.engine.dialect.paramstyle == "qmark" else "%s", batch):
+            if not commit(raw, "?" if self.engine.dialect.paramstyle == "qmark" else "%s", batch):
                 raise sqlite3.OperationalError("database is locked")  # even after the busy timeout
         except Exception:
             raw.close()  # back to the pool; the next batch checks out a connection afresh
@@ -367,7 +333,7 @@ class SqlStore:
         params = {"id": interaction_id, "owner": owner, "now": now, "limit": limit, "max_bytes": bound}
 
         def read(conn: Connection) -> tuple[list[str], list[Any]]:
-            links = conn.execute(_CHAIN_SQL, params).all()
+            links = conn.execute(CHAIN_SQL, params).all()
             if links and links[0].total > bound:  # the walk stops once over: nothing big was read
                 raise ChainTooBig(links[0].total, bound)
             ids = [link.id for link in links]
@@ -416,7 +382,14 @@ class SqlStore:
     async def delete(self, interaction_id: str, owner: str) -> bool:
         c = interactions.c
         statement = delete(interactions).where(and_(c.id == interaction_id, c.owner == owner))
-        return bool(await self._transaction(lambda conn: conn.execute(statement).rowcount))
+
+        def work(conn: Connection) -> int:
+            deleted = conn.execute(statement).rowcount
+            if deleted:
+                conn.execute(delete(events).where(events.c.interaction_id == interaction_id))
+            return int(deleted)
+
+        return bool(await self._transaction(work))
 
     async def count(self, owner: str, now: float) -> int:
         c = interactions.c
@@ -433,7 +406,41 @@ class SqlStore:
 
     async def sweep(self, now: float) -> int:
         statement = delete(interactions).where(interactions.c.expires_at <= now)
-        return int(await self._transaction(lambda conn: conn.execute(statement).rowcount) or 0)
+        orphans = delete(events).where(~events.c.interaction_id.in_(select(interactions.c.id)))
+
+        def work(conn: Connection) -> int:
+            removed = int(conn.execute(statement).rowcount or 0)
+            if removed:
+                conn.execute(orphans)  # the logs of expired runs that never ended
+            return removed
+
+        return await self._transaction(work)
+
+    async def run_events(self, interaction_id: str) -> list[bytes]:
+        """The durable log of a run that has not ended: its frames in order."""
+        query = select(events.c.frame).where(events.c.interaction_id == interaction_id).order_by(events.c.seq)
+        return [bytes(row[0]) for row in await self._read(lambda conn: conn.execute(query).all())]
+
+    async def claim(self, owner: str, now: float, until: float, *, expired_only: bool) -> list[StoredInteraction]:
+        """Take the lease of unfinished runs: those whose lease ran out or, without ``expired_only``, every one
+        (at startup, when the one-server lock says no other server runs them). PostgreSQL skips rows another
+        transaction is claiming, so that several servers can claim side by side."""
+        c = interactions.c
+        unfinished = c.status.in_(("in_progress", "queued"))
+        if expired_only:
+            unfinished = and_(unfinished, (c.lease_until.is_(None)) | (c.lease_until < now))
+        query = select(*_RECORD_COLUMNS).where(unfinished).order_by(c.created_at)
+        if self.engine.dialect.name == "postgresql":
+            query = query.with_for_update(skip_locked=True)
+
+        def work(conn: Connection) -> list[Any]:
+            rows = conn.execute(query).all()
+            ids = [row._mapping["id"] for row in rows]
+            if ids:
+                conn.execute(update(interactions).where(c.id.in_(ids)).values(lease_owner=owner, lease_until=until))
+            return rows
+
+        return [_row_to_record(row) for row in await self._transaction(work)]
 
     async def unfinished(self) -> list[StoredInteraction]:
         query = select(*_RECORD_COLUMNS).where(interactions.c.status.in_(("in_progress", "queued")))
@@ -460,87 +467,6 @@ def _take_server_lock(engine: Engine) -> Connection:
     return conn
 
 
-def _commit(raw: Any, mark: str, batch: list[tuple[str, list[Any], asyncio.Future[None]]]) -> bool:
-    """Commit ``batch`` on ``raw``, or return False if the database was locked (nothing written). Other
-    errors are raised."""
-    try:
-        _apply(raw.cursor(), mark, batch)
-        raw.commit()
-    except Exception as exc:
-        with contextlib.suppress(Exception):  # a broken connection: the error worth reporting is the first one
-            raw.rollback()
-        if isinstance(exc, sqlite3.OperationalError) and exc.sqlite_errorcode in (
-            sqlite3.SQLITE_BUSY,
-            sqlite3.SQLITE_LOCKED,
-        ):
-            return False
-        raise
-    return True
-
-
-def _apply(cursor: Any, mark: str, batch: list[tuple[str, list[Any], asyncio.Future[None]]]) -> None:
-    """Inserts first, then updates. A run whose insert is in the same batch as its finish is written once.
-
-    This is the hot path of every stored interaction, so it goes to the driver with plain SQL (a Core
-    statement costs several times the Python per row); ``mark`` is the driver's placeholder."""
-    inserts = {params[0]: params for kind, params, _ in batch if kind == "insert"}
-    finishes = []
-    large = []
-    for kind, params, _ in batch:
-        if kind != "finish":
-            continue
-        if isinstance(params[5], LargeLog):
-            large.append(params)
-            continue
-        row = inserts.get(params[-1])
-        if row is not None:
-            row[2], row[7], row[11], row[12], row[13], row[14] = params[:6]  # status ... events
-            row[15] += params[6]  # size
-        else:
-            finishes.append(tuple(params))
-    if inserts:
-        marks = ", ".join([mark] * 16)
-        cursor.executemany(f"INSERT INTO interactions ({_INSERT_COLUMNS}) VALUES ({marks})",
-                           [tuple(row) for row in inserts.values()])  # fmt: skip
-    if finishes:
-        m = mark
-        sql = (f"UPDATE interactions SET status = {m}, updated_at = {m}, steps = {m}, usage = {m}, errors = {m}, "
-               f"events = {m}, size = size + {m} WHERE id = {m}")  # fmt: skip
-        cursor.executemany(sql, finishes)
-    for params in large:
-        write_large_log(cursor, params)
-    for kind, params, _ in batch:
-        if kind == "rows":
-            cursor.executemany(params[0].format(m=mark), params[1])
-
-
-_INSERT_COLUMNS = (
-    "id, owner, status, model, agent, previous_interaction_id, created_at, updated_at, expires_at, request, "
-    "input_steps, steps, usage, errors, events, size"
-)
-
-
-def _utf8_size(*texts: str | None) -> int:
-    # isascii() is a flag lookup: only text with other characters is encoded to be measured.
-    return sum(len(t) if t.isascii() else len(t.encode()) for t in texts if t is not None)
-
-
-def _create_or_migrate(engine: Engine) -> None:
-    """Create the tables; a database made before the size column gets it, filled in from what its rows store,
-    and its indexes, in one transaction (once: a large database takes a while)."""
-    with engine.begin() as conn:
-        metadata.create_all(conn)
-        if "size" not in {column["name"] for column in inspect(conn).get_columns("interactions")}:
-            logger.warning("adding the size column to the stored interactions (once; a large store takes a while)")
-            conn.execute(text("ALTER TABLE interactions ADD COLUMN size BIGINT NOT NULL DEFAULT 0"))
-            measure = "octet_length({})" if conn.dialect.name == "postgresql" else "length(CAST({} AS BLOB))"
-            columns = ("request", "input_steps", "steps", "usage", "errors", "events")
-            total = " + ".join(f"coalesce({measure.format(name)}, 0)" for name in columns)
-            conn.execute(text(f"UPDATE interactions SET size = {total}"))
-            for index in _APPENDED_SIZE_INDEXES:
-                conn.execute(text(index))
-
-
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
@@ -553,3 +479,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     # keep them until overwritten whatever this setting says.
     cursor.execute("PRAGMA secure_delete=FAST")
     cursor.close()
+
+
+def _ignore(*_: Any) -> None:
+    return None

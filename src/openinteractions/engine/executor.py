@@ -1,0 +1,264 @@
+"""The executor: owns this process's runs. It resolves a recipe's live parts (backend, server tools, history,
+signer), starts the run's task, cancels it, and at startup takes over the runs a previous process left.
+
+The service validates a request into a recipe, hands it here, and reads the log; it never drives a run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import secrets
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from contextlib import aclosing
+from typing import Any
+
+from pydantic import TypeAdapter
+
+from ..backends.base import GenerationRequest
+from ..backends.registry import BackendRegistry
+from ..config import Settings
+from ..events.log import EventLog, StreamCut
+from ..schema.requests import CreateInteractionRequest
+from ..schema.steps import Step, ThoughtStep
+from ..schema.tools import FunctionTool
+from ..store.base import Store, StoredInteraction
+from ..tools.toolbox import Toolbox
+from .history import chained_history
+from .recipe import RunRecipe
+from .replay import stored_pages
+from .run import EndHook, Job, Run, no_end_hook
+from .signatures import InvalidSignature, ThoughtSigner
+from .slots import ModelSlots
+from .validate import text_response_format
+
+logger = logging.getLogger(__name__)
+_steps = TypeAdapter(list[Step])
+_LEFT_BY_A_CRASH = "the server stopped before this interaction finished"
+
+
+class Executor:
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        log: EventLog,
+        registry: BackendRegistry,
+        signer: ThoughtSigner,
+        toolbox: Toolbox,
+        clock: Callable[[], float],
+        ended: EndHook = no_end_hook,
+    ) -> None:
+        self.settings = settings
+        self.ended = ended  # called as each run ends (webhooks)
+        self.store = store
+        self.log = log
+        self.registry = registry
+        self.signer = signer
+        self.toolbox = toolbox
+        self.clock = clock
+        self.runs: dict[str, Run] = {}
+        self.closing = False
+        self.server_id = secrets.token_hex(8)  # whose lease a run is under
+        self._leases: asyncio.Task[None] | None = None
+        self._watchdog: asyncio.Task[None] | None = None
+        self._slots: dict[str, ModelSlots] = {}  # per served model, with limits.max_runs_per_model
+
+    # ---- starting a run -----------------------------------------------------------------------------
+
+    def prepare(
+        self, recipe: RunRecipe, history: list[Step], inputs: list[Step], req: CreateInteractionRequest | None = None
+    ) -> Job:
+        """The live parts of ``recipe``: ``history`` is the chain's steps, then ``inputs``. The backend's
+        ``prepare`` runs here: a ``BackendError`` it raises is the caller's to report."""
+        if req is None:
+            req = CreateInteractionRequest.model_validate(recipe.request)
+        route = self.registry.resolve(recipe.route)
+        if route is None:
+            raise LookupError(f"the model {recipe.route!r} is no longer served")
+        tools = self.toolbox.for_request(req.tools or [])
+        generation = GenerationRequest(
+            model=route.name,
+            history=history,
+            system_instruction=req.system_instruction,
+            functions=[t for t in req.tools or [] if isinstance(t, FunctionTool)]
+            + [tool.declaration() for tool in tools.values()],
+            server_tools=list(tools),
+            turn_start=len(history) - len(inputs),
+            response_format=text_response_format(req),
+            thought_text=self._thought_text,
+        )
+        if req.generation_config is not None:
+            generation.config = req.generation_config
+        generation.plan = route.backend.prepare(generation)
+        return Job(recipe, route.backend, generation, inputs, tools)
+
+    def _thought_text(self, step: ThoughtStep) -> str:
+        if not step.signature:
+            return ""
+        try:
+            return self.signer.open(step.signature)
+        except InvalidSignature:
+            return ""
+
+    def start(self, job: Job, logged: list[bytes] | None = None) -> Run:
+        """Start a run; ``logged``: one taken over, whose durable log so far this is."""
+        run = Run(job, self.log, self.store, self.signer, self.clock, self.ended)
+        run.lease = (self.server_id, self.clock() + self.settings.limits.run_lease_seconds)
+        limit = self.settings.limits.max_runs_per_model
+        if limit:
+            run.slots = self._slots.setdefault(job.recipe.route, ModelSlots(limit))
+        self.log.open(run.id, durable=job.recipe.store, frames=logged)
+        self.runs[run.id] = run
+        run.task = asyncio.create_task(run.execute(logged), name=f"run {run.id}")
+        run.task.add_done_callback(lambda _: self._forget(run))
+        return run
+
+    def _forget(self, run: Run) -> None:
+        if run.holds_slot and run.slots is not None:
+            run.slots.give_back()
+        run.abandon()
+        self.runs.pop(run.id, None)
+        owner = run.spec.owner
+        self.log.drop(run.id, (lambda offset: self._stored_rest(run.id, owner, offset)) if run.stored else None)
+
+    async def _stored_rest(self, interaction_id: str, owner: str, offset: int) -> AsyncGenerator[bytes, None]:
+        """A stored log from byte ``offset``: where the readers of a run go on once its log is dropped."""
+        size = await self.store.events_size(interaction_id, owner, self.clock())
+        if size is None or size < offset:
+            raise StreamCut(f"interaction {interaction_id} was deleted while its events were being read")
+        async with aclosing(stored_pages(self.store, interaction_id, offset, size)) as pages:
+            async for page in pages:
+                yield page
+
+    # ---- stopping -----------------------------------------------------------------------------------
+
+    async def stop(self, run: Run) -> None:
+        """Cancel ``run`` and wait until its result is stored."""
+        if run.task is not None and not run.finished.is_set():
+            run.task.cancel()
+        await run.finished.wait()
+
+    def begin_shutdown(self) -> None:
+        """Refuse new runs and cancel the running ones, at once."""
+        self.closing = True
+        for task in (self._leases, self._watchdog):
+            if task is not None:
+                task.cancel()
+        for run in list(self.runs.values()):
+            if run.task and not run.task.done():
+                run.task.cancel()
+
+    async def stop_all(self) -> None:
+        self.begin_shutdown()
+        await asyncio.gather(*(r.finished.wait() for r in list(self.runs.values())))
+
+    # ---- leases, and runs a previous process left -------------------------------------------------
+
+    async def take_over(self) -> None:
+        """At startup: every unfinished run is a previous process's (one server per database), and goes on
+        from its durable log. Then leases are kept, and runs whose lease runs out are taken over."""
+        now = self.clock()
+        lease = self.settings.limits.run_lease_seconds
+        await self._continue(await self.store.claim(self.server_id, now, now + lease, expired_only=False))
+        self._leases = asyncio.create_task(self._keep_leases(), name="run leases")
+        if self.settings.limits.run_stall_seconds:
+            self._watchdog = asyncio.create_task(self._watch(self.settings.limits.run_stall_seconds), name="watchdog")
+
+    async def _watch(self, stall: float) -> None:
+        """Fail runs that made no progress for ``stall`` seconds. A run counts its events (``progress``) on
+        its hot path; this looks at the counts a few times per period, off that path."""
+        seen: dict[str, tuple[int, float]] = {}
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(stall / 4)
+            now = loop.time()
+            for interaction_id, run in list(self.runs.items()):
+                count, since = seen.get(interaction_id, (-1, now))
+                if run.progress != count or run.waiting:
+                    seen[interaction_id] = (run.progress, now)
+                elif now - since >= stall:
+                    logger.warning("interaction %s made no progress for %g s: failing it", interaction_id, stall)
+                    run.stall(stall)
+            for gone in seen.keys() - self.runs.keys():
+                del seen[gone]
+
+    async def _keep_leases(self) -> None:
+        lease = self.settings.limits.run_lease_seconds
+        while True:
+            await asyncio.sleep(lease / 3)
+            try:
+                now = self.clock()
+                held = [i for i, run in self.runs.items() if run.spec.store and not run.finished.is_set()]
+                if held:
+                    await self.store.heartbeat(held, self.server_id, now + lease)
+                await self._continue(await self.store.claim(self.server_id, now, now + lease, expired_only=True))
+            except Exception:
+                logger.exception("renewing or claiming run leases failed")
+
+    async def _continue(self, records: list[StoredInteraction]) -> None:
+        for record in records:
+            if record.id in self.runs or self.closing:
+                continue
+            logged = await self.store.run_events(record.id)
+            try:
+                job = await self._job_of(record)
+            except Exception as exc:
+                logger.warning("interaction %s cannot go on after a restart (%s): marked failed", record.id, exc)
+                await self._fail(record, logged)
+                continue
+            logger.warning("interaction %s was left unfinished by a previous process: continuing it", record.id)
+            self.start(job, logged)
+
+    async def _job_of(self, record: StoredInteraction) -> Job:
+        if record.recipe is None:
+            raise ValueError("it was started by a version without run recipes")
+        recipe = RunRecipe.loads(record.recipe, record.request or {}, json.loads(record.input_steps))
+        inputs = _steps.validate_python(recipe.input_steps)
+        history: list[Step] = []
+        if recipe.previous_interaction_id is not None:
+            limits = self.settings.limits
+            history = await chained_history(self.store, recipe.owner, recipe.previous_interaction_id, self.clock(),
+                                            limits.max_chain_length, limits.max_chain_bytes)  # fmt: skip
+        return self.prepare(recipe, history + inputs, inputs)
+
+    async def _fail(self, record: StoredInteraction, logged: list[bytes]) -> None:
+        run = Run(_recovered_job(record), self.log, self.store, self.signer, self.clock, self.ended)
+        self.log.open(run.id, durable=True, frames=logged)
+        await run.recover("aborted", _LEFT_BY_A_CRASH, logged)
+        self.log.drop(run.id)
+
+
+class _NoBackend:
+    capabilities: Any = None
+
+    def prepare(self, request: GenerationRequest) -> None:
+        return None
+
+    def generate(self, request: GenerationRequest) -> AsyncIterator[Any]:
+        raise RuntimeError("a recovered run does not generate")
+
+    async def aclose(self) -> None:
+        return None
+
+
+def _recovered_job(record: StoredInteraction) -> Job:
+    recipe = RunRecipe(
+        interaction_id=record.id,
+        owner=record.owner,
+        model=record.model or "",
+        route=record.model or "",
+        store=True,
+        background=False,
+        created_at=record.created_at,
+        expires_at=record.expires_at,
+        previous_interaction_id=record.previous_interaction_id,
+        request={},
+        echo=record.request or {},
+        input_steps=[],
+        timeout=0.0,
+        max_tool_rounds=0,
+        tool_budget=0.0,
+    )
+    return Job(recipe, _NoBackend(), GenerationRequest(model=record.model or "", history=[]), [])

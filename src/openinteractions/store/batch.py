@@ -1,0 +1,101 @@
+"""One batch of queued writes, applied in one transaction (group commit) with plain SQL.
+
+A batch holds ``(kind, params, future)`` operations in the order they were queued: ``insert`` (a run's row),
+``event`` (one event of a running interaction, no future: the store reports committed events to its watcher),
+``finish`` (a run's result and whole log), ``lease`` (a heartbeat) and ``rows`` (another module's inserts, such
+as the webhooks' outbox, that must commit with the results they go with). Inserts go first, then events, then
+results. Events of a run whose result is in the same batch are not written one by one: its result carries
+them all, and the rows of its earlier events are deleted in the same transaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sqlite3
+from typing import Any
+
+from .blobs import LargeLog, write_large_log
+
+Op = tuple[str, list[Any], "asyncio.Future[None] | None"]
+
+INSERT_COLUMNS = (
+    "id, owner, status, model, agent, previous_interaction_id, created_at, updated_at, expires_at, request, "
+    "input_steps, steps, usage, errors, events, size, recipe, lease_owner, lease_until"
+)
+_INSERT_WIDTH = INSERT_COLUMNS.count(",") + 1
+
+
+def commit(raw: Any, mark: str, batch: list[Op]) -> bool:
+    """Commit ``batch`` on ``raw``, or return False if the database was locked (nothing written). Other
+    errors are raised."""
+    try:
+        _apply(raw.cursor(), mark, batch)
+        raw.commit()
+    except Exception as exc:
+        with contextlib.suppress(Exception):  # a broken connection: the error worth reporting is the first one
+            raw.rollback()
+        if isinstance(exc, sqlite3.OperationalError) and exc.sqlite_errorcode in (
+            sqlite3.SQLITE_BUSY,
+            sqlite3.SQLITE_LOCKED,
+        ):
+            return False
+        raise
+    return True
+
+
+def _apply(cursor: Any, mark: str, batch: list[Op]) -> None:
+    """This is the hot path of every stored interaction and of every event, so it goes to the driver with plain
+    SQL (a Core statement costs several times the Python per row); ``mark`` is the driver's placeholder."""
+    inserts = {params[0]: params for kind, params, _ in batch if kind == "insert"}
+    finished = {params[-1] for kind, params, _ in batch if kind == "finish"}
+    finishes = []
+    large = []
+    appended = []
+    leases = []
+    for kind, params, _ in batch:
+        if kind == "event":
+            if params[0] not in finished:
+                appended.append(params)
+            continue
+        if kind == "lease":
+            leases.append(params)
+            continue
+        if kind != "finish":
+            continue
+        if isinstance(params[5], LargeLog):
+            large.append(params)
+            continue
+        row = inserts.get(params[-1])
+        if row is not None:
+            row[2], row[7], row[11], row[12], row[13], row[14] = params[:6]  # status ... events
+            row[15] += params[6]  # size
+            row[17] = row[18] = None  # no lease: the run is over
+        else:
+            finishes.append(tuple(params))
+    m = mark
+    if inserts:
+        marks = ", ".join([m] * _INSERT_WIDTH)
+        cursor.executemany(f"INSERT INTO interactions ({INSERT_COLUMNS}) VALUES ({marks})",
+                           [tuple(row) for row in inserts.values()])  # fmt: skip
+    if appended:
+        cursor.executemany(f"INSERT INTO events (interaction_id, seq, frame) VALUES ({m}, {m}, {m})", appended)
+    if leases:
+        cursor.executemany(f"UPDATE interactions SET lease_until = {m} WHERE id = {m} AND lease_owner = {m}", leases)
+    if finishes:
+        sql = (f"UPDATE interactions SET status = {m}, updated_at = {m}, steps = {m}, usage = {m}, errors = {m}, "
+               f"events = {m}, size = size + {m}, lease_owner = NULL, lease_until = NULL WHERE id = {m}")  # fmt: skip
+        cursor.executemany(sql, finishes)
+    for params in large:
+        write_large_log(cursor, params)
+    gone = [(i,) for i in finished if i not in inserts]  # a run inserted in this batch has no event rows yet
+    if gone:
+        cursor.executemany(f"DELETE FROM events WHERE interaction_id = {m}", gone)
+    for kind, params, _ in batch:
+        if kind == "rows":  # another module's rows (webhooks' outbox), in the transaction of the results above
+            cursor.executemany(params[0].format(m=m), params[1])
+
+
+def utf8_size(*texts: str | None) -> int:
+    # isascii() is a flag lookup: only text with other characters is encoded to be measured.
+    return sum(len(t) if t.isascii() else len(t.encode()) for t in texts if t is not None)

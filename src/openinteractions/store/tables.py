@@ -1,0 +1,115 @@
+"""The store's tables, and the migration of a database made by an earlier version.
+
+``interactions`` holds one row per interaction: the run's recipe (what it takes to start it again), its lease,
+and, once it ends, its result and whole event log as one blob. ``events`` holds the events of runs that have
+not ended, one row per event, appended as they happen: the durable log a run continues from after a crash.
+When a run ends its events move into the row's blob (one write) and their rows are deleted.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Engine,
+    Float,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    inspect,
+    text,
+)
+
+logger = logging.getLogger(__name__)
+metadata = MetaData()
+
+interactions = Table(
+    "interactions",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("owner", String(128), nullable=False),
+    Column("status", String(32), nullable=False),
+    Column("model", String(256)),
+    Column("agent", String(256)),
+    Column("previous_interaction_id", String(64)),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=False),
+    # The bytes of request, input_steps, steps, usage, errors and events as stored: the storage quota's and the
+    # chain bound's measure.
+    Column("size", BigInteger, nullable=False, server_default=text("0")),
+    Column("request", Text, nullable=False),
+    Column("input_steps", Text, nullable=False),
+    Column("steps", Text, nullable=False),
+    Column("usage", Text),
+    Column("errors", Text),
+    # The run's recipe (engine/recipe.py, JSON) and its lease: which server runs it, until when (epoch s).
+    Column("recipe", Text),
+    Column("lease_owner", String(64)),
+    Column("lease_until", Float),
+    # Last: SQLite writes a long log as a zeroblob filled in place (store/blobs.py), which takes no memory only
+    # as the record's last column; with a column after it, SQLite built the record with 64 MiB of zeros.
+    Column("events", LargeBinary),
+    Index("ix_interactions_owner_created", "owner", "created_at"),
+    Index("ix_interactions_expires", "expires_at"),
+)
+events = Table(
+    "events",
+    metadata,
+    Column("interaction_id", String(64), primary_key=True),
+    Column("seq", Integer, primary_key=True, autoincrement=False),
+    Column("frame", LargeBinary, nullable=False),
+)
+# Columns added after the first release, with their SQL type: a database made before gets them (nullable),
+# after its events column, where a long log's write costs SQLite the log's size in memory once more.
+_ADDED_COLUMNS = {"recipe": "TEXT", "lease_owner": "VARCHAR(64)", "lease_until": "FLOAT"}
+
+# A database made before the size column gets it last (ALTER TABLE), where SQLite reaches it only by reading
+# through the row's overflow pages: there, an owner's bytes and a chain's bytes are summed from these covering
+# indexes instead. A new table has it among the small columns at the start of the row, and needs neither (each
+# would cost every write an index update).
+_APPENDED_SIZE_INDEXES = (
+    "CREATE INDEX ix_interactions_owner_size ON interactions (owner, expires_at, size)",
+    "CREATE INDEX ix_interactions_links ON interactions (id, owner, expires_at, previous_interaction_id, size)",
+)
+
+# The walk starts from a row that names the first link as the previous one, so that every link, the first too,
+# is found the same way (in a database whose size column was appended, through its covering index).
+CHAIN_SQL = text(
+    """
+    WITH RECURSIVE chain(id, prev, depth, total) AS (
+        SELECT CAST(NULL AS VARCHAR(64)), CAST(:id AS VARCHAR(64)), -1, CAST(0 AS BIGINT)
+        UNION ALL
+        SELECT i.id, i.previous_interaction_id, chain.depth + 1, chain.total + i.size
+          FROM interactions i JOIN chain ON i.id = chain.prev
+         WHERE i.owner = :owner AND i.expires_at > :now AND chain.depth < :limit AND chain.total <= :max_bytes
+    )
+    SELECT id, depth, total FROM chain WHERE depth >= 0 ORDER BY depth DESC
+    """
+)
+
+
+def create_or_migrate(engine: Engine) -> None:
+    """Create the tables; a database made before the size column gets it, filled in from what its rows store,
+    and its indexes, in one transaction (once: a large database takes a while)."""
+    with engine.begin() as conn:
+        metadata.create_all(conn)
+        if "size" not in {column["name"] for column in inspect(conn).get_columns("interactions")}:
+            logger.warning("adding the size column to the stored interactions (once; a large store takes a while)")
+            conn.execute(text("ALTER TABLE interactions ADD COLUMN size BIGINT NOT NULL DEFAULT 0"))
+            measure = "octet_length({})" if conn.dialect.name == "postgresql" else "length(CAST({} AS BLOB))"
+            columns = ("request", "input_steps", "steps", "usage", "errors", "events")
+            total = " + ".join(f"coalesce({measure.format(name)}, 0)" for name in columns)
+            conn.execute(text(f"UPDATE interactions SET size = {total}"))
+            for index in _APPENDED_SIZE_INDEXES:
+                conn.execute(text(index))
+        present = {column["name"] for column in inspect(conn).get_columns("interactions")}
+        for name, sql_type in _ADDED_COLUMNS.items():
+            if name not in present:
+                conn.execute(text(f"ALTER TABLE interactions ADD COLUMN {name} {sql_type}"))

@@ -1,0 +1,150 @@
+"""Every event of a stored interaction is durable before any reader gets it: the store's events table holds it
+(group committed), and the interaction's row is committed before its first event is shown."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import pg
+from inprocess import create, scripted_service
+from live import LiveServer
+from openinteractions.store.base import FinalState, StoredInteraction
+from openinteractions.store.sql import SqlStore, sqlite_url
+
+SCRIPT = json.dumps({"script": [{"text": "one"}, {"text": " two"}, {"hang": True}]})
+
+
+def _hold_commits(store: SqlStore, monkeypatch: pytest.MonkeyPatch) -> asyncio.Event:
+    """Commits wait until the returned event is set (as if the database were slow)."""
+    release = asyncio.Event()
+    monkeypatch.setattr(store, "_commit_inline", lambda batch: False)
+    flush = store._flush
+
+    async def held() -> None:
+        await release.wait()
+        await flush()
+
+    monkeypatch.setattr(store, "_flush", held)
+    return release
+
+
+def test_no_event_reaches_a_reader_before_it_and_the_row_are_committed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def main() -> None:
+        service = scripted_service(tmp_path)
+        await service.start()
+        store = service.store
+        assert isinstance(store, SqlStore)
+        release = _hold_commits(store, monkeypatch)
+        try:
+            run = await create(service, SCRIPT, stream=True)
+            frames = service.creation_stream(run)
+            first = asyncio.ensure_future(anext(frames))
+            for _ in range(50):  # the run has appended its first events by now; none is committed
+                await asyncio.sleep(0)
+            assert service.log.frames(run.id) and not first.done()
+            assert await store.get(run.id, "o", service.clock()) is None
+            release.set()
+            chunk = await asyncio.wait_for(first, 5)
+            assert chunk.startswith(b"event: interaction.created\n")
+            assert await store.get(run.id, "o", service.clock()) is not None  # the row came first
+            seen = chunk
+            while b'"text":" two"' not in seen:  # the durable log has every event a reader got
+                seen += await asyncio.wait_for(anext(frames), 5)
+            assert b"".join(await store.run_events(run.id)).startswith(seen)
+            await frames.aclose()
+            await service.stop_run(run)
+            assert await store.run_events(run.id) == []  # the result holds the log now
+        finally:
+            release.set()  # else a failing check leaves the run waiting for its writes forever
+            await service.stop()
+
+    asyncio.run(main())
+
+
+def test_a_stream_create_killed_after_its_first_event_leaves_a_known_id(tmp_path: Path) -> None:
+    """The server is killed as soon as interaction.created reaches the client: after the restart, the id
+    is there (it used to be a 404 half the time: the event was sent before the row was committed)."""
+    server = LiveServer(tmp_path, {"models.m": {"backend": "scripted", "inline": True}})
+    body = {"model": "m", "input": SCRIPT, "stream": True}
+    for _ in range(4):
+        server.start()
+        with server.http() as http, http.stream("POST", "/v1beta/interactions", json=body) as response:
+            lines = response.iter_lines()
+            assert next(lines) == "event: interaction.created"
+            interaction_id = json.loads(next(lines)[6:])["interaction"]["id"]
+            server.kill()
+        server.start()
+        try:
+            with server.http() as http:
+                assert http.get(f"/v1beta/interactions/{interaction_id}").status_code == 200
+        finally:
+            server.stop()
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+def test_leases_are_claimed_once_renewed_and_taken_over_when_they_run_out(tmp_path: Path, database: str) -> None:
+    """The lease columns: a claim takes every unfinished run (at startup) or only those whose lease ran out;
+    a heartbeat renews only the leases its server holds; a run's result clears its lease; its event rows go
+    with its result, and with a deleted or expired interaction."""
+
+    async def scenario(url: str | Any) -> None:
+        store = SqlStore(url)
+        await store.start()
+        committed: list[tuple[str, int]] = []
+        store.watch_events(lambda i, seq: committed.append((i, seq)), lambda i, exc: None)
+        for name in "abc":
+            await store.insert(StoredInteraction(id=name, owner="o", status="in_progress", created_at=1.0,
+                                                 updated_at=1.0, expires_at=50.0 if name == "c" else 4e9,
+                                                 lease_owner="A", lease_until=10.0))  # fmt: skip
+        for seq in (1, 2):
+            store.append_event("a", seq, f"event: e\ndata: {seq}\n\n".encode())
+        store.append_event("c", 1, b"event: e\ndata: 1\n\n")
+        await store.heartbeat(["a"], "A", 20.0)  # after the events: committed with them, or after
+        assert committed == [("a", 1), ("a", 2), ("c", 1)]
+        assert await store.run_events("a") == [b"event: e\ndata: 1\n\n", b"event: e\ndata: 2\n\n"]
+        assert await store.claim("B", 5.0, 40.0, expired_only=True) == []  # every lease still holds
+        taken = await store.claim("B", 15.0, 40.0, expired_only=True)  # b's ran out at 10; a's renewed to 20
+        assert [r.id for r in taken] == ["b", "c"]
+        await store.heartbeat(["a", "b"], "A", 60.0)  # b is B's now: A's heartbeat does not take it back
+        assert [r.id for r in await store.claim("C", 50.0, 90.0, expired_only=True)] == ["b", "c"]
+        final = FinalState("completed", 2.0, "[]", None, None)
+        await store.finish("a", final, [b"event: e\ndata: 1\n\n", b"event: e\ndata: 2\n\n"])
+        assert await store.run_events("a") == []
+        assert [r.id for r in await store.claim("D", 50.0, 90.0, expired_only=False)] == ["b", "c"]
+        assert await store.sweep(60.0) == 1  # c expired: its event rows go too
+        assert await store.run_events("c") == []
+        await store.close()
+
+    if database == "sqlite":
+        asyncio.run(scenario(sqlite_url(tmp_path)))
+    else:
+        with pg.scratch_database() as name:
+            asyncio.run(scenario(pg.url(name)))
+
+
+def test_a_run_without_progress_is_failed_by_the_watchdog(tmp_path: Path) -> None:
+    server = LiveServer(
+        tmp_path, {"models.m": {"backend": "scripted", "inline": True}, "limits": {"run_stall_seconds": 0.4}}
+    )
+    server.start()
+    try:
+        with server.http() as http:
+            body = {"model": "m", "input": json.dumps({"script": [{"text": "so far"}, {"hang": True}]})}
+            got = http.post("/v1beta/interactions", json=body).json()
+            lively = json.dumps({"script": [e for _ in range(6) for e in ({"text": "a "}, {"sleep_ms": 150})]})
+            slow_but_moving = http.post("/v1beta/interactions", json={"model": "m", "input": lively}).json()
+    finally:
+        server.stop()
+    assert got["status"] == "failed"
+    assert got["errors"] == [
+        {"code": "deadline_exceeded", "message": "the run made no progress for 0.4 s (limits.run_stall_seconds)"}
+    ]
+    assert got["steps"] == [{"type": "model_output", "content": [{"type": "text", "text": "so far"}]}]
+    assert slow_but_moving["status"] == "completed"  # 0.9 s in all, never 0.4 s without an event
