@@ -41,7 +41,7 @@ def _caller(request: Request) -> tuple[str, str]:
     return version, auth.owner(request)
 
 
-async def create_interaction(request: Request) -> Response:
+async def create_interaction(request: Request) -> Response | EventStreamResponse:
     version, owner = _caller(request)
     query_flags(request, _NO_PARAMS)
     service = _service(request)
@@ -66,7 +66,7 @@ async def create_interaction(request: Request) -> Response:
     return wire_response(service.result(run))
 
 
-async def get_interaction(request: Request) -> Response:
+async def get_interaction(request: Request) -> Response | EventStreamResponse:
     _, owner = _caller(request)
     params = query_flags(request, _GET_PARAMS)
     stream = parse_bool(params, "stream")
@@ -115,7 +115,7 @@ async def healthz(request: Request) -> Response:
     return JSONResponse({"status": "ok"})
 
 
-async def interaction_resource(request: Request) -> Response:
+async def interaction_resource(request: Request) -> Response | EventStreamResponse:
     """GET and DELETE share one route, so that a 405 on this path lists both in its Allow header."""
     handler = delete_interaction if request.method == "DELETE" else get_interaction
     return await handler(request)

@@ -10,7 +10,7 @@ import asyncio
 import json
 import logging
 import secrets
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from contextlib import aclosing
 from typing import Any
 
@@ -236,7 +236,7 @@ class _NoBackend:
     def prepare(self, request: GenerationRequest) -> None:
         return None
 
-    def generate(self, request: GenerationRequest) -> AsyncIterator[Any]:
+    def generate(self, request: GenerationRequest) -> AsyncGenerator[Any, None]:
         raise RuntimeError("a recovered run does not generate")
 
     async def aclose(self) -> None:

@@ -22,7 +22,7 @@ class Usage(NamedTuple):
 
 
 class OwnerUsage:
-    def __init__(self, usage: Callable[[str, float], Awaitable[Usage]], refresh_seconds: float) -> None:
+    def __init__(self, usage: Callable[[str, float], Awaitable[tuple[int, int]]], refresh_seconds: float) -> None:
         self._usage = usage
         self._refresh_seconds = refresh_seconds
         self._known: dict[str, tuple[Usage, float]] = {}  # owner -> (usage, when it was summed)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncGenerator, Callable
 from contextlib import aclosing
-from typing import Any, Protocol
+from typing import Protocol
 
 
 class LogLimitExceeded(Exception):
@@ -33,8 +33,10 @@ class StreamCut(Exception):
 
 
 class LoggableEvent(Protocol):
-    event_type: Any
     event_id: str | None
+
+    @property
+    def event_type(self) -> str: ...
 
     def encode(self) -> bytes: ...
 

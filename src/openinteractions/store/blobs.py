@@ -45,7 +45,7 @@ class LargeLog:
             yield b"".join(batch)
 
 
-def has_large_log(batch: list[tuple[str, list[Any], asyncio.Future[None]]]) -> bool:
+def has_large_log(batch: list[tuple[str, list[Any], asyncio.Future[None] | None]]) -> bool:
     """A batch that writes a large log goes to the writer thread: it takes ~10 ms a MiB, on the loop's time."""
     return any(kind == "finish" and isinstance(params[5], LargeLog) for kind, params, _ in batch)
 

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote
 
-from sqlalchemy import Connection, Engine, and_, create_engine, delete, event, func, select, text, update
+from sqlalchemy import ColumnElement, Connection, Engine, and_, create_engine, delete, event, func, select, text, update
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import OperationalError
 
@@ -338,7 +338,7 @@ class SqlStore:
                 raise ChainTooBig(links[0].total, bound)
             ids = [link.id for link in links]
             rows = conn.execute(select(*_RECORD_COLUMNS).where(interactions.c.id.in_(ids))).all() if ids else []
-            return ids, rows
+            return ids, list(rows)
 
         ids, rows = await self._read(read)
         if not ids:
@@ -356,7 +356,8 @@ class SqlStore:
         if size is None:
             query = select(c.events).where(c.id == interaction_id)
         elif self._url.get_backend_name() == "sqlite":
-            return await self._read_raw(lambda db: read_slice(db, interaction_id, offset, size))
+            page: bytes = await self._read_raw(lambda db: read_slice(db, interaction_id, offset, size))
+            return page
         else:  # PostgreSQL slices the value on its side: only the page crosses the wire
             query = select(func.substr(c.events, offset + 1, size)).where(c.id == interaction_id)
         blob = await self._read(lambda conn: conn.execute(query).scalar_one_or_none())
@@ -373,7 +374,9 @@ class SqlStore:
         def call() -> Any:
             raw = self.engine.raw_connection()
             try:
-                return work(raw.driver_connection)
+                connection = raw.driver_connection
+                assert connection is not None
+                return work(connection)
             finally:
                 raw.close()
 
@@ -414,7 +417,7 @@ class SqlStore:
                 conn.execute(orphans)  # the logs of expired runs that never ended
             return removed
 
-        return await self._transaction(work)
+        return int(await self._transaction(work))
 
     async def run_events(self, interaction_id: str) -> list[bytes]:
         """The durable log of a run that has not ended: its frames in order."""
@@ -426,7 +429,7 @@ class SqlStore:
         (at startup, when the one-server lock says no other server runs them). PostgreSQL skips rows another
         transaction is claiming, so that several servers can claim side by side."""
         c = interactions.c
-        unfinished = c.status.in_(("in_progress", "queued"))
+        unfinished: ColumnElement[bool] = c.status.in_(("in_progress", "queued"))
         if expired_only:
             unfinished = and_(unfinished, (c.lease_until.is_(None)) | (c.lease_until < now))
         query = select(*_RECORD_COLUMNS).where(unfinished).order_by(c.created_at)
@@ -434,7 +437,7 @@ class SqlStore:
             query = query.with_for_update(skip_locked=True)
 
         def work(conn: Connection) -> list[Any]:
-            rows = conn.execute(query).all()
+            rows = list(conn.execute(query).all())
             ids = [row._mapping["id"] for row in rows]
             if ids:
                 conn.execute(update(interactions).where(c.id.in_(ids)).values(lease_owner=owner, lease_until=until))
