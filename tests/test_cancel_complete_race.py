@@ -13,10 +13,9 @@ runs. 20 run at once, from one asyncio client. For every run:
 
 Both outcomes must occur across the tries, or the race was not run.
 
-The last check fails today for a few runs in 500 (xfail): a cancel that arrives after the run has decided to
-complete, but before the run has finished storing its result (``Run.finished`` not yet set), answers ``200``
-with the interaction ``completed`` -- ``service.cancel`` calls ``stop_run`` (the task's cancel is swallowed by
-``_landed(..., ending=True)``) and renders the run as it ended, instead of saying it could not be cancelled.
+The last check failed for a few runs in 500 before the fix: a cancel that arrived after the run had decided to
+complete, while it was still storing its result, answered ``200`` with the interaction ``completed`` instead of
+saying that it could not be cancelled.
 """
 
 from __future__ import annotations
@@ -143,11 +142,6 @@ def test_one_terminal_status_and_stream_and_get_agree(results: list[dict[str, An
     assert not bad, f"{len(bad)} of {TRIES} runs disagree: {dict(list(bad.items())[:5])}"
 
 
-@pytest.mark.xfail(
-    reason="today a cancel that lands while the run is storing its result answers 200 with status 'completed' "
-    "(service.cancel renders the run after stop_run without checking that the cancel took); about 3 in 500",
-    strict=False,
-)
 def test_the_cancel_answers_what_happened(results: list[dict[str, Any]]) -> None:
     bad = {r["id"]: p for r in results if (p := answer_problems(r))}
     assert not bad, f"{len(bad)} of {TRIES} cancels disagree: {dict(list(bad.items())[:5])}"

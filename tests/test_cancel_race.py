@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from inprocess import create, scripted_service, until
+from openinteractions.errors import ApiError
 from openinteractions.events.log import split_frames
 from openinteractions.store.base import StoredInteraction
 
@@ -73,3 +74,43 @@ def test_a_second_cancel_in_the_pass_where_the_row_lands_still_stores_the_result
     assert first.status == second.status == "cancelled"
     assert stored is not None and stored.status == "cancelled"
     assert _types(blob) == ["interaction.created", "interaction.status_update", "interaction.completed"]
+
+
+def test_a_cancel_that_lands_while_a_completed_run_stores_its_result_is_refused(tmp_path: Path) -> None:
+    """The run has logged interaction.completed and waits for its result's write: the cancel cannot take, so it
+    answers as for any interaction that is not running (it once answered 200 with the completed interaction)."""
+
+    async def scenario() -> None:
+        service = scripted_service(tmp_path)
+        await service.start()
+        finish = service.store.finish
+        gate: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        held: list[asyncio.Future[None]] = []
+
+        def held_finish(*args: Any, **kwargs: Any) -> asyncio.Future[None]:
+            written = finish(*args, **kwargs)
+            landed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            both = asyncio.ensure_future(asyncio.wait([written, gate]))
+            both.add_done_callback(lambda _: landed.set_result(None))
+            held.append(landed)
+            return landed
+
+        service.store.finish = held_finish  # type: ignore[method-assign]
+        try:
+            run = await create(service, json.dumps({"script": [{"text": "hi"}]}))
+            await until(lambda: bool(held))  # completed, and storing it
+            assert run.task is not None
+            cancel = asyncio.create_task(service.cancel(run.id, "o"))
+            await until(lambda: run.task is not None and run.task.cancelling() > 0)  # the cancel is in
+            gate.set_result(None)
+            try:
+                answer = await cancel
+                raise AssertionError(f"the cancel answered {answer.status}")
+            except ApiError as exc:
+                assert exc.status == "FAILED_PRECONDITION" and "is completed" in exc.message
+        finally:
+            if not gate.done():
+                gate.set_result(None)
+            await service.stop()
+
+    asyncio.run(scenario())

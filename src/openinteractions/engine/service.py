@@ -315,7 +315,12 @@ class InteractionService:
                 f"interaction {interaction_id!r} is {record.status}; only a running interaction can be cancelled"
             )
         await self.stop_run(run)
-        return render_run(run, include_input=False)
+        interaction = render_run(run, include_input=False)
+        if interaction.status != "cancelled":  # it had already ended on its own, and was storing its result
+            raise failed_precondition(
+                f"interaction {interaction_id!r} is {interaction.status}; only a running interaction can be cancelled"
+            )
+        return interaction
 
     async def stop_run(self, run: Run) -> None:
         await self.executor.stop(run)
