@@ -30,3 +30,14 @@ def scratch_database() -> Iterator[str]:
     finally:
         with psycopg.connect(ADMIN, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@contextlib.contextmanager
+def store_section(kind: str) -> Iterator[dict[str, str]]:
+    """The ``[store]`` section of a test server on ``kind``: "sqlite" (the default file in its data folder) or
+    "postgresql" (a scratch database, dropped afterwards)."""
+    if kind == "sqlite":
+        yield {}
+        return
+    with scratch_database() as database:
+        yield {"url": url(database)}

@@ -30,7 +30,7 @@ import httpx
 import pytest
 
 from live import LiveServer, sse_events
-from pg import scratch_database, url
+from pg import store_section
 
 MODEL = "gemini-3-flash-preview"
 TRIES = 500
@@ -39,20 +39,16 @@ AT_ONCE = 20
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 def live(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    def serve(store: dict[str, Any]) -> Iterator[LiveServer]:
-        workdir = tmp_path_factory.mktemp(request.param)
-        server = LiveServer(workdir, {"store": store, f"models.{MODEL}": {"backend": "scripted", "inline": True}})
+    with store_section(request.param) as store:
+        server = LiveServer(
+            tmp_path_factory.mktemp(request.param),
+            {"store": store, f"models.{MODEL}": {"backend": "scripted", "inline": True}},
+        )
         server.start()
         try:
             yield server
         finally:
             server.stop()
-
-    if request.param == "sqlite":
-        yield from serve({})
-    else:
-        with scratch_database() as database:
-            yield from serve({"url": url(database)})
 
 
 def body(n: int) -> dict[str, Any]:

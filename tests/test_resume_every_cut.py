@@ -37,7 +37,7 @@ import pytest
 from google import genai
 
 from live import FIXTURES, LiveServer
-from pg import scratch_database, url
+from pg import store_section
 
 MODEL = "gemini-3-flash-preview"
 PAUSE = {"sleep_ms": 10}
@@ -69,21 +69,17 @@ CONFIG: Any = {"thinking_summaries": "auto"}
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 def live(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    def serve(store: dict[str, Any]) -> Iterator[LiveServer]:
-        workdir = tmp_path_factory.mktemp(request.param)
-        server = LiveServer(workdir, {"store": store, f"models.{MODEL}": {"backend": "scripted", "inline": True}})
+    with store_section(request.param) as store:
+        server = LiveServer(
+            tmp_path_factory.mktemp(request.param),
+            {"store": store, f"models.{MODEL}": {"backend": "scripted", "inline": True}},
+        )
         server.index(FIXTURES / "corpus")
         server.start()
         try:
             yield server
         finally:
             server.stop()
-
-    if request.param == "sqlite":
-        yield from serve({})
-    else:
-        with scratch_database() as database:
-            yield from serve({"url": url(database)})
 
 
 @pytest.fixture(scope="module")
