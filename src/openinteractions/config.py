@@ -52,8 +52,10 @@ class ServerSettings(_Section):
     # received, so a client that sends slower than that rate is cut off (0: the whole body within the timeout).
     body_timeout_seconds: float = Field(default=30.0, gt=0)
     min_body_rate: int = Field(default=16 * 1024, ge=0)  # bytes per second
-    # A connection with no request in progress is closed after this time (a new one too).
-    idle_timeout_seconds: float = Field(default=5.0, gt=0)
+    # A connection with no request in progress is closed after this time (a new one too). Longer than the SDKs'
+    # own keep-alive (httpx 5 s, undici 4 s): a client must give a connection up before the server closes it, or
+    # a request it sends as the server closes meets a closed connection (more often the busier the server).
+    idle_timeout_seconds: float = Field(default=15.0, gt=0)
 
     @field_validator("allowed_hosts")
     @classmethod
