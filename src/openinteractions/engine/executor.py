@@ -25,10 +25,11 @@ from ..schema.steps import Step, ThoughtStep
 from ..schema.tools import FunctionTool
 from ..store.base import Store, StoredInteraction
 from ..tools.toolbox import Toolbox
+from .ending import EndHook, no_end_hook
 from .history import chained_history
 from .recipe import RunRecipe
 from .replay import stored_pages
-from .run import EndHook, Job, Run, no_end_hook
+from .run import Job, Run
 from .signatures import InvalidSignature, ThoughtSigner
 from .slots import ModelSlots
 from .validate import text_response_format

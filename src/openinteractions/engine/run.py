@@ -12,7 +12,7 @@ import asyncio
 import logging
 from contextlib import aclosing
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from pydantic import TypeAdapter
 
@@ -35,6 +35,7 @@ from ..schema.usage import GroundingToolCount, ModalityTokens, Usage
 from ..store.base import FinalState, Store, StoredInteraction
 from ..tools.builtin import ServerTool
 from .assembler import Assembler
+from .ending import EndHook, RunEnding, no_end_hook
 from .recipe import RunRecipe
 from .resume import built_steps, function_calls, read_log, resume_point, round_start, unanswered_call
 from .signatures import ThoughtSigner
@@ -96,25 +97,6 @@ def usage_model(report: UsageReport | None, text_only: bool = True, searches: in
         total_thought_tokens=report.thought_tokens,
         grounding_tool_count=[GroundingToolCount(type="google_search", count=searches)] if searches else None,
     )
-
-
-class EndHook(Protocol):
-    def __call__(
-        self,
-        owner: str,
-        interaction_id: str,
-        status: str,
-        webhook_config: dict[str, Any] | None,
-        errors: list[dict[str, str]],
-    ) -> None:
-        """A run's end, called once, synchronously, just before its final state is queued for the store
-        (``webhooks.Webhooks.interaction_ended``). It must not raise."""
-
-
-def no_end_hook(
-    owner: str, interaction_id: str, status: str, webhook_config: dict[str, Any] | None, errors: list[dict[str, str]]
-) -> None:
-    return None
 
 
 class Run:
@@ -397,7 +379,7 @@ class Run:
             status = self.assembler.summary.get("status", "failed")
             config = self.spec.echo.get("webhook_config")
             # Queued in the same step as the finish below, so that both commit in one transaction.
-            self._ended(self.spec.owner, self.id, status, config, self.assembler.errors)
+            self._ended(RunEnding(self.spec.owner, self.id, status, config, self.assembler.errors))
             if self._inserted is not None:
                 final = self.final_state()
                 await _landed(self._store.finish(self.id, final, self._log.frames(self.id)), ending=True)

@@ -28,13 +28,14 @@ from ..schema.steps import Step
 from ..store.base import Store, StoredInteraction
 from ..tools.toolbox import Toolbox
 from ..webhooks import Webhooks
+from .ending import no_end_hook
 from .executor import Executor
 from .history import chained_history, verify_input
 from .quota import OwnerUsage
 from .ratelimit import RunSlots, TokenBuckets
 from .recipe import RunRecipe
 from .replay import stored_stream
-from .run import Job, Run, no_end_hook
+from .run import Job, Run
 from .signatures import ThoughtSigner
 from .validate import check_capabilities, check_request_shape
 

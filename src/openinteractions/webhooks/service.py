@@ -25,6 +25,7 @@ from sqlalchemy.exc import IntegrityError
 
 from ..config import WebhooksSettings
 from ..egress import Resolver, system_resolver
+from ..engine.ending import RunEnding
 from ..errors import failed_precondition, invalid_argument, not_found
 from ..store.sql import SqlStore
 from . import db, secrets, wire
@@ -118,52 +119,39 @@ class Webhooks:
 
     # ---- the hook into runs ----------------------------------------------------------------------------
 
-    def interaction_ended(
-        self,
-        owner: str,
-        interaction_id: str,
-        status: str,
-        webhook_config: dict[str, Any] | None,
-        errors: list[dict[str, str]],
-    ) -> None:
+    def interaction_ended(self, ending: RunEnding) -> None:
         """Queue the outbox rows of a run's end, for the transaction of its final state (queued next, in the
         same step). Never raises: a run must be stored whatever happens here."""
         try:
-            rows = self._rows(owner, interaction_id, status, webhook_config, errors)
+            rows = self._rows(ending)
             if rows:
                 queued = self._store.queue_rows(db.OUTBOX_INSERT, rows)
                 queued.add_done_callback(self._queued)
         except Exception:
-            logger.exception("could not queue the webhook events of interaction %s", interaction_id)
+            logger.exception("could not queue the webhook events of interaction %s", ending.interaction_id)
 
     def _queued(self, future: asyncio.Future[None]) -> None:
         if future.exception() is not None:
             logger.error("the webhook events of a run were not stored: %s", future.exception())
         self.deliverer.wake()
 
-    def _rows(
-        self,
-        owner: str,
-        interaction_id: str,
-        status: str,
-        config: dict[str, Any] | None,
-        errors: list[dict[str, str]],
-    ) -> list[tuple[Any, ...]]:
-        event = wire.event_of(status)
+    def _rows(self, ending: RunEnding) -> list[tuple[Any, ...]]:
+        event = wire.event_of(ending.status)
         if event is None:
             return []
-        uris = list(dict.fromkeys((config or {}).get("uris") or []))
+        uris = list(dict.fromkeys((ending.webhook_config or {}).get("uris") or []))
         targets: list[tuple[str | None, str | None]]
         if uris:  # the request's URIs replace the registered webhooks
             targets = [(None, uri) for uri in uris]
         else:
-            hooks = self._subscriptions.get(owner, {})
+            hooks = self._subscriptions.get(ending.owner, {})
             targets = [(webhook_id, None) for webhook_id, events in hooks.items() if event in events]
         if not targets:
             return []
         now = self._clock()
-        payload = wire.interaction_payload(event, interaction_id, status, now, config, errors)
+        payload = wire.interaction_payload(event, ending, now)
         message_id = "msg_" + token.token_urlsafe(18)
+        owner, interaction_id = ending.owner, ending.interaction_id
         return [(_new_row_id(), message_id, owner, event, interaction_id, webhook_id, uri, payload, now, now)
                 for webhook_id, uri in targets]  # fmt: skip
 

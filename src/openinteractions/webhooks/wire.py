@@ -9,6 +9,7 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from ..config import WebhooksSettings
+from ..engine.ending import RunEnding
 from ..errors import invalid_argument
 from ..ids import rfc3339_from_epoch
 from ..schema.base import WireModel
@@ -161,18 +162,12 @@ def delivery(row: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in out.items() if value is not None}
 
 
-def interaction_payload(
-    event: str,
-    interaction_id: str,
-    status: str,
-    now: float,
-    config: dict[str, Any] | None,
-    errors: list[dict[str, str]],
-) -> str:
+def interaction_payload(event: str, ending: RunEnding, now: float) -> str:
     """The body of an interaction event: Standard Webhooks' ``type``, ``timestamp`` and ``data``, the data thin
     as Google's (the id to fetch, the status), with the request's ``user_metadata`` and, on failure, the
     error."""
-    data: dict[str, Any] = {"id": interaction_id, "status": status}
+    data: dict[str, Any] = {"id": ending.interaction_id, "status": ending.status}
+    config, errors = ending.webhook_config, ending.errors
     if config and config.get("user_metadata") is not None:
         data["user_metadata"] = config["user_metadata"]
     if event == "interaction.failed" and errors:
