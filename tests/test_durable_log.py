@@ -90,36 +90,51 @@ def test_a_stream_create_killed_after_its_first_event_leaves_a_known_id(tmp_path
 
 @pytest.mark.parametrize("database", ["sqlite", "postgresql"])
 def test_leases_are_claimed_once_renewed_and_taken_over_when_they_run_out(tmp_path: Path, database: str) -> None:
-    """The lease columns: a claim takes every unfinished run (at startup) or only those whose lease ran out;
-    a heartbeat renews only the leases its server holds; a run's result clears its lease; its event rows go
-    with its result, and with a deleted or expired interaction."""
+    """The lease columns: a claim takes the unfinished runs whose lease ran out or names a dead server; a
+    heartbeat renews only the leases its server holds; a result is written only by the server holding the
+    lease, and clears it; a run's event rows go with its result, and with a deleted or expired interaction."""
+    a, b, c, d = (letter * 16 for letter in "abcd")  # server ids
 
     async def scenario(url: str | Any) -> None:
         store = SqlStore(url)
         await store.start()
+        await store.join(a)
         committed: list[tuple[str, int]] = []
         store.watch_events(lambda i, seq: committed.append((i, seq)), lambda i, exc: None)
-        for name in "abc":
+        for name in ("r1", "r2", "r3"):
             await store.insert(StoredInteraction(id=name, owner="o", status="in_progress", created_at=1.0,
-                                                 updated_at=1.0, expires_at=50.0 if name == "c" else 4e9,
-                                                 lease_owner="A", lease_until=10.0))  # fmt: skip
+                                                 updated_at=1.0, expires_at=50.0 if name == "r3" else 4e9,
+                                                 lease_owner=a, lease_until=10.0))  # fmt: skip
         for seq in (1, 2):
-            store.append_event("a", seq, f"event: e\ndata: {seq}\n\n".encode())
-        store.append_event("c", 1, b"event: e\ndata: 1\n\n")
-        await store.heartbeat(["a"], "A", 20.0)  # after the events: committed with them, or after
-        assert committed == [("a", 1), ("a", 2), ("c", 1)]
-        assert await store.run_events("a") == [b"event: e\ndata: 1\n\n", b"event: e\ndata: 2\n\n"]
-        assert await store.claim("B", 5.0, 40.0, expired_only=True) == []  # every lease still holds
-        taken = await store.claim("B", 15.0, 40.0, expired_only=True)  # b's ran out at 10; a's renewed to 20
-        assert [r.id for r in taken] == ["b", "c"]
-        await store.heartbeat(["a", "b"], "A", 60.0)  # b is B's now: A's heartbeat does not take it back
-        assert [r.id for r in await store.claim("C", 50.0, 90.0, expired_only=True)] == ["b", "c"]
+            store.append_event("r1", seq, f"event: e\ndata: {seq}\n\n".encode())
+        store.append_event("r3", 1, b"event: e\ndata: 1\n\n")
+        await store.heartbeat(["r1"], a, 20.0)  # after the events: committed with them, or after
+        assert committed == [("r1", 1), ("r1", 2), ("r3", 1)]
+        assert await store.run_events("r1") == [b"event: e\ndata: 1\n\n", b"event: e\ndata: 2\n\n"]
+        assert await store.live_events("r1", 1) == [b"event: e\ndata: 2\n\n"]
+        assert await store.leases() == ({a}, {a})  # the leases name a; a is alive (on PostgreSQL: its lock)
+        assert await store.claim(b, 5.0, 40.0, set()) == []  # every lease still holds
+        taken = await store.claim(b, 15.0, 40.0, set())  # r2's ran out at 10; r1's renewed to 20
+        assert [r.id for r in taken] == ["r2", "r3"]
+        await store.heartbeat(["r1", "r2"], a, 60.0)  # r2 is b's now: a's heartbeat does not take it back
+        assert await store.run_states(["r1", "r2", "gone"]) == {"r1": (a, False), "r2": (b, False)}
+        assert [r.id for r in await store.claim(c, 50.0, 90.0, set())] == ["r2", "r3"]
         final = FinalState("completed", 2.0, "[]", None, None)
-        await store.finish("a", final, [b"event: e\ndata: 1\n\n", b"event: e\ndata: 2\n\n"])
-        assert await store.run_events("a") == []
-        assert [r.id for r in await store.claim("D", 50.0, 90.0, expired_only=False)] == ["b", "c"]
-        assert await store.sweep(60.0) == 1  # c expired: its event rows go too
-        assert await store.run_events("c") == []
+        await store.finish("r1", final, [b"event: e\ndata: 1\n\n", b"event: e\ndata: 2\n\n"])
+        assert await store.run_events("r1") == []
+        assert await store.live_events("r1", 0) is None  # ended
+        await store.finish("r3", final, [b"event: e\ndata: 1\n\n"])  # c holds r3: a's result is not written
+        assert await store.run_events("r3") == [b"event: e\ndata: 1\n\n"]
+        assert (await store.get("r3", "o", 0.0)).status == "in_progress"  # type: ignore[union-attr]
+        assert await store.claim(d, 50.0, 60.0, set()) == []  # c's leases hold until 90
+        assert [r.id for r in await store.claim(d, 50.0, 90.0, {c})] == ["r2", "r3"]  # unless c is dead
+        assert await store.request_cancel("r2", "o", 51.0) is True
+        assert await store.request_cancel("r1", "o", 51.0) is False  # it has ended
+        assert await store.run_states(["r2"]) == {"r2": (d, True)}
+        assert await store.sweep(60.0) == 1  # r3 expired: its event rows go too
+        assert await store.run_events("r3") == []
+        assert await store.shared_secret("k", "first") == "first"
+        assert await store.shared_secret("k", "second") == "first"
         await store.close()
 
     if database == "sqlite":

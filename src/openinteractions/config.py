@@ -97,6 +97,13 @@ class StoreSettings(_Section):
     sweep_interval_seconds: float = Field(default=300.0, gt=0)
     # What one key may keep stored, in bytes: each row's request, input, output steps and event log as stored.
     max_bytes_per_owner: int = Field(default=4 * 1024**3, gt=0)
+    # Several servers on one PostgreSQL database: a server that has not been alive on it (its membership
+    # connection gone) for this long is taken for dead, and its runs are continued by another. It covers a
+    # database restart, after which every server takes its membership again within about a second.
+    replica_grace_seconds: float = Field(default=3.0, ge=0)
+    # How long writes are retried while the database server cannot be reached (PostgreSQL restarting or
+    # failing over); runs wait meanwhile.
+    write_retry_seconds: float = Field(default=60.0, ge=0)
 
 
 class LimitsSettings(_Section):
@@ -115,6 +122,8 @@ class LimitsSettings(_Section):
     # A stored run is held under a lease that its server renews every third of this; a run whose lease has
     # run out (its server died) is taken over and continued from its stored events.
     run_lease_seconds: float = Field(default=30.0, gt=0)
+    # How often a server looks for runs to take over (a lease run out, or a dead replica's).
+    run_claim_seconds: float = Field(default=1.0, gt=0)
     # A run that makes no progress (no event from its backend, no event logged) for this long is failed with
     # an error event (deadline_exceeded); 0: no watchdog.
     run_stall_seconds: float = Field(default=600.0, ge=0)

@@ -17,7 +17,7 @@ from starlette.responses import JSONResponse, Response
 from ..backends.registry import BackendRegistry, default_models
 from ..config import Settings
 from ..engine.service import InteractionService
-from ..engine.signatures import ThoughtSigner, load_or_create_key
+from ..engine.signatures import ThoughtSigner, candidate_key
 from ..errors import ApiError
 from ..events.log import MemoryEventLog
 from ..schema.openapi import openapi_document
@@ -35,16 +35,21 @@ logger = logging.getLogger(__name__)
 def build_service(settings: Settings, config_dir: Path) -> InteractionService:
     data_dir = config_dir / settings.data_dir()
     data_dir.mkdir(parents=True, exist_ok=True)
-    store = SqlStore(settings.store.url or sqlite_url(data_dir, settings.store.sqlite_exclusive))
+    url = settings.store.url or sqlite_url(data_dir, settings.store.sqlite_exclusive)
+    store = SqlStore(url, outage_seconds=settings.store.write_retry_seconds)
     limits = settings.limits
     # A stored interaction's events are appended to the store's events table; readers see them once committed.
     log = MemoryEventLog(limits.max_events_per_interaction, limits.max_event_log_bytes, sink=store.append_event)
     store.watch_events(log.committed, log.failed)
     registry = BackendRegistry.from_settings(settings.models or default_models(), config_dir)
-    signer = ThoughtSigner(load_or_create_key(settings.signing_key, data_dir))
+    # Without a configured key, the one kept in the database (shared by every replica) replaces this at start.
+    candidate = candidate_key(data_dir)
+    signer = ThoughtSigner((settings.signing_key or candidate).encode())
     webhooks = Webhooks(settings.webhooks, store)
     toolbox = Toolbox(settings.tools, data_dir)
-    return InteractionService(settings, store, log, registry, signer, toolbox, webhooks=webhooks)
+    return InteractionService(
+        settings, store, log, registry, signer, toolbox, webhooks=webhooks, key_candidate=candidate
+    )
 
 
 async def _api_error(request: Request, exc: Exception) -> Response:

@@ -17,7 +17,6 @@ import base64
 import binascii
 import hashlib
 import hmac
-import os
 import secrets
 import zlib
 from pathlib import Path
@@ -36,6 +35,10 @@ class InvalidSignature(ValueError):
 
 class ThoughtSigner:
     def __init__(self, key: bytes) -> None:
+        self.rekey(key)
+
+    def rekey(self, key: bytes) -> None:
+        """Sign with ``key`` from now on (the key every replica shares, read from the database at startup)."""
         if len(key) < 16:
             raise ValueError("the signing key must be at least 16 bytes")
         self._aead = AESGCM(hashlib.sha256(_CONTEXT + key).digest())
@@ -61,16 +64,13 @@ class ThoughtSigner:
             raise InvalidSignature("signature does not verify") from exc
 
 
-def load_or_create_key(configured: str | None, data_dir: Path) -> bytes:
-    """The configured key, or one generated on first start and kept (mode 0600) so signatures outlive restarts."""
-    if configured:
-        return configured.encode()
+SHARED_KEY_NAME = "thought_signing_key"
+
+
+def candidate_key(data_dir: Path) -> str:
+    """The key to keep in the database if none is kept there yet: the one an earlier version generated into
+    the data folder (so that its signatures still verify), or a new one."""
     path = data_dir / "signing.key"
     if path.exists():
-        return path.read_bytes().strip()
-    data_dir.mkdir(parents=True, exist_ok=True)
-    key = secrets.token_hex(32).encode()
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(key)
-    return key
+        return path.read_text().strip()
+    return secrets.token_hex(32)

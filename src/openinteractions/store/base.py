@@ -29,6 +29,24 @@ class ChainTooBig(Exception):
         self.limit = limit
 
 
+class Listener(Protocol):
+    """Who hears what the other servers on a shared database say (store/replicas.py)."""
+
+    def notified(self, channel: str, payload: str) -> None: ...
+
+    def reconnected(self) -> None:
+        """Notifications may have been missed: whoever follows something reads it again."""
+        ...
+
+
+class NoListener:
+    def notified(self, channel: str, payload: str) -> None:
+        return None
+
+    def reconnected(self) -> None:
+        return None
+
+
 @dataclass
 class StoredInteraction:
     id: str
@@ -48,6 +66,7 @@ class StoredInteraction:
     recipe: str | None = None  # the run's recipe (engine/recipe.py), JSON
     lease_owner: str | None = None  # the server running it, and until when its lease holds
     lease_until: float | None = None
+    cancel_requested: float | None = None  # when a cancel was asked on a server that did not run it
 
 
 @dataclass
@@ -121,10 +140,40 @@ class Store(Protocol):
         """Delete what has expired; returns how many interactions went."""
         ...
 
-    async def claim(self, owner: str, now: float, until: float, *, expired_only: bool) -> list[StoredInteraction]:
-        """Take the lease of unfinished runs (whose lease ran out, or all of them) for ``owner``."""
+    @property
+    def shared(self) -> bool:
+        """Several servers may share the database (they see each other through it)."""
         ...
 
-    async def unfinished(self) -> list[StoredInteraction]:
-        """Interactions whose run a previous process left in progress."""
+    def subscribe(self, listener: Listener) -> None:
+        """Who hears the other replicas' notifications; before ``join``."""
+        ...
+
+    async def join(self, server_id: str) -> None:
+        """Run as ``server_id``: results are stored only for runs whose lease it holds; on a shared database
+        the other servers see it alive from now until its process ends."""
+        ...
+
+    async def leases(self) -> tuple[set[str], set[str]]:
+        """(the servers named by the leases of unfinished runs, the servers alive on the database)."""
+        ...
+
+    async def live_events(self, interaction_id: str, after: int) -> list[bytes] | None:
+        """The committed events after event ``after`` of a run that has not ended; None if it has (or is gone)."""
+        ...
+
+    async def claim(self, owner: str, now: float, until: float, dead: set[str]) -> list[StoredInteraction]:
+        """Take for ``owner`` the lease of unfinished runs whose lease ran out or names a server in ``dead``."""
+        ...
+
+    async def run_states(self, interaction_ids: Sequence[str]) -> dict[str, tuple[str | None, bool]]:
+        """For each of these runs still unfinished: (the server its lease names, whether a cancel is asked)."""
+        ...
+
+    async def request_cancel(self, interaction_id: str, owner: str, now: float) -> bool:
+        """Ask whoever runs it to cancel a run; False if it is not running."""
+        ...
+
+    async def shared_secret(self, name: str, candidate: str) -> str:
+        """The secret ``name`` every server on the database uses: ``candidate`` if none was kept before."""
         ...

@@ -6,6 +6,11 @@ A batch holds ``(kind, params, future)`` operations in the order they were queue
 as the webhooks' outbox, that must commit with the results they go with). Inserts go first, then events, then
 results. Events of a run whose result is in the same batch are not written one by one: its result carries
 them all, and the rows of its earlier events are deleted in the same transaction.
+
+A result is written only while the run's lease is this server's (``server``): a server that lost a run to
+another replica (which took it for dead) cannot overwrite what the new one does. Its events cannot fork the
+log either: an event is a row keyed by its sequence number, and the second writer of a number fails. On a
+shared database (``notify``) the batch tells the other replicas what it committed (store/replicas.py).
 """
 
 from __future__ import annotations
@@ -26,11 +31,14 @@ INSERT_COLUMNS = (
 _INSERT_WIDTH = INSERT_COLUMNS.count(",") + 1
 
 
-def commit(raw: Any, mark: str, batch: list[Op]) -> bool:
+def commit(raw: Any, mark: str, batch: list[Op], server: str = "", notify: bool = False) -> bool:
     """Commit ``batch`` on ``raw``, or return False if the database was locked (nothing written). Other
     errors are raised."""
     try:
-        _apply(raw.cursor(), mark, batch)
+        cursor = raw.cursor()
+        _apply(cursor, mark, batch, server)
+        if notify:
+            _notify(cursor, batch)
         raw.commit()
     except Exception as exc:
         with contextlib.suppress(Exception):  # a broken connection: the error worth reporting is the first one
@@ -44,7 +52,7 @@ def commit(raw: Any, mark: str, batch: list[Op]) -> bool:
     return True
 
 
-def _apply(cursor: Any, mark: str, batch: list[Op]) -> None:
+def _apply(cursor: Any, mark: str, batch: list[Op], server: str) -> None:
     """This is the hot path of every stored interaction and of every event, so it goes to the driver with plain
     SQL (a Core statement costs several times the Python per row); ``mark`` is the driver's placeholder."""
     inserts = {params[0]: params for kind, params, _ in batch if kind == "insert"}
@@ -72,7 +80,7 @@ def _apply(cursor: Any, mark: str, batch: list[Op]) -> None:
             row[15] += params[6]  # size
             row[17] = row[18] = None  # no lease: the run is over
         else:
-            finishes.append(tuple(params))
+            finishes.append((*params, server))
     m = mark
     if inserts:
         marks = ", ".join([m] * _INSERT_WIDTH)
@@ -84,16 +92,31 @@ def _apply(cursor: Any, mark: str, batch: list[Op]) -> None:
         cursor.executemany(f"UPDATE interactions SET lease_until = {m} WHERE id = {m} AND lease_owner = {m}", leases)
     if finishes:
         sql = (f"UPDATE interactions SET status = {m}, updated_at = {m}, steps = {m}, usage = {m}, errors = {m}, "
-               f"events = {m}, size = size + {m}, lease_owner = NULL, lease_until = NULL WHERE id = {m}")  # fmt: skip
+               f"events = {m}, size = size + {m}, lease_owner = NULL, lease_until = NULL "
+               f"WHERE id = {m} AND (lease_owner = {m} OR lease_owner IS NULL)")  # fmt: skip
         cursor.executemany(sql, finishes)
     for params in large:
         write_large_log(cursor, params)
-    gone = [(i,) for i in finished if i not in inserts]  # a run inserted in this batch has no event rows yet
-    if gone:
-        cursor.executemany(f"DELETE FROM events WHERE interaction_id = {m}", gone)
+    gone = [(i, i) for i in finished if i not in inserts]  # a run inserted in this batch has no event rows yet
+    if gone:  # unless the result was not written (the lease is another server's)
+        cursor.executemany(f"DELETE FROM events WHERE interaction_id = {m} AND NOT EXISTS (SELECT 1 FROM "
+                           f"interactions WHERE id = {m} AND status IN ('in_progress', 'queued'))", gone)  # fmt: skip
     for kind, params, _ in batch:
         if kind == "rows":  # another module's rows (webhooks' outbox), in the transaction of the results above
             cursor.executemany(params[0].format(m=m), params[1])
+
+
+def _notify(cursor: Any, batch: list[Op]) -> None:
+    """One notification per run of the batch: ``<id> <last seq>`` for its events, ``<id> end`` for its result."""
+    last: dict[str, str] = {}
+    for kind, params, _ in batch:
+        if kind == "event":
+            last[params[0]] = str(params[1])
+        elif kind == "finish":
+            last[params[-1]] = "end"
+    if last:
+        payloads = [f"{interaction_id} {what}" for interaction_id, what in last.items()]
+        cursor.execute("SELECT pg_notify('oi_events', payload) FROM unnest(%s::text[]) AS payload", (payloads,))
 
 
 def utf8_size(*texts: str | None) -> int:

@@ -17,7 +17,9 @@ and any batch queued while the writer thread has work (a delete, a sweep, a chec
 in the thread, so that writes stay in order and never contend. A batch that meets a lock anyway (another process
 on the file) is retried in the thread, which waits for it. When the run that finishes is the only one
 writing, no other write can join its batch, and its result commits at once instead of a loop iteration later.
-The default SQLite file is opened with the unix-excl VFS (see ``sqlite_url``): one process owns it.
+The default SQLite file is opened with the unix-excl VFS (see ``sqlite_url``): one process owns it. Several
+servers share a PostgreSQL database (store/replicas.py): each run is under one server's lease, and a result is
+written only by the server that holds its lease.
 """
 
 from __future__ import annotations
@@ -33,18 +35,21 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote
 
-from sqlalchemy import ColumnElement, Connection, Engine, and_, create_engine, delete, event, func, select, text, update
+import psycopg
+from sqlalchemy import Connection, Engine, and_, create_engine, delete, event, func, select
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import OperationalError
 
 from .. import jsontext
-from .base import BrokenChain, ChainTooBig, ChainTooLong, FinalState, StoredInteraction
+from . import runs
+from .base import BrokenChain, ChainTooBig, ChainTooLong, FinalState, Listener, NoListener, StoredInteraction
 from .batch import Op, commit, utf8_size
 from .blobs import has_large_log, log_value, read_slice
+from .replicas import Membership
 from .tables import CHAIN_SQL, create_or_migrate, events, interactions
 
 logger = logging.getLogger(__name__)
-_RECORD_COLUMNS = [c for c in interactions.c if c.name not in ("events", "size", "lease_owner", "lease_until")]
+_RECORD_COLUMNS = runs.RECORD_COLUMNS
 _CHECKPOINT_EVERY = 1000  # writes committed on the loop's thread between two WAL checkpoints
 
 
@@ -68,8 +73,9 @@ def _row_to_record(row: Any) -> StoredInteraction:
 
 
 class SqlStore:
-    def __init__(self, url: str | URL) -> None:
+    def __init__(self, url: str | URL, outage_seconds: float = 60.0) -> None:
         self._url = make_url(url)
+        self.outage_seconds = outage_seconds  # how long writes wait for an unreachable database
         self._engine: Engine | None = None
         self._pending: list[Op] = []
         self._running: set[str] = set()  # runs whose row is inserted (or queued) and not finished
@@ -82,7 +88,9 @@ class SqlStore:
         self._since_checkpoint = 0
         self._checkpointing: asyncio.Task[None] | None = None
         self._read_threads = ThreadPoolExecutor(4, thread_name_prefix="store-reader")
-        self._server_lock: Connection | None = None  # PostgreSQL: the connection that holds the server lock
+        self._server_id = ""  # the server whose leases this store's results are fenced by (join)
+        self._membership: Membership | None = None  # PostgreSQL: this server's lock and LISTEN connection
+        self._listener: Listener = NoListener()
         self._committed: Callable[[str, int], None] = _ignore
         self._failed: Callable[[str, BaseException], None] = _ignore
 
@@ -100,10 +108,6 @@ class SqlStore:
         engine = create_engine(self._url, connect_args=connect_args, pool_pre_ping=not is_sqlite)
         if is_sqlite:
             event.listen(engine, "connect", _sqlite_pragmas)
-        elif engine.dialect.name == "postgresql":
-            self._server_lock = await asyncio.get_running_loop().run_in_executor(
-                self._write_thread, _take_server_lock, engine
-            )
         try:
             await asyncio.get_running_loop().run_in_executor(self._write_thread, create_or_migrate, engine)
         except OperationalError as exc:
@@ -131,10 +135,9 @@ class SqlStore:
         if self._inline is not None:
             self._inline.close()
             self._inline = None
-        if self._server_lock is not None:
-            with contextlib.suppress(Exception):  # a connection that was cut has released the lock already
-                self._server_lock.invalidate()  # closed for real, not pooled: that releases the lock
-            self._server_lock = None
+        if self._membership is not None:
+            await self._membership.close()
+            self._membership = None
         if self._engine is not None:
             self._engine.dispose()
             self._engine = None
@@ -246,7 +249,9 @@ class SqlStore:
     def _commit_inline(self, batch: list[Op]) -> bool:
         """SQLite: commit ``batch`` on the loop's thread unless the writer thread has work or the file is
         locked; True if it was committed."""
-        if self._inline is None or self._thread_jobs or has_large_log(batch) or not commit(self._inline, "?", batch):
+        if self._inline is None or self._thread_jobs or has_large_log(batch):
+            return False
+        if not commit(self._inline, "?", batch, self._server_id):
             return False
         self._count_inline(len(batch))
         return True
@@ -263,7 +268,7 @@ class SqlStore:
             return
         try:
             if not self._commit_inline(batch):
-                await self._in_write_thread(self._write_batch, batch)
+                await self._write_through_outage(batch)
         except Exception:
             logger.exception("a batch of %d writes failed; retrying them one by one", len(batch))
             for op in batch:
@@ -278,6 +283,24 @@ class SqlStore:
                         self._running.discard(op[1][0])  # a row that never landed will not be finished
                     batch = [b for b in batch if b is not op]
         self._settle(batch)
+
+    async def _write_through_outage(self, batch: list[Op]) -> None:
+        """Write ``batch`` in the writer thread, again and again while the database cannot be reached (a
+        restart, a failover), up to ``outage_seconds``: the runs wait meanwhile, and their readers see nothing
+        that is not stored. Other errors are raised at once."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.outage_seconds
+        pause = 0.05
+        while True:
+            try:
+                await self._in_write_thread(self._write_batch, batch)
+                return
+            except (OperationalError, psycopg.OperationalError, psycopg.InterfaceError) as exc:
+                if not self.shared or loop.time() + pause > deadline:
+                    raise
+                logger.warning("the database cannot be reached (%s); retrying in %g s", exc, pause)
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 1.0)
 
     def _count_inline(self, writes: int) -> None:
         self._since_checkpoint += writes
@@ -306,7 +329,8 @@ class SqlStore:
         here twice, and SQLAlchemy's Connection and transaction objects cost more than the SQL itself."""
         raw, self._raw = self._raw or self.engine.raw_connection(), None
         try:
-            if not commit(raw, "?" if self.engine.dialect.paramstyle == "qmark" else "%s", batch):
+            mark = "?" if self.engine.dialect.paramstyle == "qmark" else "%s"
+            if not commit(raw, mark, batch, self._server_id, notify=self.shared):
                 raise sqlite3.OperationalError("database is locked")  # even after the busy timeout
         except Exception:
             raw.close()  # back to the pool; the next batch checks out a connection afresh
@@ -424,50 +448,54 @@ class SqlStore:
         query = select(events.c.frame).where(events.c.interaction_id == interaction_id).order_by(events.c.seq)
         return [bytes(row[0]) for row in await self._read(lambda conn: conn.execute(query).all())]
 
-    async def claim(self, owner: str, now: float, until: float, *, expired_only: bool) -> list[StoredInteraction]:
-        """Take the lease of unfinished runs: those whose lease ran out or, without ``expired_only``, every one
-        (at startup, when the one-server lock says no other server runs them). PostgreSQL skips rows another
-        transaction is claiming, so that several servers can claim side by side."""
-        c = interactions.c
-        unfinished: ColumnElement[bool] = c.status.in_(("in_progress", "queued"))
-        if expired_only:
-            unfinished = and_(unfinished, (c.lease_until.is_(None)) | (c.lease_until < now))
-        query = select(*_RECORD_COLUMNS).where(unfinished).order_by(c.created_at)
-        if self.engine.dialect.name == "postgresql":
-            query = query.with_for_update(skip_locked=True)
+    # ---- runs and replicas ----------------------------------------------------------------------------
 
-        def work(conn: Connection) -> list[Any]:
-            rows = list(conn.execute(query).all())
-            ids = [row._mapping["id"] for row in rows]
-            if ids:
-                conn.execute(update(interactions).where(c.id.in_(ids)).values(lease_owner=owner, lease_until=until))
-            return rows
+    @property
+    def shared(self) -> bool:
+        """Several servers may share this database (PostgreSQL); SQLite is one process's."""
+        return self._url.get_backend_name() != "sqlite"
 
-        return [_row_to_record(row) for row in await self._transaction(work)]
+    def subscribe(self, listener: Listener) -> None:
+        """Who hears the other replicas' notifications (store/replicas.py); before ``join``."""
+        self._listener = listener
 
-    async def unfinished(self) -> list[StoredInteraction]:
-        query = select(*_RECORD_COLUMNS).where(interactions.c.status.in_(("in_progress", "queued")))
-        return [_row_to_record(row) for row in await self._read(lambda conn: conn.execute(query).all())]
+    async def join(self, server_id: str) -> None:
+        """Run as ``server_id`` (16 hex digits): results are written only for runs whose lease it holds and,
+        on PostgreSQL, the other replicas see it alive as long as its membership connection lasts."""
+        self._server_id = server_id
+        if self.shared:
+            self._membership = Membership(self._url, server_id, self._listener)
+            await self._membership.start()
 
+    async def leases(self) -> tuple[set[str], set[str]]:
+        """(the servers named by the leases of unfinished runs, the servers alive on the database)."""
+        named, alive = await self._read(lambda conn: runs.leases(conn, self.shared))
+        return named, alive if self.shared else {self._server_id}
 
-_SERVER_LOCK = 0x6F70656E_696E74  # "openint": a PostgreSQL advisory lock key, scoped to the database
+    async def live_events(self, interaction_id: str, after: int) -> list[bytes] | None:
+        """The committed events after event ``after`` of a run that has not ended; None if it has (or is gone)."""
+        frames: list[bytes] | None = await self._read(lambda conn: runs.live_events(conn, interaction_id, after))
+        return frames
 
+    async def claim(self, owner: str, now: float, until: float, dead: set[str]) -> list[StoredInteraction]:
+        """Take the lease of unfinished runs whose lease ran out or names a server in ``dead``. PostgreSQL
+        skips rows another replica is claiming, so that replicas claim side by side."""
+        rows = await self._transaction(lambda conn: runs.claim(conn, owner, now, until, dead, self.shared))
+        return [_row_to_record(row) for row in rows]
 
-def _take_server_lock(engine: Engine) -> Connection:
-    """One server per database, as with SQLite's exclusive file: a server marks every unfinished row failed
-    when it starts, which would corrupt the live runs of another server on the same database."""
-    conn = engine.connect()
-    try:
-        held = conn.execute(text("SELECT pg_try_advisory_lock(:key)"), {"key": _SERVER_LOCK}).scalar()
-        conn.commit()  # the lock is the session's, and outlives the transaction
-    except Exception:
-        conn.close()
-        raise
-    if not held:
-        conn.close()
-        where = engine.url.render_as_string(hide_password=True)
-        raise RuntimeError(f"the store {where} is in use by another server (one database serves one server process)")
-    return conn
+    async def run_states(self, interaction_ids: Sequence[str]) -> dict[str, tuple[str | None, bool]]:
+        """For each of these runs still unfinished: (the server its lease names, whether a cancel is asked)."""
+        states: dict[str, tuple[str | None, bool]] = await self._read(lambda c: runs.states(c, interaction_ids))
+        return states
+
+    async def request_cancel(self, interaction_id: str, owner: str, now: float) -> bool:
+        """Ask whoever runs it (or takes it over) to cancel a run; False if it is not running."""
+        shared = self.shared
+        return bool(await self._transaction(lambda c: runs.request_cancel(c, interaction_id, owner, now, shared)))
+
+    async def shared_secret(self, name: str, candidate: str) -> str:
+        """The secret ``name`` every server on this database uses: ``candidate`` if none was kept before."""
+        return str(await self._transaction(lambda conn: runs.shared_secret(conn, name, candidate)))
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

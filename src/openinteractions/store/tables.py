@@ -28,6 +28,7 @@ from sqlalchemy import (
 
 logger = logging.getLogger(__name__)
 metadata = MetaData()
+UNFINISHED = text("status IN ('in_progress', 'queued')")
 
 interactions = Table(
     "interactions",
@@ -53,11 +54,16 @@ interactions = Table(
     Column("recipe", Text),
     Column("lease_owner", String(64)),
     Column("lease_until", Float),
+    # When a cancel was asked for on a replica that does not run it (epoch s): its runner, or whoever takes the
+    # run over, ends it ``cancelled``.
+    Column("cancel_requested", Float),
     # Last: SQLite writes a long log as a zeroblob filled in place (store/blobs.py), which takes no memory only
     # as the record's last column; with a column after it, SQLite built the record with 64 MiB of zeros.
     Column("events", LargeBinary),
     Index("ix_interactions_owner_created", "owner", "created_at"),
     Index("ix_interactions_expires", "expires_at"),
+    # Replicas look for runs to take over every second: only the unfinished rows are indexed.
+    Index("ix_interactions_unfinished", "lease_until", postgresql_where=UNFINISHED, sqlite_where=UNFINISHED),
 )
 events = Table(
     "events",
@@ -66,9 +72,25 @@ events = Table(
     Column("seq", Integer, primary_key=True, autoincrement=False),
     Column("frame", LargeBinary, nullable=False),
 )
+# Secrets every replica must share (the thought-signing key when none is configured), made by the first server.
+server_secrets = Table(
+    "server_secrets",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+)
 # Columns added after the first release, with their SQL type: a database made before gets them (nullable),
 # after its events column, where a long log's write costs SQLite the log's size in memory once more.
-_ADDED_COLUMNS = {"recipe": "TEXT", "lease_owner": "VARCHAR(64)", "lease_until": "FLOAT"}
+_ADDED_COLUMNS = {
+    "recipe": "TEXT",
+    "lease_owner": "VARCHAR(64)",
+    "lease_until": "FLOAT",
+    "cancel_requested": "FLOAT",
+}
+_UNFINISHED_INDEX = (
+    "CREATE INDEX IF NOT EXISTS ix_interactions_unfinished ON interactions (lease_until) "
+    "WHERE status IN ('in_progress', 'queued')"
+)
 
 # A database made before the size column gets it last (ALTER TABLE), where SQLite reaches it only by reading
 # through the row's overflow pages: there, an owner's bytes and a chain's bytes are summed from these covering
@@ -113,3 +135,4 @@ def create_or_migrate(engine: Engine) -> None:
         for name, sql_type in _ADDED_COLUMNS.items():
             if name not in present:
                 conn.execute(text(f"ALTER TABLE interactions ADD COLUMN {name} {sql_type}"))
+        conn.execute(text(_UNFINISHED_INDEX))  # a table made before it has the others
