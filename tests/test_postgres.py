@@ -1,5 +1,5 @@
 """The store on PostgreSQL (as on CI), reached through its unix socket: the suite runs in a network namespace
-of its own, where 127.0.0.1:5432 is nobody. A server per database, and writes that survive the database
+of its own, where 127.0.0.1:5432 is nobody. Servers sharing a database, and writes that survive the database
 cutting the server's connections."""
 
 from __future__ import annotations
@@ -52,22 +52,30 @@ def test_a_conversation_is_stored_and_continued(tmp_path: Path, database: str) -
     assert replay.endswith("data: [DONE]\n\n") and '"text":"one"' in replay
 
 
-def test_a_second_server_on_the_same_database_is_refused_and_the_first_runs_on(tmp_path: Path, database: str) -> None:
+def test_a_second_server_on_the_same_database_leaves_the_first_ones_runs_alone(tmp_path: Path, database: str) -> None:
+    """A second server joins as a replica: it takes over nothing the first one runs (its lease and its
+    membership hold), and the run goes on where it started."""
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
     first = LiveServer(tmp_path / "a", settings(database)).start()
+    second = LiveServer(tmp_path / "b", settings(database))
     try:
         with first.http() as http:
             body = {"model": MODEL, "input": script({"text": "a"}, {"hang": True}), "background": True}
             running = http.post("/v1beta/interactions", json=body).json()
-            second = LiveServer(tmp_path / "b", settings(database))
-            with pytest.raises(RuntimeError, match="is in use by another server"):
-                second.start()
-            # the refused server did not mark the first one's run as failed on its way
+            with psycopg.connect(f"host={SOCKETS} user=postgres dbname={database}") as db:
+                owner = db.execute("SELECT lease_owner FROM interactions").fetchone()
+            second.start()
+            with second.http() as other:  # it has looked for runs to take over by the time it answers, and after
+                assert other.get(f"/v1beta/interactions/{running['id']}").json()["status"] == "in_progress"
             assert http.get(f"/v1beta/interactions/{running['id']}").json()["status"] == "in_progress"
+            with psycopg.connect(f"host={SOCKETS} user=postgres dbname={database}") as db:
+                assert db.execute("SELECT lease_owner FROM interactions").fetchone() == owner
             assert http.post(f"/v1beta/interactions/{running['id']}/cancel").json()["status"] == "cancelled"
     finally:
         first.stop()
+        second.stop()
+    assert "continuing it" not in "".join(second.log)
     with psycopg.connect(f"host={SOCKETS} user=postgres dbname={database}") as db:
         assert db.execute("SELECT status FROM interactions").fetchall() == [("cancelled",)]
 

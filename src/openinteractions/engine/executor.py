@@ -1,5 +1,12 @@
 """The executor: owns this process's runs. It resolves a recipe's live parts (backend, server tools, history,
-signer), starts the run's task, cancels it, and at startup takes over the runs a previous process left.
+signer), starts the run's task, cancels it, and takes over the runs that another server left: a previous
+process on the same database, or a replica that died.
+
+Each stored run is under a lease, renewed every third of ``limits.run_lease_seconds``. Every
+``limits.run_claim_seconds`` the executor takes over the runs whose lease ran out or names a server that is
+not alive on the database (store.leases; store/replicas.py) and has not been for ``store.replica_grace_seconds``.
+A run this server holds but whose lease now names another server (which took this one for dead) is dropped at
+once, without writing anything more: its readers are cut off and resume where it now runs.
 
 The service validates a request into a recipe, hands it here, and reads the log; it never drives a run.
 """
@@ -19,7 +26,7 @@ from pydantic import TypeAdapter
 from ..backends.base import GenerationRequest
 from ..backends.registry import BackendRegistry
 from ..config import Settings
-from ..events.log import EventLog, StreamCut
+from ..events.log import EventLog, StreamCut, cut_off
 from ..schema.requests import CreateInteractionRequest
 from ..schema.steps import Step, ThoughtStep
 from ..schema.tools import FunctionTool
@@ -63,7 +70,9 @@ class Executor:
         self.closing = False
         self.server_id = secrets.token_hex(8)  # whose lease a run is under
         self._leases: asyncio.Task[None] | None = None
+        self._claims: asyncio.Task[None] | None = None
         self._watchdog: asyncio.Task[None] | None = None
+        self._absent: dict[str, float] = {}  # servers named by leases and not alive, since when (loop time)
         self._slots: dict[str, ModelSlots] = {}  # per served model, with limits.max_runs_per_model
 
     # ---- starting a run -----------------------------------------------------------------------------
@@ -122,9 +131,12 @@ class Executor:
         run.abandon()
         self.runs.pop(run.id, None)
         owner = run.spec.owner
-        self.log.drop(run.id, (lambda offset: self._stored_rest(run.id, owner, offset)) if run.stored else None)
+        if run.lost:  # its readers resume from where it runs now
+            self.log.drop(run.id, cut_off(f"interaction {run.id} is now run by another server: resume there"))
+        else:
+            self.log.drop(run.id, (lambda offset: self.stored_rest(run.id, owner, offset)) if run.stored else None)
 
-    async def _stored_rest(self, interaction_id: str, owner: str, offset: int) -> AsyncGenerator[bytes, None]:
+    async def stored_rest(self, interaction_id: str, owner: str, offset: int) -> AsyncGenerator[bytes, None]:
         """A stored log from byte ``offset``: where the readers of a run go on once its log is dropped."""
         size = await self.store.events_size(interaction_id, owner, self.clock())
         if size is None or size < offset:
@@ -144,7 +156,7 @@ class Executor:
     def begin_shutdown(self) -> None:
         """Refuse new runs and cancel the running ones, at once."""
         self.closing = True
-        for task in (self._leases, self._watchdog):
+        for task in (self._leases, self._claims, self._watchdog):
             if task is not None:
                 task.cancel()
         for run in list(self.runs.values()):
@@ -158,14 +170,20 @@ class Executor:
     # ---- leases, and runs a previous process left -------------------------------------------------
 
     async def take_over(self) -> None:
-        """At startup: every unfinished run is a previous process's (one server per database), and goes on
-        from its durable log. Then leases are kept, and runs whose lease runs out are taken over."""
-        now = self.clock()
-        lease = self.settings.limits.run_lease_seconds
-        await self._continue(await self.store.claim(self.server_id, now, now + lease, expired_only=False))
+        """At startup: join the database as this server, take over the runs left by servers that are gone,
+        then keep this server's leases and look for more such runs."""
+        await self.store.join(self.server_id)
+        await self._claim_lapsed()
         self._leases = asyncio.create_task(self._keep_leases(), name="run leases")
+        self._claims = asyncio.create_task(self._claim_forever(), name="run claims")
         if self.settings.limits.run_stall_seconds:
             self._watchdog = asyncio.create_task(self._watch(self.settings.limits.run_stall_seconds), name="watchdog")
+
+    def cancel_requested(self, interaction_id: str) -> None:
+        """Another replica asked for this run to be cancelled (a notification): cancel it if it runs here."""
+        run = self.runs.get(interaction_id)
+        if run is not None and run.task is not None and not run.finished.is_set():
+            run.task.cancel()
 
     async def _watch(self, stall: float) -> None:
         """Fail runs that made no progress for ``stall`` seconds. A run counts its events (``progress``) on
@@ -190,13 +208,48 @@ class Executor:
         while True:
             await asyncio.sleep(lease / 3)
             try:
-                now = self.clock()
                 held = [i for i, run in self.runs.items() if run.spec.store and not run.finished.is_set()]
                 if held:
-                    await self.store.heartbeat(held, self.server_id, now + lease)
-                await self._continue(await self.store.claim(self.server_id, now, now + lease, expired_only=True))
+                    await self.store.heartbeat(held, self.server_id, self.clock() + lease)
+                    self._check_held(held, await self.store.run_states(held))
             except Exception:
-                logger.exception("renewing or claiming run leases failed")
+                logger.exception("renewing run leases failed")
+
+    def _check_held(self, held: list[str], states: dict[str, tuple[str | None, bool]]) -> None:
+        """Drop the runs another server took over; cancel those a replica asked to (a missed notification)."""
+        for interaction_id in held:
+            run = self.runs.get(interaction_id)
+            state = states.get(interaction_id)
+            if run is None or state is None:  # ended meanwhile
+                continue
+            lease_owner, cancel = state
+            if lease_owner != self.server_id:
+                logger.warning("interaction %s was taken over by server %s: dropping it here", run.id, lease_owner)
+                run.lose()
+            elif cancel:
+                self.cancel_requested(interaction_id)
+
+    async def _claim_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.limits.run_claim_seconds)
+            try:
+                await self._claim_lapsed()
+            except Exception:
+                logger.exception("looking for runs to take over failed")
+
+    async def _claim_lapsed(self) -> None:
+        """Take over the runs whose lease ran out, or names a server that has not been alive for the grace
+        period (none on a database only this process uses: whoever held those leases is gone)."""
+        if self.closing:
+            return
+        named, alive = await self.store.leases()
+        now = asyncio.get_running_loop().time()
+        absent = named - alive - {self.server_id}
+        self._absent = {server: self._absent.get(server, now) for server in absent}
+        grace = self.settings.store.replica_grace_seconds if self.store.shared else 0.0
+        dead = {server for server, since in self._absent.items() if now - since >= grace}
+        until = self.clock() + self.settings.limits.run_lease_seconds
+        await self._continue(await self.store.claim(self.server_id, self.clock(), until, dead))
 
     async def _continue(self, records: list[StoredInteraction]) -> None:
         for record in records:
@@ -209,8 +262,10 @@ class Executor:
                 logger.warning("interaction %s cannot go on after a restart (%s): marked failed", record.id, exc)
                 await self._fail(record, logged)
                 continue
-            logger.warning("interaction %s was left unfinished by a previous process: continuing it", record.id)
-            self.start(job, logged)
+            logger.warning("interaction %s was left unfinished by server %s: continuing it", record.id,
+                           record.lease_owner or "?")  # fmt: skip
+            run = self.start(job, logged)
+            run.cancel_at_start = record.cancel_requested is not None
 
     async def _job_of(self, record: StoredInteraction) -> Job:
         if record.recipe is None:

@@ -34,12 +34,18 @@ class LogState:
     function_calls: list[FunctionCallStep] = field(default_factory=list)
 
 
+def fold_frame(frame: bytes, assembler: Assembler) -> Any:
+    """Fold one SSE frame of a log into ``assembler``; its event."""
+    event = _event.validate_json(frame.split(b"\ndata: ", 1)[1])
+    assembler.apply(event)
+    return event
+
+
 def read_log(frames: list[bytes], assembler: Assembler) -> LogState:
     """Fold ``frames`` into ``assembler``; where the run stands."""
     state = LogState(events=len(frames))
     for frame in frames:
-        event = _event.validate_json(frame.split(b"\ndata: ", 1)[1])
-        assembler.apply(event)
+        event = fold_frame(frame, assembler)
         kind = event.event_type
         if kind == "step.start":
             state.types.append(event.step.type)

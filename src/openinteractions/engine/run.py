@@ -37,7 +37,7 @@ from ..tools.builtin import ServerTool
 from .assembler import Assembler
 from .ending import EndHook, RunEnding, no_end_hook
 from .recipe import RunRecipe
-from .resume import built_steps, function_calls, read_log, resume_point, round_start, unanswered_call
+from .resume import built_steps, fold_frame, function_calls, read_log, resume_point, round_start, unanswered_call
 from .signatures import ThoughtSigner
 from .slots import ModelSlots
 from .steps import StepWriter
@@ -138,6 +138,28 @@ class Run:
         self.waiting = False  # queued for a slot
         self.progress = 0  # backend events and log events so far: the watchdog's measure of progress
         self.stalled_after: float | None = None  # set when the watchdog stops the run
+        self._view = Assembler()  # the run as far as its log is committed (committed_view)
+        self._view_at = 0
+        self.lost = False  # another server runs it now: this one stops without writing anything more
+        self.cancel_at_start = False  # taken over with a cancel asked for: it ends cancelled at once
+
+    def lose(self) -> None:
+        """Another server took this run over (it took this one for dead): stop now and write nothing more."""
+        if self.task is not None and not self.task.done():
+            self.lost = True
+            self.task.cancel()
+
+    def committed_view(self) -> Assembler:
+        """The run as far as its log is committed, which a crash cannot take back: what a GET shows while it
+        runs. A second fold of the committed frames, brought up to date at each call (only reads pay for it);
+        once the run has ended, its own fold."""
+        if self.finished.is_set():
+            return self.assembler
+        frames, end = self._log.frames(self.id), self._log.length(self.id)
+        for frame in frames[self._view_at : end]:
+            fold_frame(frame, self._view)
+        self._view_at = max(self._view_at, end)
+        return self._view
 
     def stall(self, seconds: float) -> None:
         """The watchdog saw no progress for ``seconds``: the run ends ``failed`` with an ``error`` event."""
@@ -202,11 +224,15 @@ class Run:
                 first_round = await self._take_over(logged, writer)
                 if first_round is None:  # it had ended: only its stored result was missing
                     return
+                if self.cancel_at_start:
+                    raise asyncio.CancelledError
             async with asyncio.timeout(self.spec.timeout):
                 await self._generate(writer, tally, first_round)
             await writer.close()
             await self._complete(_status(writer, tally), tally)
         except asyncio.CancelledError:
+            if self.lost:
+                return
             await self._close_steps(writer)
             if self.stalled_after is not None:
                 message = f"the run made no progress for {self.stalled_after:g} s (limits.run_stall_seconds)"
@@ -226,8 +252,11 @@ class Run:
         except LogLimitExceeded as exc:
             await self._close_steps(writer)
             await self._fail("resource_exhausted", f"event log limit reached: {exc}")
-        except LogWriteFailed as exc:  # nothing more can be logged; readers see what was stored
-            logger.error("run %s: an event could not be stored: %s", self.id, exc)
+        except LogWriteFailed as exc:
+            # Nothing more can be logged: another server may have taken the run over (it wrote the event's
+            # number first) or the database is gone. Its lease runs out and whoever claims it next continues it.
+            logger.error("run %s: an event could not be stored (%s): leaving it to be taken over", self.id, exc)
+            self.lost = True
         except CannotContinue as exc:
             await self._close_steps(writer)
             await self._fail("aborted", str(exc))
@@ -372,6 +401,10 @@ class Run:
         (two close cancel requests, a cancel and a shutdown) landing in the pass where a write completes used
         to skip the final write, leaving the row in_progress."""
         self._ending = True
+        if self.lost:
+            self.durable.set()
+            self.finished.set()
+            return
         try:
             await self._announced()  # its insert, if any, must not outlive the run
             if self._inserted is not None:

@@ -7,8 +7,9 @@ live run or the store, always scoped to the caller's owner id.
 from __future__ import annotations
 
 import asyncio
-import json
+import contextlib
 import logging
+import secrets
 import time
 from collections.abc import AsyncGenerator, Callable
 from typing import Any
@@ -20,12 +21,13 @@ from ..backends.base import BackendError
 from ..backends.registry import BackendRegistry, Route
 from ..config import Settings
 from ..errors import ApiError, failed_precondition, invalid_argument, not_found, too_many_requests, validation_error
-from ..events.log import MemoryEventLog, StreamCut
-from ..ids import new_interaction_id, rfc3339_from_epoch
+from ..events.log import MemoryEventLog, StoredRest, StreamCut
+from ..ids import new_interaction_id
 from ..schema.interaction import Interaction
 from ..schema.requests import CreateInteractionRequest, InputShapeError, normalize_input
 from ..schema.steps import Step
 from ..store.base import Store, StoredInteraction
+from ..store.replicas import CANCEL_CHANNEL
 from ..tools.toolbox import Toolbox
 from ..webhooks import Webhooks
 from .ending import no_end_hook
@@ -34,9 +36,11 @@ from .history import chained_history, verify_input
 from .quota import OwnerUsage
 from .ratelimit import RunSlots, TokenBuckets
 from .recipe import RunRecipe
+from .remote import RemoteRuns
+from .render import render_folded, render_record, render_run
 from .replay import stored_stream
 from .run import Job, Run
-from .signatures import ThoughtSigner
+from .signatures import SHARED_KEY_NAME, ThoughtSigner
 from .validate import check_capabilities, check_request_shape
 
 logger = logging.getLogger(__name__)
@@ -57,6 +61,7 @@ ECHO_FIELDS = frozenset(
 )
 _steps = TypeAdapter(list[Step])
 _COUNT_REFRESH_SECONDS = 5.0
+_RUNNING = ("in_progress", "queued")
 
 
 class InteractionService:
@@ -70,8 +75,10 @@ class InteractionService:
         toolbox: Toolbox,
         clock: Callable[[], float] = time.time,
         webhooks: Webhooks | None = None,
+        key_candidate: str | None = None,
     ) -> None:
         self.settings = settings
+        self._key_candidate = key_candidate  # the signing key to share if the database keeps none yet
         self.webhooks = webhooks
         self.toolbox = toolbox
         self.store = store
@@ -81,6 +88,7 @@ class InteractionService:
         self.clock = clock
         ended = webhooks.interaction_ended if webhooks is not None else no_end_hook
         self.executor = Executor(settings, store, log, registry, signer, toolbox, clock, ended)
+        self.remote = RemoteRuns(store, self._stored_log)
         self._counts = OwnerUsage(store.usage, _COUNT_REFRESH_SECONDS)
         limits = settings.limits
         self._buckets = TokenBuckets(limits.create_rate_per_second, limits.create_burst)
@@ -91,10 +99,31 @@ class InteractionService:
     def runs(self) -> dict[str, Run]:
         return self.executor.runs
 
+    def _new_key(self) -> str:
+        return self._key_candidate or secrets.token_hex(32)
+
+    # ---- what other replicas say (store.Listener) ---------------------------------------------------
+
+    def notified(self, channel: str, payload: str) -> None:
+        if channel == CANCEL_CHANNEL:
+            self.executor.cancel_requested(payload)
+        else:
+            self.remote.notified(payload)
+
+    def reconnected(self) -> None:
+        self.remote.reconnected()
+
+    def _stored_log(self, interaction_id: str, owner: str) -> StoredRest:
+        return lambda offset: self.executor.stored_rest(interaction_id, owner, offset)
+
     async def start(self) -> None:
         await self.store.start()
+        if not self.settings.signing_key:
+            self.signer.rekey((await self.store.shared_secret(SHARED_KEY_NAME, self._new_key())).encode())
         if self.webhooks is not None:
             await self.webhooks.start()  # before a run taken over, or recovered, ends
+        self.store.subscribe(self)
+        self.remote.start()
         await self.executor.take_over()
         self._sweeper = asyncio.create_task(self._sweep_forever())
 
@@ -110,6 +139,7 @@ class InteractionService:
     async def stop(self) -> None:
         if self._sweeper:
             self._sweeper.cancel()
+        self.remote.stop()
         await self.stop_runs()
         if self.webhooks is not None:
             await self.webhooks.stop()
@@ -267,7 +297,13 @@ class InteractionService:
         run = self._live(interaction_id, owner)
         if run is not None:
             return render_run(run, include_input)
-        return render_record(await self._stored(interaction_id, owner), include_input)
+        record = await self._stored(interaction_id, owner)
+        if record.status in _RUNNING:  # on another server: as far as its log is committed
+            frames = await self.remote.frames(interaction_id)
+            if frames is not None:
+                return render_folded(record, frames, include_input)
+            record = await self._stored(interaction_id, owner)  # it has just ended
+        return render_record(record, include_input)
 
     def result(self, run: Run) -> Interaction:
         self.check_started(run)
@@ -287,6 +323,17 @@ class InteractionService:
             _check_position(after, self.log.length(interaction_id), last_event_id)
             return self._follow(interaction_id, after)
         size = await self.store.events_size(interaction_id, owner, self.clock())
+        if size == 0:  # no stored log: the run has not ended, and executes on another server
+            server = self.settings.server
+            try:
+                remote = await self.remote.follow(
+                    interaction_id, owner, after, server.keepalive_seconds, server.stream_coalesce_seconds
+                )
+            except IndexError:
+                raise _not_an_event(last_event_id) from None
+            if remote is not None:
+                return remote
+            size = await self.store.events_size(interaction_id, owner, self.clock())  # it has just ended
         stream = None
         if size is not None:
             try:
@@ -311,10 +358,12 @@ class InteractionService:
     async def cancel(self, interaction_id: str, owner: str) -> Interaction:
         run = self._live(interaction_id, owner)
         if run is None:
-            record = await self._stored(interaction_id, owner)
-            raise failed_precondition(
-                f"interaction {interaction_id!r} is {record.status}; only a running interaction can be cancelled"
-            )
+            record, asked = await self._stop_elsewhere(interaction_id, owner)
+            if not asked or record.status != "cancelled":
+                raise failed_precondition(
+                    f"interaction {interaction_id!r} is {record.status}; only a running interaction can be cancelled"
+                )
+            return render_record(record, include_input=False)
         await self.stop_run(run)
         interaction = render_run(run, include_input=False)
         if interaction.status != "cancelled":  # it had already ended on its own, and was storing its result
@@ -326,10 +375,29 @@ class InteractionService:
     async def stop_run(self, run: Run) -> None:
         await self.executor.stop(run)
 
+    async def _stop_elsewhere(self, interaction_id: str, owner: str) -> tuple[StoredInteraction, bool]:
+        """Cancel a run that executes on another server (or on none, until one takes it over), and wait for
+        its end: the record as it is then, and whether the cancel was asked (the run had not ended). 503 if
+        it has not ended in time."""
+        record = await self._stored(interaction_id, owner)
+        if record.status not in _RUNNING or not await self.store.request_cancel(interaction_id, owner, self.clock()):
+            return await self._stored(interaction_id, owner), False
+        wait = self.settings.limits.run_lease_seconds + self.settings.store.replica_grace_seconds
+        if not await self.remote.wait_end(interaction_id, owner, wait):
+            raise ApiError(
+                503,
+                f"interaction {interaction_id!r} runs on a server that has not answered the cancel within {wait:g} s; "
+                "it ends cancelled once that server, or the one that takes its runs over, sees it",
+            )
+        return await self._stored(interaction_id, owner), True
+
     async def delete(self, interaction_id: str, owner: str) -> None:
         run = self._live(interaction_id, owner)
         if run is not None:
             await self.stop_run(run)
+        else:
+            with contextlib.suppress(ApiError):  # a 404 comes from the delete; a run gone quiet is deleted anyway
+                await self._stop_elsewhere(interaction_id, owner)
         if not await self.store.delete(interaction_id, owner):
             raise not_found(f"interaction {interaction_id!r} was not found")
         self._counts.forget(owner)
@@ -406,50 +474,3 @@ def _not_found(interaction_id: str) -> ApiError:
 
 def _not_an_event(last_event_id: str | None) -> ApiError:
     return invalid_argument(f"'last_event_id' {last_event_id!r} is not an event of this interaction")
-
-
-# ---- rendering the resource ------------------------------------------------------------------------
-
-
-def _resource(
-    summary: dict[str, Any], steps: Any, errors: Any, echo: dict[str, Any], extra: dict[str, Any], include_input: bool
-) -> Interaction:
-    fields = {k: v for k, v in echo.items() if k != "input"}
-    fields.update(summary)
-    fields.update(extra)
-    fields["steps"] = steps
-    if errors:
-        fields["errors"] = errors
-    if include_input and echo.get("input") is not None:
-        fields["input"] = echo["input"]
-    return Interaction.model_validate(fields)
-
-
-def render_run(run: Run, include_input: bool) -> Interaction:
-    summary = dict(run.assembler.summary)
-    summary["updated"] = rfc3339_from_epoch(run.updated_at)
-    extra = {"previous_interaction_id": run.spec.previous_interaction_id}
-    return _resource(
-        summary,
-        run.assembler.steps(),
-        run.assembler.errors,
-        run.spec.echo,
-        {k: v for k, v in extra.items() if v},
-        include_input,
-    )
-
-
-def render_record(record: StoredInteraction, include_input: bool) -> Interaction:
-    summary: dict[str, Any] = {
-        "id": record.id,
-        "status": record.status,
-        "model": record.model,
-        "created": rfc3339_from_epoch(record.created_at),
-        "updated": rfc3339_from_epoch(record.updated_at),
-        "service_tier": "standard",
-    }
-    if record.usage:
-        summary["usage"] = json.loads(record.usage)
-    extra = {"previous_interaction_id": record.previous_interaction_id} if record.previous_interaction_id else {}
-    errors = json.loads(record.errors) if record.errors else None
-    return _resource(summary, json.loads(record.steps), errors, record.request or {}, extra, include_input)

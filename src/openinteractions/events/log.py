@@ -60,6 +60,18 @@ def split_frames(blob: bytes) -> list[bytes]:
 
 # The rest of a stored log from a byte offset, then DONE: where readers of a dropped log go on.
 StoredRest = Callable[[int], AsyncGenerator[bytes, None]]
+
+
+def cut_off(message: str) -> StoredRest:
+    """The rest of a log that goes on elsewhere: its readers are cut off (they resume there)."""
+
+    async def rest(offset: int) -> AsyncGenerator[bytes, None]:
+        raise StreamCut(message)
+        yield b""  # an async generator
+
+    return lambda offset: rest(offset)
+
+
 # Where a durable log's appends go: (interaction id, event seq, frame), committed later (store.append_event).
 Sink = Callable[[str, int, bytes], None]
 
@@ -188,6 +200,14 @@ class MemoryEventLog:
             log.visible = seq
             log.notify()
 
+    def extend(self, interaction_id: str, frames: list[bytes]) -> None:
+        """Add events committed elsewhere (a mirror of a run on another replica): readers see them at once."""
+        log = self._logs[interaction_id]
+        log.frames.extend(frames)
+        log.size += sum(map(len, frames))
+        log.visible = len(log.frames)
+        log.notify()
+
     def contents(self, interaction_id: str) -> bytes:
         """Every frame so far, concatenated."""
         return b"".join(self._logs[interaction_id].frames)
@@ -211,6 +231,7 @@ class MemoryEventLog:
             log.stored = stored
             log.frames = []
             log.visible = 0
+            log.notify()
 
     def read(
         self, interaction_id: str, after: int = 0, heartbeat: float = 15.0, coalesce: float = 0.0
