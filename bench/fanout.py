@@ -1,10 +1,9 @@
 """Cross-replica event fan-out (issue 15, item 3): PostgreSQL LISTEN/NOTIFY against Redis Streams, side by side.
 
-    /tmp/fanvenv/bin/python bench/fanout.py [--seconds 5] [--rate 50] [--streams 1,10,100] [--asap 10]
+    .venv/bin/python bench/fanout.py [--seconds 5] [--rate 50] [--streams 1,10,100] [--asap 10]
 
-(redis-py is not among the project's dependencies: the command runs from a venv that adds it, see
-docs/performance.md.) Loopback only: PostgreSQL at ``--pg`` (a scratch database, dropped afterwards) and Redis
-at ``--redis``. Two processes, as two replicas would be:
+(redis-py comes with the test extras, ``scripts/install --test``.) Loopback only: PostgreSQL at ``--pg`` (a
+scratch database, dropped afterwards) and Redis at ``--redis``. Two processes, as two replicas would be:
 
 - the writer (replica A's store writer): one psycopg connection; every batch of pending events is one
   transaction that INSERTs their ``events`` rows (one row per SSE frame of 200-400 bytes, the store's table) and

@@ -1,6 +1,6 @@
 """What replica B's live listener sees when the fan-out's server restarts mid-run (issue 15, item 3).
 
-    /tmp/fanvenv/bin/python bench/fanout_restart.py [--streams 10] [--rate 50] [--seconds 8] [--at 3]
+    .venv/bin/python bench/fanout_restart.py [--streams 10] [--rate 50] [--seconds 8] [--at 3]
 
 Starts its own PostgreSQL cluster (initdb; as the postgres user when run as root) and its own Redis (no
 persistence, as the shared one is configured: ``save ""``, ``appendonly no``) on free loopback ports in a
