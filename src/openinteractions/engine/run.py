@@ -37,10 +37,19 @@ from ..tools.builtin import ServerTool
 from .assembler import Assembler
 from .ending import EndHook, RunEnding, no_end_hook
 from .recipe import RunRecipe
-from .resume import built_steps, fold_frame, function_calls, read_log, resume_point, round_start, unanswered_call
+from .resume import (
+    LogState,
+    built_steps,
+    fold_frame,
+    function_calls,
+    read_log,
+    resume_point,
+    round_start,
+    unanswered_call,
+)
 from .signatures import ThoughtSigner
 from .slots import ModelSlots
-from .steps import StepWriter
+from .steps import ServerCall, StepWriter
 from .toolloop import BudgetExceeded, ToolLoop, urls_in
 
 logger = logging.getLogger(__name__)
@@ -140,6 +149,7 @@ class Run:
         self.stalled_after: float | None = None  # set when the watchdog stops the run
         self._view = Assembler()  # the run as far as its log is committed (committed_view)
         self._view_at = 0
+        self._interrupted: ServerCall | None = None  # a server tool a crash cut off, run again on taking over
         self.lost = False  # another server runs it now: this one stops without writing anything more
         self.cancel_at_start = False  # taken over with a cancel asked for: it ends cancelled at once
 
@@ -226,7 +236,7 @@ class Run:
                     return
                 if self.cancel_at_start:
                     raise asyncio.CancelledError
-            async with asyncio.timeout(self.spec.timeout):
+            async with asyncio.timeout(self._time_left(taken_over=logged is not None)):
                 await self._generate(writer, tally, first_round)
             await writer.close()
             await self._complete(_status(writer, tally), tally)
@@ -266,6 +276,13 @@ class Run:
             await self._fail("internal", "internal error while generating")
         finally:
             await self._persist()
+
+    def _time_left(self, taken_over: bool) -> float:
+        """The run's time limit; a run taken over after a crash keeps the deadline it had, counted from its
+        creation (a run that keeps crashing its servers does not get a new one each time)."""
+        if not taken_over:
+            return self.spec.timeout
+        return max(0.0, self.spec.timeout - (float(self._clock()) - self.spec.created_at))
 
     async def _wait_for_slot(self) -> None:
         assert self.slots is not None
@@ -314,9 +331,9 @@ class Run:
         elif self.slots is not None:
             self.slots.force()
             self.holds_slot = True
-        if unanswered_call(state.types):
-            raise CannotContinue("the server stopped while a server tool ran")
         gen, steps = self.job.generation, built_steps(self.assembler)
+        if unanswered_call(state.types):
+            return await self._rerun_tool(state, writer, steps)
         pre_read = "url_context" in self.job.tools and bool(urls_in(self.job.inputs))
         rounds, start = round_start(state.types, pre_read)
         writer.function_calls = function_calls(steps)
@@ -334,6 +351,22 @@ class Run:
             gen.history = self._base + _steps.validate_python(self.assembler.steps())
         gen.round = rounds
         gen.plan = self._backend.prepare(gen)
+        return rounds
+
+    async def _rerun_tool(self, state: LogState, writer: StepWriter, steps: list[dict[str, Any] | None]) -> int:
+        """The log stops between a server tool's call and its result (the tool was running): the tool loop runs
+        it again first (its call, as logged), then goes on with the next round."""
+        call = steps[-1] or {}
+        name = state.types[-1].removesuffix("_call")
+        if state.open_index is not None:  # cut inside the call step itself: its arguments may not all be there
+            raise CannotContinue(f"the server stopped while it logged a call of {name}")
+        if name not in self.job.tools:
+            raise CannotContinue(f"the server stopped while {name} ran, and this server cannot run {name}")
+        self._interrupted = ServerCall(name, str(call.get("id", "")), arguments=dict(call.get("arguments") or {}))
+        writer.function_calls = function_calls(steps)
+        writer.resume_at(len(state.types), None)
+        rounds, _ = round_start(state.types, "url_context" in self.job.tools and bool(urls_in(self.job.inputs)))
+        self.job.generation.round = rounds
         return rounds
 
     async def recover(self, code: str, message: str, logged: list[bytes]) -> None:
@@ -357,7 +390,8 @@ class Run:
         spec, job = self.spec, self.job
         tools = ToolLoop(job.tools, self._backend, job.generation, writer, self.assembler, base=self._base,
                          max_rounds=spec.max_tool_rounds, time_budget=spec.tool_budget)  # fmt: skip
-        await tools.run(lambda: self._round(writer, tally), job.inputs, self._ready_for_steps, first_round)
+        await tools.run(lambda: self._round(writer, tally), job.inputs, self._ready_for_steps, first_round,
+                        self._interrupted)  # fmt: skip
 
     async def _ready_for_steps(self) -> None:
         """No step goes out before the announcement and, with store, before the row is durable."""

@@ -72,11 +72,20 @@ class ToolLoop:
         inputs: list[Step],
         ready: Callable[[], Awaitable[None]],
         first_round: int | None = None,
+        interrupted: ServerCall | None = None,
     ) -> None:
         """``ready`` is awaited before the loop emits steps of its own (the row must be stored first).
-        ``first_round``: a run taken over after a crash goes on with that round (the generation is set up)."""
+        ``first_round``: a run taken over after a crash goes on with that round (the generation is set up).
+        ``interrupted``: that run's log stops at this server tool's call step: the tool runs again and its
+        result is logged, then the round goes on (the other calls of its round, never logged, are left to the
+        model, which sees every result so far)."""
         if first_round is None and "url_context" in self.tools and await self._read_urls_in(inputs, ready):
             self._next_round(0)
+        if interrupted is not None:
+            await self._execute(interrupted, logged=True)
+            if self.writer.function_calls:
+                return
+            self._next_round(first_round or 0)
         for number in range(first_round or 0, self.max_rounds):
             self.generation.round = number
             await one_round()
@@ -102,11 +111,13 @@ class ToolLoop:
             await self._execute(ServerCall("url_context", new_call_id(), arguments={"urls": urls}))
         return bool(urls)
 
-    async def _execute(self, call: ServerCall) -> None:
+    async def _execute(self, call: ServerCall, logged: bool = False) -> None:
+        """Log the call step (unless ``logged`` already), run the tool, log its result step."""
         shown = dict(call.arguments)
         if call.name == "code_execution":
             shown.setdefault("language", "python")
-        await self.writer.feed(ToolCall(tool=call.name, id=call.id, arguments=shown))
+        if not logged:
+            await self.writer.feed(ToolCall(tool=call.name, id=call.id, arguments=shown))
         loop = asyncio.get_running_loop()
         started = loop.time()
         try:
