@@ -83,7 +83,7 @@ class Executor:
         """The live parts of ``recipe``: ``history`` is the chain's steps, then ``inputs``. The backend's
         ``prepare`` runs here: a ``BackendError`` it raises is the caller's to report."""
         if req is None:
-            req = CreateInteractionRequest.model_validate(recipe.request)
+            req = CreateInteractionRequest.model_validate(recipe.create_request)
         route = self.registry.resolve(recipe.route)
         if route is None:
             raise LookupError(f"the model {recipe.route!r} is no longer served")

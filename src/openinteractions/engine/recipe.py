@@ -13,7 +13,7 @@ from typing import Any
 
 from .. import jsontext
 
-RECIPE_VERSION = 1
+RECIPE_VERSION = 2  # 2: ``request`` leaves out what ``echo`` holds (1 held both; still read)
 
 
 @dataclass(frozen=True)
@@ -27,7 +27,7 @@ class RunRecipe:
     created_at: float
     expires_at: float
     previous_interaction_id: str | None
-    request: dict[str, Any]  # the validated create request as JSON, without its input
+    request: dict[str, Any]  # the validated create request as JSON, without its input and ``echo``'s fields
     echo: dict[str, Any]  # request fields shown on the resource, and the raw input (the row's ``request``)
     input_steps: list[dict[str, Any]]  # the normalised input, as wire JSON (the row's ``input_steps``)
     timeout: float
@@ -35,8 +35,13 @@ class RunRecipe:
     tool_budget: float
 
     @property
+    def create_request(self) -> dict[str, Any]:
+        """The validated create request as JSON, without its input: the row stores each field once."""
+        return {**{k: v for k, v in self.echo.items() if k != "input"}, **self.request}
+
+    @property
     def summaries(self) -> bool:
-        config = self.request.get("generation_config") or {}
+        config = self.create_request.get("generation_config") or {}
         return config.get("thinking_summaries") == "auto"
 
     def dumps(self) -> str:
@@ -49,6 +54,6 @@ class RunRecipe:
     @classmethod
     def loads(cls, text: str, echo: dict[str, Any], input_steps: list[dict[str, Any]]) -> RunRecipe:
         data = json.loads(text)
-        if data.pop("version", None) != RECIPE_VERSION:
+        if data.pop("version", None) not in (1, RECIPE_VERSION):
             raise ValueError("a recipe written by another version of the server")
         return cls(**data, echo=echo, input_steps=input_steps)

@@ -206,7 +206,7 @@ class InteractionService:
         recipe = self._recipe(req, route, owner, inputs, store, now)
         size = 0
         if store:
-            size = _stored_size(recipe.echo) + _json_size(recipe.request)  # the row keeps both, and the recipe
+            size = _stored_size(recipe.echo) + _json_size(recipe.request)  # the row keeps both
             await self._check_quota(owner, now, size)
         try:
             job = self.executor.prepare(recipe, history + inputs, inputs, req)
@@ -260,7 +260,7 @@ class InteractionService:
             created_at=now,
             expires_at=now + limits.store.retention_seconds,
             previous_interaction_id=req.previous_interaction_id,
-            request=req.model_dump(mode="json", exclude={"input"}, exclude_none=True, by_alias=True),
+            request=req.model_dump(mode="json", exclude={"input", *ECHO_FIELDS}, exclude_none=True, by_alias=True),
             echo=echo,
             input_steps=[s.wire() for s in inputs],
             timeout=limits.limits.run_timeout_seconds,
