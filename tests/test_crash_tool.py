@@ -43,4 +43,5 @@ def test_a_server_tool_cut_off_by_a_crash_runs_again_and_the_run_goes_on(tmp_pat
         "code_execution_call", "code_execution_result", "model_output"]  # fmt: skip
     assert got["steps"][1]["result"] == reference["steps"][1]["result"] == "42\n"
     assert got["steps"][2] == reference["steps"][2]
+    assert got["usage"] == reference["usage"]  # the first round's, saved before its tool ran, counts
     assert sum(e.get("step", {}).get("type") == "code_execution_call" for e in joined) == 1  # not logged twice

@@ -266,6 +266,7 @@ class Executor:
                            record.lease_owner or "?")  # fmt: skip
             run = self.start(job, logged)
             run.cancel_at_start = record.cancel_requested is not None
+            run.usage_before = record.usage
 
     async def _job_of(self, record: StoredInteraction) -> Job:
         if record.recipe is None:

@@ -152,6 +152,7 @@ class Run:
         self._interrupted: ServerCall | None = None  # a server tool a crash cut off, run again on taking over
         self.lost = False  # another server runs it now: this one stops without writing anything more
         self.cancel_at_start = False  # taken over with a cancel asked for: it ends cancelled at once
+        self.usage_before: str | None = None  # taken over: the usage its earlier rounds had (JSON)
 
     def lose(self) -> None:
         """Another server took this run over (it took this one for dead): stop now and write nothing more."""
@@ -223,7 +224,7 @@ class Run:
     async def execute(self, logged: list[bytes] | None = None) -> None:
         """Run the interaction; ``logged``: a run taken over after a crash, whose log so far this is."""
         writer = StepWriter(self.emit, self._signer, self.spec.summaries)
-        tally = _Tally()
+        tally = _Tally(usage=_report(self.usage_before))
         first_round = None
         try:
             if logged is None and (self.slots is None or self._take_slot()):
@@ -389,9 +390,17 @@ class Run:
     async def _generate(self, writer: StepWriter, tally: _Tally, first_round: int | None) -> None:
         spec, job = self.spec, self.job
         tools = ToolLoop(job.tools, self._backend, job.generation, writer, self.assembler, base=self._base,
-                         max_rounds=spec.max_tool_rounds, time_budget=spec.tool_budget)  # fmt: skip
+                         max_rounds=spec.max_tool_rounds, time_budget=spec.tool_budget,
+                         round_done=lambda: self._save_usage(tally))  # fmt: skip
         await tools.run(lambda: self._round(writer, tally), job.inputs, self._ready_for_steps, first_round,
                         self._interrupted)  # fmt: skip
+
+    def _save_usage(self, tally: _Tally) -> None:
+        """Between rounds, a stored run keeps its usage so far: a run taken over after a crash counts it."""
+        if self.spec.store and tally.usage is not None and self._inserted is not None:
+            usage = usage_model(tally.usage, _all_text(self.job.generation.history))
+            if usage is not None:
+                self._store.save_usage(self.id, jsontext.dumps(usage.wire()))
 
     async def _ready_for_steps(self) -> None:
         """No step goes out before the announcement and, with store, before the row is durable."""
@@ -511,6 +520,15 @@ async def _landed(work: asyncio.Future[Any], *, ending: bool) -> None:
     if cancelled is not None and not ending:
         raise cancelled
     work.result()
+
+
+def _report(usage: str | None) -> UsageReport | None:
+    """The usage a run saved between its rounds (a ``Usage`` as JSON), back as a report to add to."""
+    if not usage:
+        return None
+    u = Usage.model_validate_json(usage)
+    return UsageReport(u.total_input_tokens or 0, u.total_output_tokens or 0, u.total_thought_tokens or 0,
+                       u.total_cached_tokens or 0, u.total_tool_use_tokens or 0)  # fmt: skip
 
 
 def _all_text(steps: list[Any]) -> bool:

@@ -52,6 +52,7 @@ class ToolLoop:
         max_rounds: int,
         time_budget: float,
         base: list[Step] | None = None,
+        round_done: Callable[[], None] | None = None,
     ) -> None:
         """``base``: the history before this interaction's own steps (the generation's, unless a run taken
         over after a crash has set that to where it stopped)."""
@@ -64,6 +65,7 @@ class ToolLoop:
         self.time_left = time_budget  # tool time only: the model's own time is the run's timeout
         self.sources: dict[str, str] = {}  # url -> title, of everything the model was given
         self._base = list(generation.history if base is None else base)
+        self._round_done = round_done  # called once a round that called server tools has generated
         writer.server_tools = frozenset(tools)
 
     async def run(
@@ -93,6 +95,8 @@ class ToolLoop:
             if not calls:
                 await self._cite()
                 return
+            if self._round_done is not None:
+                self._round_done()
             await self.writer.close()
             for call in calls:
                 await self._execute(call)

@@ -100,6 +100,10 @@ class Store(Protocol):
         """Queue one event of a running interaction, after its row's insert (group commit)."""
         ...
 
+    def save_usage(self, interaction_id: str, usage: str) -> None:
+        """Keep a running interaction's usage so far (JSON), for whoever takes it over after a crash."""
+        ...
+
     def heartbeat(self, interaction_ids: Sequence[str], owner: str, until: float) -> asyncio.Future[None]:
         """Extend the lease of runs held by ``owner``."""
         ...

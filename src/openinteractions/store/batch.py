@@ -2,8 +2,9 @@
 
 A batch holds ``(kind, params, future)`` operations in the order they were queued: ``insert`` (a run's row),
 ``event`` (one event of a running interaction, no future: the store reports committed events to its watcher),
-``finish`` (a run's result and whole log), ``lease`` (a heartbeat) and ``rows`` (another module's inserts, such
-as the webhooks' outbox, that must commit with the results they go with). Inserts go first, then events, then
+``finish`` (a run's result and whole log), ``lease`` (a heartbeat), ``usage`` (a running run's usage so far)
+and ``rows`` (another module's inserts, such as the webhooks' outbox, that must commit with the results they go
+with). Inserts go first, then events, then
 results. Events of a run whose result is in the same batch are not written one by one: its result carries
 them all, and the rows of its earlier events are deleted in the same transaction.
 
@@ -61,6 +62,7 @@ def _apply(cursor: Any, mark: str, batch: list[Op], server: str) -> None:
     large = []
     appended = []
     leases = []
+    usages = []
     for kind, params, _ in batch:
         if kind == "event":
             if params[0] not in finished:
@@ -68,6 +70,9 @@ def _apply(cursor: Any, mark: str, batch: list[Op], server: str) -> None:
             continue
         if kind == "lease":
             leases.append(params)
+            continue
+        if kind == "usage":
+            usages.append((*params, server))
             continue
         if kind != "finish":
             continue
@@ -90,6 +95,8 @@ def _apply(cursor: Any, mark: str, batch: list[Op], server: str) -> None:
         cursor.executemany(f"INSERT INTO events (interaction_id, seq, frame) VALUES ({m}, {m}, {m})", appended)
     if leases:
         cursor.executemany(f"UPDATE interactions SET lease_until = {m} WHERE id = {m} AND lease_owner = {m}", leases)
+    if usages:
+        cursor.executemany(f"UPDATE interactions SET usage = {m} WHERE id = {m} AND lease_owner = {m}", usages)
     if finishes:
         sql = (f"UPDATE interactions SET status = {m}, updated_at = {m}, steps = {m}, usage = {m}, errors = {m}, "
                f"events = {m}, size = size + {m}, lease_owner = NULL, lease_until = NULL "

@@ -192,6 +192,11 @@ class SqlStore:
             self._pending.append(("lease", [until, interaction_id, owner], None))
         return self._queue("lease", [until, interaction_ids[-1], owner])
 
+    def save_usage(self, interaction_id: str, usage: str) -> None:
+        """Keep a running interaction's usage so far (JSON), for whoever takes it over after a crash."""
+        self._pending.append(("usage", [usage, interaction_id], None))
+        self._wake.set()
+
     def _settle(self, batch: list[Op]) -> None:
         """A batch is committed: its futures are resolved and its events reported, in order."""
         committed = self._committed
