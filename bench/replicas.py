@@ -1,7 +1,7 @@
 """Several OpenInteractions servers (replicas) on one PostgreSQL database: what they serve together, how fast
 a run executing on one of them reaches a reader on another, and how long a killed replica's runs wait.
 
-    python bench/replicas.py [--rounds 3] [--seconds 5] [--concurrency 10 100] [--pg "host=127.0.0.1 ..."]
+    python bench/replicas.py [--rounds 4] [--seconds 4] [--concurrency 10 100] [--pg "host=127.0.0.1 ..."]
 
 Everything on loopback, in a scratch database created here and dropped at the end. Three measurements:
 
@@ -162,7 +162,6 @@ async def cross_latency(a: Replica, b: Replica, dsn: str, runs: int, args: argpa
     # The first delta waits a while, so that every reader is attached before the deltas are committed.
     script = paced(args.latency_deltas, args.pace_ms, first_ms=1000 + 20 * runs)
     pids = [a.proc.pid if a.proc else 0, b.proc.pid if b.proc else 0]
-    cpu, wall, client = [cpu_seconds(pid) for pid in pids], time.perf_counter(), time.process_time()
     async with Commits(dsn) as commits, httpx.AsyncClient(timeout=60) as http:
         streams: list[tuple[str, Stream, Stream]] = []
         tasks = []
@@ -174,6 +173,10 @@ async def cross_latency(a: Replica, b: Replica, dsn: str, runs: int, args: argpa
                 asyncio.create_task(follow(a.port, interaction_id, on_a)),
                 asyncio.create_task(follow(b.port, interaction_id, on_b)),
             ]
+        # CPU from the first delta on: the lead-in, where everything idles, would dilute it.
+        while not any("step.delta" in on_a.types for _, on_a, _ in streams):
+            await asyncio.sleep(0.005)
+        cpu, wall, client = [cpu_seconds(pid) for pid in pids], time.perf_counter(), time.process_time()
         await asyncio.wait_for(asyncio.gather(*tasks), 120 + args.latency_deltas * args.pace_ms / 1000 * 4)
         wall = time.perf_counter() - wall
         busy = [(cpu_seconds(pid) - before) / wall for pid, before in zip(pids, cpu, strict=True)]
@@ -217,7 +220,7 @@ def report_latency(rows: list[dict[str, Any]], args: argparse.Namespace) -> None
     print(
         f"\nBackground runs on A, {args.latency_deltas} text deltas each, a pause of {args.pace_ms:g} ms after "
         'each; every run read live on A and on B; milliseconds. "commit" is when this script\'s own LISTEN '
-        "heard the commit's notification; CPU: busy share of one core over the phase\n"
+        "heard the commit's notification; CPU: busy share of one core from the first delta to the last stream's end\n"
     )
     print(
         "| runs at once | deltas measured | deltas/s on A (all runs) | B - A p50 | B - A p99 | B - A max "
@@ -365,8 +368,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pg", default="host=127.0.0.1 port=5432 user=postgres dbname=postgres")
     parser.add_argument("--deltas", type=int, default=64, help="text deltas of each throughput create")
-    parser.add_argument("--seconds", type=float, default=5.0)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=4.0)
+    parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[10, 100])
     parser.add_argument("--pace-ms", type=float, default=10.0, help="pause after each delta of a background run")
     parser.add_argument("--latency-runs", type=int, nargs="+", default=[1, 10, 50])
