@@ -117,9 +117,16 @@ def build_request(host: str, port: int, path: str, body: dict[str, object], head
 
 
 async def run(host: str, port: int, request: bytes, concurrency: int, seconds: float) -> Result:
+    return await run_spread([(host, port, request)], concurrency, seconds)
+
+
+async def run_spread(targets: list[tuple[str, int, bytes]], concurrency: int, seconds: float) -> Result:
+    """Like ``run``, with worker i on ``targets[i % len(targets)]``: connections spread round-robin over
+    several servers (each target's request names its own host)."""
     result = Result()
     started = time.perf_counter()
     deadline = started + seconds
-    await asyncio.gather(*(_worker(host, port, request, deadline, result) for _ in range(concurrency)))
+    workers = (_worker(*targets[i % len(targets)], deadline, result) for i in range(concurrency))
+    await asyncio.gather(*workers)
     result.elapsed = time.perf_counter() - started
     return result

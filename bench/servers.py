@@ -20,7 +20,7 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _wait_for_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 120.0) -> None:
+def wait_for_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 120.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -37,7 +37,7 @@ def process(args: list[str], port: int, env: dict[str, str] | None = None) -> It
     """Run ``args`` until the block ends; it is ready once something accepts connections on ``port``."""
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, env=env)
     try:
-        _wait_for_port(port, proc)
+        wait_for_port(port, proc)
         yield proc
     finally:
         proc.terminate()
