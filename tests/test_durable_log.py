@@ -111,8 +111,9 @@ def test_leases_are_claimed_once_renewed_and_taken_over_when_they_run_out(tmp_pa
         await store.heartbeat(["r1"], a, 20.0)  # after the events: committed with them, or after
         assert committed == [("r1", 1), ("r1", 2), ("r3", 1)]
         assert await store.run_events("r1") == [b"event: e\ndata: 1\n\n", b"event: e\ndata: 2\n\n"]
-        assert await store.live_events("r1", 1) == [b"event: e\ndata: 2\n\n"]
-        assert await store.leases() == ({a}, {a})  # the leases name a; a is alive (on PostgreSQL: its lock)
+        assert await store.live_events({"r1": 1, "r3": 0, "nope": 0}) == {
+            "r1": [b"event: e\ndata: 2\n\n"], "r3": [b"event: e\ndata: 1\n\n"], "nope": None}  # fmt: skip
+        assert await store.leases() == ({a: 3}, {a})  # the leases name a; a is alive (on PostgreSQL: its lock)
         assert await store.claim(b, 5.0, 40.0, set()) == []  # every lease still holds
         taken = await store.claim(b, 15.0, 40.0, set())  # r2's ran out at 10; r1's renewed to 20
         assert [r.id for r in taken] == ["r2", "r3"]
@@ -122,12 +123,13 @@ def test_leases_are_claimed_once_renewed_and_taken_over_when_they_run_out(tmp_pa
         final = FinalState("completed", 2.0, "[]", None, None)
         await store.finish("r1", final, [b"event: e\ndata: 1\n\n", b"event: e\ndata: 2\n\n"])
         assert await store.run_events("r1") == []
-        assert await store.live_events("r1", 0) is None  # ended
+        assert await store.live_events({"r1": 0}) == {"r1": None}  # ended
         await store.finish("r3", final, [b"event: e\ndata: 1\n\n"])  # c holds r3: a's result is not written
         assert await store.run_events("r3") == [b"event: e\ndata: 1\n\n"]
         assert (await store.get("r3", "o", 0.0)).status == "in_progress"  # type: ignore[union-attr]
         assert await store.claim(d, 50.0, 60.0, set()) == []  # c's leases hold until 90
-        assert [r.id for r in await store.claim(d, 50.0, 90.0, {c})] == ["r2", "r3"]  # unless c is dead
+        assert [r.id for r in await store.claim(d, 50.0, 90.0, {c}, limit=1)] == ["r2"]  # unless c is dead
+        assert [r.id for r in await store.claim(d, 50.0, 90.0, {c})] == ["r3"]
         assert await store.request_cancel("r2", "o", 51.0) is True
         assert await store.request_cancel("r1", "o", 51.0) is False  # it has ended
         assert await store.run_states(["r2"]) == {"r2": (d, True)}

@@ -60,7 +60,7 @@ def test_store_retention_chain_and_ownership(tmp_path: Path) -> None:
         assert await store.events("a") == b""
         assert await store.delete("b", "other") is False
         assert await store.delete("b", "o") is True
-        assert await store.live_events("c", 0) == []  # unfinished, nothing logged
+        assert await store.live_events({"c": 0}) == {"c": []}  # unfinished, nothing logged
         await store.close()
 
     asyncio.run(scenario())

@@ -244,12 +244,15 @@ class Executor:
             return
         named, alive = await self.store.leases()
         now = asyncio.get_running_loop().time()
-        absent = named - alive - {self.server_id}
+        absent = named.keys() - alive - {self.server_id}
         self._absent = {server: self._absent.get(server, now) for server in absent}
         grace = self.settings.store.replica_grace_seconds if self.store.shared else 0.0
         dead = {server for server, since in self._absent.items() if now - since >= grace}
+        # A dead server's runs are spread over the live ones: each takes its share per pass, and the next pass
+        # takes what another has not.
+        share = -(-sum(named[server] for server in dead) // max(1, len(alive))) if dead and self.store.shared else None
         until = self.clock() + self.settings.limits.run_lease_seconds
-        await self._continue(await self.store.claim(self.server_id, self.clock(), until, dead))
+        await self._continue(await self.store.claim(self.server_id, self.clock(), until, dead, share))
 
     async def _continue(self, records: list[StoredInteraction]) -> None:
         for record in records:

@@ -158,16 +158,21 @@ class Store(Protocol):
         the other servers see it alive from now until its process ends."""
         ...
 
-    async def leases(self) -> tuple[set[str], set[str]]:
-        """(the servers named by the leases of unfinished runs, the servers alive on the database)."""
+    async def leases(self) -> tuple[dict[str, int], set[str]]:
+        """(the servers named by the leases of unfinished runs, with how many each, the servers alive on the
+        database)."""
         ...
 
-    async def live_events(self, interaction_id: str, after: int) -> list[bytes] | None:
-        """The committed events after event ``after`` of a run that has not ended; None if it has (or is gone)."""
+    async def live_events(self, positions: dict[str, int]) -> dict[str, list[bytes] | None]:
+        """For each run, the committed events after its position (events so far); None if it has ended (or is
+        gone)."""
         ...
 
-    async def claim(self, owner: str, now: float, until: float, dead: set[str]) -> list[StoredInteraction]:
-        """Take for ``owner`` the lease of unfinished runs whose lease ran out or names a server in ``dead``."""
+    async def claim(
+        self, owner: str, now: float, until: float, dead: set[str], limit: int | None = None
+    ) -> list[StoredInteraction]:
+        """Take for ``owner`` the lease of unfinished runs (up to ``limit``) whose lease ran out or names a
+        server in ``dead``."""
         ...
 
     async def run_states(self, interaction_ids: Sequence[str]) -> dict[str, tuple[str | None, bool]]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, and_, select, text, update
+from sqlalchemy import Connection, and_, func, or_, select, text, update
 
 from .replicas import CANCEL_CHANNEL, LIVE_SERVERS_SQL, server_of
 from .tables import UNFINISHED, events, interactions, server_secrets
@@ -16,34 +16,45 @@ RECORD_COLUMNS = [c for c in interactions.c if c.name not in ("events", "size", 
 _KEEP_SECRET = text("INSERT INTO server_secrets (name, value) VALUES (:name, :value) ON CONFLICT (name) DO NOTHING")
 
 
-def leases(conn: Connection, shared: bool) -> tuple[set[str], set[str]]:
-    """(the servers named by the leases of unfinished runs, the servers alive on a shared database)."""
-    owners = select(interactions.c.lease_owner).where(UNFINISHED).distinct()
-    named = {row[0] for row in conn.execute(owners) if row[0]}
+def leases(conn: Connection, shared: bool) -> tuple[dict[str, int], set[str]]:
+    """(the servers named by the leases of unfinished runs, with how many each, the servers alive on a shared
+    database)."""
+    c = interactions.c
+    owners = select(c.lease_owner, func.count()).where(UNFINISHED).group_by(c.lease_owner)
+    named = {row[0]: int(row[1]) for row in conn.execute(owners) if row[0]}
     alive = {server_of(*row) for row in conn.execute(text(LIVE_SERVERS_SQL))} if shared else set()
     return named, alive
 
 
-def live_events(conn: Connection, interaction_id: str, after: int) -> list[bytes] | None:
-    status = select(interactions.c.status).where(interactions.c.id == interaction_id)
-    if conn.execute(status).scalar_one_or_none() not in ("in_progress", "queued"):
-        return None
-    e = events.c
-    rows = select(e.seq, e.frame).where(and_(e.interaction_id == interaction_id, e.seq > after)).order_by(e.seq)
-    frames: list[bytes] = []
-    for seq, frame in conn.execute(rows):
-        if seq != after + len(frames) + 1:  # never expected: the log is read up to its first gap
-            break
-        frames.append(bytes(frame))
-    return frames
+def live_events(conn: Connection, positions: dict[str, int]) -> dict[str, list[bytes] | None]:
+    """For each run, the committed events after its position; None for a run that has ended (or is gone).
+    Two queries for any number of runs: a replica following many runs reads them together."""
+    c, e = interactions.c, events.c
+    statuses = dict(conn.execute(select(c.id, c.status).where(c.id.in_(list(positions)))).all())
+    running: dict[str, list[bytes] | None] = {i: [] for i in positions if statuses.get(i) in ("in_progress", "queued")}
+    found: dict[str, list[bytes] | None] = dict.fromkeys(positions)
+    found.update(running)
+    if running:
+        wanted = or_(*(and_(e.interaction_id == i, e.seq > positions[i]) for i in running))
+        rows = select(e.interaction_id, e.seq, e.frame).where(wanted).order_by(e.interaction_id, e.seq)
+        for interaction_id, seq, frame in conn.execute(rows):
+            frames = running[interaction_id]
+            assert frames is not None
+            if seq == positions[interaction_id] + len(frames) + 1:  # read up to a gap (never expected)
+                frames.append(bytes(frame))
+    return found
 
 
-def claim(conn: Connection, owner: str, now: float, until: float, dead: set[str], shared: bool) -> list[Any]:
+def claim(
+    conn: Connection, owner: str, now: float, until: float, dead: set[str], shared: bool, limit: int | None
+) -> list[Any]:
     c = interactions.c
     lapsed = c.lease_until.is_(None) | (c.lease_until < now)
     if dead:
         lapsed = lapsed | c.lease_owner.in_(sorted(dead))
     query = select(*RECORD_COLUMNS, c.lease_owner).where(and_(UNFINISHED, lapsed)).order_by(c.created_at)
+    if limit is not None:
+        query = query.limit(limit)
     if shared:
         query = query.with_for_update(skip_locked=True)
     rows = list(conn.execute(query).all())

@@ -50,6 +50,7 @@ from .tables import CHAIN_SQL, create_or_migrate, events, interactions
 
 logger = logging.getLogger(__name__)
 _RECORD_COLUMNS = runs.RECORD_COLUMNS
+_RUNS_PER_READ = 200  # runs whose new events one query reads (replicas following many runs)
 _CHECKPOINT_EVERY = 1000  # writes committed on the loop's thread between two WAL checkpoints
 
 
@@ -472,20 +473,32 @@ class SqlStore:
             self._membership = Membership(self._url, server_id, self._listener)
             await self._membership.start()
 
-    async def leases(self) -> tuple[set[str], set[str]]:
-        """(the servers named by the leases of unfinished runs, the servers alive on the database)."""
+    async def leases(self) -> tuple[dict[str, int], set[str]]:
+        """(the servers named by the leases of unfinished runs, with how many each, the servers alive on the
+        database)."""
         named, alive = await self._read(lambda conn: runs.leases(conn, self.shared))
         return named, alive if self.shared else {self._server_id}
 
-    async def live_events(self, interaction_id: str, after: int) -> list[bytes] | None:
-        """The committed events after event ``after`` of a run that has not ended; None if it has (or is gone)."""
-        frames: list[bytes] | None = await self._read(lambda conn: runs.live_events(conn, interaction_id, after))
-        return frames
+    async def live_events(self, positions: dict[str, int]) -> dict[str, list[bytes] | None]:
+        """For each run, the committed events after its position (events so far); None if it has ended."""
+        found: dict[str, list[bytes] | None] = {}
+        pairs = list(positions.items())
+        for start in range(0, len(pairs), _RUNS_PER_READ):
+            part = dict(pairs[start : start + _RUNS_PER_READ])
 
-    async def claim(self, owner: str, now: float, until: float, dead: set[str]) -> list[StoredInteraction]:
-        """Take the lease of unfinished runs whose lease ran out or names a server in ``dead``. PostgreSQL
-        skips rows another replica is claiming, so that replicas claim side by side."""
-        rows = await self._transaction(lambda conn: runs.claim(conn, owner, now, until, dead, self.shared))
+            def read(conn: Connection, part: dict[str, int] = part) -> dict[str, list[bytes] | None]:
+                return runs.live_events(conn, part)
+
+            found.update(await self._read(read))
+        return found
+
+    async def claim(
+        self, owner: str, now: float, until: float, dead: set[str], limit: int | None = None
+    ) -> list[StoredInteraction]:
+        """Take the lease of unfinished runs (up to ``limit``) whose lease ran out or names a server in
+        ``dead``. PostgreSQL skips rows another replica is claiming, so that replicas claim side by side."""
+        shared = self.shared
+        rows = await self._transaction(lambda conn: runs.claim(conn, owner, now, until, dead, shared, limit))
         return [_row_to_record(row) for row in rows]
 
     async def run_states(self, interaction_ids: Sequence[str]) -> dict[str, tuple[str | None, bool]]:

@@ -13,6 +13,7 @@ import logging
 from sqlalchemy import (
     BigInteger,
     Column,
+    Connection,
     Engine,
     Float,
     Index,
@@ -117,10 +118,21 @@ CHAIN_SQL = text(
 )
 
 
+_SCHEMA_LOCK = 0x6F695F736368656D  # "oi_schem": PostgreSQL advisory lock key, held while the schema is made
+
+
+def schema_lock(conn: Connection) -> None:
+    """Replicas starting together on an empty PostgreSQL database would race to create the same tables (one
+    fails on a duplicate type): they take turns, for the transaction."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SCHEMA_LOCK})
+
+
 def create_or_migrate(engine: Engine) -> None:
     """Create the tables; a database made before the size column gets it, filled in from what its rows store,
     and its indexes, in one transaction (once: a large database takes a while)."""
     with engine.begin() as conn:
+        schema_lock(conn)
         metadata.create_all(conn)
         if "size" not in {column["name"] for column in inspect(conn).get_columns("interactions")}:
             logger.warning("adding the size column to the stored interactions (once; a large store takes a while)")

@@ -33,6 +33,8 @@ from sqlalchemy import (
     update,
 )
 
+from ..store.tables import schema_lock
+
 metadata = MetaData()
 
 webhooks = Table(
@@ -104,6 +106,7 @@ _LISTED = [outbox.c[name] for name in
 
 
 def create(conn: Connection) -> None:
+    schema_lock(conn)
     metadata.create_all(conn)
 
 
