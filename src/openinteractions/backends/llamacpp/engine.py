@@ -8,6 +8,11 @@ Jobs stream their tokens back to asyncio through ``call_soon_threadsafe``.
 Each slot is a llama.cpp sequence that keeps its tokens in the KV cache after its job ends. A new job goes to
 the free slot whose cached tokens share the longest prefix with its prompt, so a conversation's next turn
 only evaluates what is new.
+
+A job may continue an answer cut off by a crash: its ``replay`` tokens (the answer so far) follow the prompt
+and are fed one per step, as they were when they were generated, each taking the place of a sampled token. A
+token evaluated in a batch of several gets other values than alone, so the same tokens evaluated as part of the
+prompt made greedy decoding go on differently (at 13 of 20 cuts tried); replayed, it goes on exactly.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import logging
+import math
 import queue
 import random
 import threading
@@ -70,11 +76,15 @@ class Job:
     # Called in the worker with the text generated so far: a Sampling to switch to, True to keep the current
     # one for good, None to be asked again after the next token.
     switch: Callable[[str], Sampling | bool | None] | None = None
+    # The answer so far, when the job continues one (see the module's doc): fed after the prompt, not sent back.
+    replay: list[int] = field(default_factory=list)
     cancelled: bool = False
     # scheduler state
     slot: int = -1
     pending: list[int] = field(default_factory=list)
     generated: list[int] = field(default_factory=list)
+    next_token: int = -1  # the token the next step feeds: the last one sampled or replayed
+    replayed: int = 0
     text: str = ""
     cached: int = 0
     sampler: Any = None
@@ -247,7 +257,7 @@ class LlamaEngine:
 
     def _step(self) -> None:
         batch, n = self._batch, 0
-        decoding = [s for s in self._slots if s.job is not None and not s.job.pending and s.job.generated]
+        decoding = [s for s in self._slots if s.job is not None and not s.job.pending and s.job.next_token >= 0]
         prefilling = [s for s in self._slots if s.job is not None and s.job.pending]
         for slot in list(decoding) + list(prefilling):
             if slot.job is not None and slot.job.cancelled:
@@ -257,8 +267,8 @@ class LlamaEngine:
         for slot in decoding:
             job = slot.job
             assert job is not None
-            n = self._add(n, job.generated[-1], len(slot.tokens), slot.seq, True)
-            slot.tokens.append(job.generated[-1])
+            n = self._add(n, job.next_token, len(slot.tokens), slot.seq, True)
+            slot.tokens.append(job.next_token)
             job.logit_index = n - 1
         budget = self._batch_size - n
         for i, slot in enumerate(prefilling):
@@ -295,12 +305,16 @@ class LlamaEngine:
         return n + 1
 
     def _sample(self, slot: _Slot, job: Job) -> None:
+        if job.replayed < len(job.replay):
+            self._replay(slot, job)
+            return
         token = L.llama_sampler_sample(job.sampler, self._ctx, job.logit_index)
         job.logit_index = -1
         if L.llama_vocab_is_eog(self.vocab, token):
             self._finish(slot, ("end", "stop", self._stats(job)))
             return
         job.generated.append(token)
+        job.next_token = token
         piece = self.token_text(token)
         job.on_event(("token", token, piece))
         if job.switch is not None:
@@ -315,6 +329,22 @@ class LlamaEngine:
             self._finish(slot, ("end", "max_tokens", self._stats(job)))
         elif len(slot.tokens) + 1 >= self.context_size:
             self._finish(slot, ("end", "context_full", self._stats(job)))
+
+    def _replay(self, slot: _Slot, job: Job) -> None:
+        """The next token of the answer so far takes the place of a sampled one. Without a grammar the sampler
+        still draws, so that a seeded one goes on from the state it would have had; a grammar (whose draw would
+        also advance it by the token drawn) is advanced by the replayed token, once it is seen to admit it."""
+        token = job.replay[job.replayed]
+        job.replayed += 1
+        if job.sampling.grammar is None:
+            L.llama_sampler_sample(job.sampler, self._ctx, job.logit_index)
+        elif _admits(L.llama_sampler_chain_get(job.sampler, 0), token):
+            L.llama_sampler_accept(job.sampler, token)
+        else:
+            self._finish(slot, ("error", "the answer to continue does not fit its grammar"))
+            return
+        job.logit_index = -1
+        job.next_token = token
 
     def _stats(self, job: Job) -> dict[str, Any]:
         return {"prompt_tokens": len(job.prompt), "cached_tokens": job.cached, "generated_tokens": len(job.generated)}
@@ -356,6 +386,14 @@ def _common_prefix(a: list[int], b: list[int]) -> int:
     while i < n and a[i] == b[i]:
         i += 1
     return i
+
+
+def _admits(grammar: Any, token: int) -> bool:
+    """Whether a grammar sampler admits ``token`` next (accepting one it does not would abort the process)."""
+    candidate = (L.llama_token_data * 1)(L.llama_token_data(token, 0.0, 0.0))
+    candidates = L.llama_token_data_array(candidate, 1, -1, False)
+    L.llama_sampler_apply(grammar, ctypes.byref(candidates))
+    return bool(math.isfinite(candidate[0].logit))
 
 
 def _sampler_chain(vocab: Any, sampling: Sampling) -> Any:
