@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from openinteractions.backends.base import (
+    BackendError,
     CallArguments,
     CallStart,
     GenerationRequest,
@@ -82,6 +83,18 @@ def test_a_cut_answer_goes_on_exactly_as_it_would_have(backend: LlamaCppBackend,
         assert so_far + "".join(rest) == "".join(whole), cut
 
 
+def test_a_cut_between_tokens_that_read_back_as_one_goes_on_exactly(backend: LlamaCppBackend) -> None:
+    """The model wrote a blank line as two newline tokens; the text so far, ending with them, would tokenize into
+    one. Replayed, the model writes the same two tokens again, and goes on the same."""
+    prompt = "Write a short poem about the sea."
+    whole = texts(events(backend, request(prompt, config={"max_output_tokens": 60})))
+    cuts = [k for k in range(2, len(whole)) if whole[k - 2].endswith("\n") and whole[k - 1] == "\n"]
+    assert cuts, whole
+    so_far = "".join(whole[: cuts[0]])
+    rest = texts(events(backend, request(prompt, Resume([], "model_output", so_far), config={"max_output_tokens": 60})))
+    assert so_far + "".join(rest) == "".join(whole)
+
+
 def test_a_cut_answer_whose_budget_is_spent_ends_at_once(backend: LlamaCppBackend) -> None:
     """Its tokens count against max_output_tokens as when they were generated."""
     prompt = "Explain how a bicycle works."
@@ -114,20 +127,33 @@ def test_an_answer_cut_after_its_thought_reads_the_thought_from_its_signature(ba
     assert "".join(answer[:3]) + "".join(texts(rest)) == "".join(answer)
 
 
-def test_cut_json_output_goes_on_under_its_grammar(backend: LlamaCppBackend) -> None:
-    schema = {
+TRIP = TextResponseFormat(
+    type="text",
+    mime_type="application/json",
+    schema={
         "type": "object",
         "properties": {"city": {"type": "string"}, "days": {"type": "integer"}},
         "required": ["city", "days"],
-    }
-    fmt = TextResponseFormat(type="text", mime_type="application/json", schema=schema)
+    },
+)
+
+
+@pytest.mark.parametrize("config", [{}, {"temperature": 1.0, "seed": 5}], ids=["greedy", "seeded"])
+def test_cut_json_output_goes_on_under_its_grammar(backend: LlamaCppBackend, config: dict[str, Any]) -> None:
     prompt = "Plan a trip: give a city and a number of days."
-    whole = texts(events(backend, request(prompt, response_format=fmt)))
+    whole = texts(events(backend, request(prompt, response_format=TRIP, config=config)))
     json.loads("".join(whole))
     for cut in (2, len(whole) // 2):
         so_far = "".join(whole[:cut])
-        rest = texts(events(backend, request(prompt, Resume([], "model_output", so_far), response_format=fmt)))
+        resume = Resume([], "model_output", so_far)
+        rest = texts(events(backend, request(prompt, resume, response_format=TRIP, config=config)))
         assert so_far + "".join(rest) == "".join(whole), cut
+
+
+def test_a_text_the_grammar_does_not_admit_fails_the_round_not_the_process(backend: LlamaCppBackend) -> None:
+    resume = Resume([], "model_output", '{"town": ')
+    with pytest.raises(BackendError, match="does not fit its grammar"):
+        events(backend, request("Plan a trip.", resume, response_format=TRIP))
 
 
 def test_calls_cut_after_a_call_go_on_with_the_rest_of_the_array(backend: LlamaCppBackend) -> None:

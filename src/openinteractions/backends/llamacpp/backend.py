@@ -182,19 +182,17 @@ class LlamaCppBackend:
             prompt = self.engine.tokenize(think_prompt + "".join(reasoning).rstrip() + ANSWER_LEAD)
         answer = _Answer(plan, self.native_thinking)
         answer.prime(written.answer)
-        replay = self.engine.tokenize(written.answer) if written.answer else []
-        stats: dict[str, Any] = {"reason": "max_tokens"}  # if the answer so far used up the tokens
-        if plan.max_tokens > len(replay) and len(prompt) + len(replay) + 1 < self.engine.context_size:
-            sampling, switch = answer.sampling(plan)
-            generation = _Generation(self.engine, prompt, sampling, plan.max_tokens - len(replay), switch, replay)
-            async for kind, value in generation.events():
-                if kind == "text" and not answer.stopped:
-                    for event in answer.feed(value):
-                        yield event
-                    if answer.stopped:
-                        generation.stop()  # the engine still reports what was generated
-                elif kind == "end":
-                    stats = value
+        sampling, switch = answer.sampling(plan)
+        stats: dict[str, Any] = {}
+        generation = _Generation(self.engine, prompt, sampling, plan.max_tokens, switch, written.answer)
+        async for kind, value in generation.events():
+            if kind == "text" and not answer.stopped:
+                for event in answer.feed(value):
+                    yield event
+                if answer.stopped:
+                    generation.stop()  # the engine still reports what was generated
+            elif kind == "end":
+                stats = value
         for event in answer.flush():
             yield event
         if stats.get("reason") == "max_tokens" and answer.calls_open():
@@ -212,11 +210,8 @@ class LlamaCppBackend:
         self, plan: Plan, think_prompt: str, so_far: str, stats: dict[str, Any]
     ) -> AsyncGenerator[ThoughtChunk, None]:
         """The prompted reasoning pass, from ``so_far`` (a pass cut off by a crash) or from its start."""
-        replay = self.engine.tokenize(so_far) if so_far else []
-        if plan.think_budget <= len(replay):
-            return
         prompt = self.engine.tokenize(think_prompt)
-        thinking = _Generation(self.engine, prompt, plan.sampling, plan.think_budget - len(replay), replay=replay)
+        thinking = _Generation(self.engine, prompt, plan.sampling, plan.think_budget, replay=so_far)
         async for kind, value in thinking.events():
             if kind == "text":
                 yield ThoughtChunk(value)
@@ -234,11 +229,11 @@ class _Generation:
         sampling: Sampling,
         max_tokens: int,
         switch: Any = None,
-        replay: list[int] | None = None,
+        replay: str = "",
     ) -> None:
         self._events: asyncio.Queue[tuple[Any, ...]] = asyncio.Queue()
         deliver = deliver_to(asyncio.get_running_loop(), self._events)
-        self._job = Job(prompt, sampling, max_tokens, deliver, switch, replay or [])
+        self._job = Job(prompt, sampling, max_tokens, deliver, switch, replay.encode())
         try:
             engine.submit(self._job)
         except EngineClosed as exc:

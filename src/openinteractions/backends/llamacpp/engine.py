@@ -9,10 +9,14 @@ Each slot is a llama.cpp sequence that keeps its tokens in the KV cache after it
 the free slot whose cached tokens share the longest prefix with its prompt, so a conversation's next turn
 only evaluates what is new.
 
-A job may continue an answer cut off by a crash: its ``replay`` tokens (the answer so far) follow the prompt
-and are fed one per step, as they were when they were generated, each taking the place of a sampled token. A
-token evaluated in a batch of several gets other values than alone, so the same tokens evaluated as part of the
-prompt made greedy decoding go on differently (at 13 of 20 cuts tried); replayed, it goes on exactly.
+A job may continue an answer cut off by a crash: its ``replay`` text (the answer so far) is generated again,
+one token per step as it was the first time, and never sent back. While the token sampled is the text's next
+piece it is taken as it is: greedy or seeded decoding samples the very tokens it sampled before (however the
+text would tokenize: a grammar makes the model spell words out), so the decoding goes on exactly as it would
+have. Once one is not (unseeded sampling), the rest of the text is fed as it tokenizes, each token taking the
+place of a sampled one. Tokens evaluated as part of the prompt would have been faster but not exact: a token in
+a batch of several gets other values than alone, and greedy decoding went on differently at 13 of 24 cuts tried
+(with the very tokens generated). Replaying costs about what generating the text did.
 """
 
 from __future__ import annotations
@@ -76,15 +80,18 @@ class Job:
     # Called in the worker with the text generated so far: a Sampling to switch to, True to keep the current
     # one for good, None to be asked again after the next token.
     switch: Callable[[str], Sampling | bool | None] | None = None
-    # The answer so far, when the job continues one (see the module's doc): fed after the prompt, not sent back.
-    replay: list[int] = field(default_factory=list)
+    # The answer so far, when the job continues one (see the module's doc): generated again, not sent back.
+    # It counts against max_tokens, as it did the first time.
+    replay: bytes = b""
     cancelled: bool = False
     # scheduler state
     slot: int = -1
     pending: list[int] = field(default_factory=list)
     generated: list[int] = field(default_factory=list)
     next_token: int = -1  # the token the next step feeds: the last one sampled or replayed
-    replayed: int = 0
+    replayed: int = 0  # bytes of the replay text done
+    replayed_tokens: int = 0
+    forced: list[int] | None = None  # the replay's rest, as it tokenizes, once a sampled token was not its own
     text: str = ""
     cached: int = 0
     sampler: Any = None
@@ -165,8 +172,8 @@ class LlamaEngine:
             L.llama_model_meta_val_str(self._model, key.encode(), buf, len(buf))
         return buf.value.decode(errors="replace")
 
-    def tokenize(self, text: str, *, special: bool = True, add_bos: bool = False) -> list[int]:
-        data = text.encode()
+    def tokenize(self, text: str | bytes, *, special: bool = True, add_bos: bool = False) -> list[int]:
+        data = text.encode() if isinstance(text, str) else text
         capacity = len(data) + 8
         tokens = (L.llama_token * capacity)()
         n = L.llama_tokenize(self.vocab, data, len(data), tokens, capacity, add_bos, special)
@@ -305,7 +312,7 @@ class LlamaEngine:
         return n + 1
 
     def _sample(self, slot: _Slot, job: Job) -> None:
-        if job.replayed < len(job.replay):
+        if job.forced or (job.forced is None and job.replayed < len(job.replay)):
             self._replay(slot, job)
             return
         token = L.llama_sampler_sample(job.sampler, self._ctx, job.logit_index)
@@ -325,26 +332,42 @@ class LlamaEngine:
                 job.sampler = _sampler_chain(self.vocab, decision)
             if decision is not None:
                 job.switch = None
-        if len(job.generated) >= job.max_tokens:
+        if len(job.generated) + job.replayed_tokens >= job.max_tokens:
             self._finish(slot, ("end", "max_tokens", self._stats(job)))
         elif len(slot.tokens) + 1 >= self.context_size:
             self._finish(slot, ("end", "context_full", self._stats(job)))
 
     def _replay(self, slot: _Slot, job: Job) -> None:
-        """The next token of the answer so far takes the place of a sampled one. Without a grammar the sampler
-        still draws, so that a seeded one goes on from the state it would have had; a grammar (whose draw would
-        also advance it by the token drawn) is advanced by the replayed token, once it is seen to admit it."""
-        token = job.replay[job.replayed]
-        job.replayed += 1
-        if job.sampling.grammar is None:
-            L.llama_sampler_sample(job.sampler, self._ctx, job.logit_index)
-        elif _admits(L.llama_sampler_chain_get(job.sampler, 0), token):
+        """The next token of the replay text (see the module's doc)."""
+        job.logit_index, logits = -1, job.logit_index
+        job.replayed_tokens += 1
+        if job.forced is None:
+            rest = job.replay[job.replayed :]
+            trial = L.llama_sampler_clone(job.sampler)  # sampling changes its state: kept only if it fits
+            token = L.llama_sampler_sample(trial, self._ctx, logits)
+            piece = b"" if L.llama_vocab_is_eog(self.vocab, token) else self.token_text(token)
+            if piece and rest.startswith(piece):
+                L.llama_sampler_free(job.sampler)
+                job.sampler, job.next_token = trial, token
+                job.replayed += len(piece)
+                self._replayed(slot, job)
+                return
+            L.llama_sampler_free(trial)
+            job.forced = self.tokenize(rest)
+        token = job.forced.pop(0)
+        if job.sampling.grammar is not None:
+            if not _admits(L.llama_sampler_chain_get(job.sampler, 0), token):
+                self._finish(slot, ("error", "the answer to continue does not fit its grammar"))
+                return
             L.llama_sampler_accept(job.sampler, token)
-        else:
-            self._finish(slot, ("error", "the answer to continue does not fit its grammar"))
-            return
-        job.logit_index = -1
         job.next_token = token
+        self._replayed(slot, job)
+
+    def _replayed(self, slot: _Slot, job: Job) -> None:
+        if job.replayed_tokens >= job.max_tokens:
+            self._finish(slot, ("end", "max_tokens", self._stats(job)))
+        elif len(slot.tokens) + 1 >= self.context_size:
+            self._finish(slot, ("end", "context_full", self._stats(job)))
 
     def _stats(self, job: Job) -> dict[str, Any]:
         return {"prompt_tokens": len(job.prompt), "cached_tokens": job.cached, "generated_tokens": len(job.generated)}

@@ -22,7 +22,7 @@ import httpx
 
 from ... import jsontext
 from ...egress import Egress, OriginPolicy
-from ..base import SAMPLING_CONFIG, BackendError, Capabilities, GenerationRequest, ModelEvent, ThoughtChunk
+from ..base import SAMPLING_CONFIG, BackendError, Capabilities, GenerationRequest, ModelEvent
 from .deadline import ReadDeadlines
 from .errors import Redactor, retryable_status, status_error, stream_error
 from .options import OpenAIOptions, parse_options
@@ -116,21 +116,14 @@ class OpenAIBackend:
 
     async def generate(self, request: GenerationRequest) -> AsyncGenerator[ModelEvent, None]:
         payload = request.plan if isinstance(request.plan, bytes) else self.prepare(request)
-        # Continuing a cut answer: the upstream's output is that answer's rest (no think block opens it), and
-        # reasoning it does anyway is left out, so that the cut step goes on as one.
         answering = request.resume is not None and request.resume.open_step == "model_output"
-        think: ThinkMode = (
-            "parse" if answering and self.options.think_tags == "starts_open" else self.options.think_tags
-        )
         self.pool.start()
         failures: list[BackendError] = []
         for upstream in self.pool.candidates():
             upstream.in_flight += 1
             try:
-                async with aclosing(self._stream(upstream, payload, think)) as events:
+                async with aclosing(self._stream(upstream, payload, answering)) as events:
                     async for event in events:
-                        if answering and isinstance(event, ThoughtChunk):
-                            continue
                         yield event
                 self.pool.succeeded(upstream)
                 return
@@ -144,8 +137,10 @@ class OpenAIBackend:
         summary = "; ".join(f.message for f in failures)
         raise BackendError(f"all {len(failures)} upstreams failed: {summary}", failures[-1].code)
 
-    async def _stream(self, upstream: Upstream, payload: bytes, think: ThinkMode) -> AsyncGenerator[ModelEvent, None]:
-        """One attempt. Raises _Retry for a failure before the first event, BackendError after it."""
+    async def _stream(self, upstream: Upstream, payload: bytes, answering: bool) -> AsyncGenerator[ModelEvent, None]:
+        """One attempt. Raises _Retry for a failure before the first event, BackendError after it. ``answering``:
+        the output continues a cut answer: no think block opens it, and reasoning the upstream does anyway is
+        left out, so that the cut step goes on as one."""
         options, label = self.options, upstream.label
         client = self._http()
         # The first read may take until the first-byte deadline (queueing, prompt processing), counted from
@@ -175,7 +170,8 @@ class OpenAIBackend:
                 body = await _read_some(response, options.idle_timeout)
                 error = status_error(response.status_code, body, label, self._redact)
                 raise _Retry(error) if retryable_status(response.status_code) else error
-            translator = StreamTranslator(think)
+            think: ThinkMode = "parse" if answering and options.think_tags == "starts_open" else options.think_tags
+            translator = StreamTranslator(think, thoughts=not answering)
             if response.headers.get("content-type", "").startswith("application/json"):
                 # A server that ignored "stream": the whole completion at once, read as one chunk.
                 body = await _read_some(response, options.first_byte_timeout, _COMPLETION_LIMIT)
