@@ -74,7 +74,7 @@ def _text_so_far(events: list[dict[str, Any]]) -> str:
 
 def test_an_embedded_model_answer_cut_by_a_crash_goes_on_where_it_stopped(tmp_path: Path) -> None:
     """Greedy decoding: the continued answer is the one an uninterrupted run gives."""
-    body = {"input": "Explain how a bicycle works.", "generation_config": {"temperature": 0, "max_output_tokens": 80}}
+    body = {"input": "Explain how a bicycle works.", "generation_config": {"temperature": 0, "max_output_tokens": 64}}
     server = LiveServer(tmp_path, {}).start()  # no [models]: the embedded default
     try:
         head = _cut(server, EMBEDDED, body, lambda events: events[-1]["event_type"] == "step.delta")
