@@ -20,7 +20,9 @@ from openinteractions.backends.base import (
     Finish,
     GenerationRequest,
     ModelEvent,
+    Resume,
     TextChunk,
+    ThoughtChunk,
     UsageReport,
 )
 from openinteractions.backends.openai.backend import OpenAIBackend
@@ -398,3 +400,24 @@ def test_read_deadlines_count_only_the_reads() -> None:
         reads.close()
 
     asyncio.run(scenario())
+
+
+def test_a_continued_answer_is_answer_text_only() -> None:
+    """Continuing a cut answer, the upstream's output is that answer's rest: a template that opens a think block
+    in the prompt (think_tags "starts_open") opens none after the prefill, and reasoning is left out."""
+    reasoning = b'data: {"choices":[{"index":0,"delta":{"reasoning_content":"hmm"}}]}\n\n'
+    upstreams = Upstreams(a=lambda r: Body([reasoning, *sse(" a time.")]))
+    b = backend(upstreams, ["a"], think_tags="starts_open", continuation="continue_final_message")
+    cut = request()
+    cut.resume = Resume([], "model_output", "Once upon")
+    events = run(_collect(b, cut))
+    assert [e for e in events if isinstance(e, TextChunk | ThoughtChunk)] == [TextChunk(" a time.")]
+    fresh = run(_collect(b, request()))
+    assert [e for e in fresh if isinstance(e, TextChunk | ThoughtChunk)] == [
+        ThoughtChunk("hmm"),
+        ThoughtChunk(" a time."),
+    ]
+
+
+async def _collect(b: OpenAIBackend, req: GenerationRequest) -> list[ModelEvent]:
+    return [event async for event in b.generate(req)]

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from pydantic import TypeAdapter
 
-from openinteractions.backends.base import BackendError, GenerationRequest
+from openinteractions.backends.base import BackendError, GenerationRequest, Resume, continues
 from openinteractions.backends.openai import create
 from openinteractions.backends.openai.backend import capabilities_for
 from openinteractions.backends.openai.options import parse_options
@@ -305,3 +305,47 @@ def test_prepare_encodes_the_body_once() -> None:
     backend = create({**BASE, "api_key": "sk-x"}, None)  # type: ignore[arg-type]
     request = GenerationRequest(model="m", history=_steps.validate_python([{"type": "user_input", "content": []}]))
     assert json.loads(backend.prepare(request))["messages"] == [{"role": "user", "content": ""}]
+
+
+TEXT = {"type": "model_output", "content": [{"type": "text", "text": "Once upon"}]}
+THOUGHT = {"type": "thought", "signature": "c2ln"}
+CALL = {"type": "function_call", "id": "c1", "name": "get_weather", "arguments": {}}
+
+
+def resume(steps: list[dict[str, Any]], open_step: str | None, prefill: str = "") -> Resume:
+    return Resume(_steps.validate_python(steps), open_step, prefill)
+
+
+@pytest.mark.parametrize(
+    ("shape", "message", "flags"),
+    [
+        ("continue_final_message", {}, {"continue_final_message": True, "add_generation_prompt": False}),
+        ("prefix", {"prefix": True}, {}),
+    ],
+)
+def test_a_cut_answer_is_the_last_assistant_message_in_the_configured_shape(
+    shape: str, message: dict[str, Any], flags: dict[str, Any]
+) -> None:
+    sent = body(options={"continuation": shape}, resume=resume([THOUGHT], "model_output", " a time"))
+    assert sent["messages"][-1] == {"role": "assistant", "content": " a time", **message}
+    assert {k: sent[k] for k in ("continue_final_message", "add_generation_prompt") if k in sent} == flags
+    earlier = body(options={"continuation": shape}, resume=resume([TEXT], "model_output", "there"))
+    assert earlier["messages"][-1]["content"] == "Once upon\n\nthere"  # the round's text steps, then the cut one
+
+
+def test_without_continuation_or_text_so_far_the_request_is_an_ordinary_one() -> None:
+    plain = body()
+    assert body(resume=resume([], "model_output", "Once")) == plain  # continuation "none", the default
+    assert body(options={"continuation": "prefix"}, resume=resume([], "model_output", "")) == plain
+
+
+def test_the_upstream_continues_only_a_cut_answer_in_a_round_of_text() -> None:
+    """Which points the run hands an openai backend with continuation, and which it restarts."""
+    caps = capabilities_for(parse_options({**BASE, "continuation": "continue_final_message"}))
+    assert caps.continuation and not capabilities_for(parse_options(BASE)).continuation
+    assert continues(caps, resume([], None))
+    assert continues(caps, resume([THOUGHT, TEXT], "model_output", "x"))
+    assert not continues(caps, resume([], "thought", "x"))  # reasoning cannot be prefilled
+    assert not continues(caps, resume([THOUGHT], None))
+    assert not continues(caps, resume([CALL], "model_output", "x"))  # text after a call cannot be prefilled
+    assert not continues(caps, resume([], "function_call"))

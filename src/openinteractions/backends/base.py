@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from ..schema.generation import GenerationConfig, TextResponseFormat
-from ..schema.steps import Step, ThoughtStep
+from ..schema.steps import ModelOutputStep, Step, ThoughtStep
 from ..schema.tools import FunctionTool
 
 
@@ -123,6 +123,9 @@ class Capabilities:
     # round had not produced yet (the open step's text is the start of its answer). Without it, the run
     # closes the cut step and starts the round again from everything produced so far.
     continuation: bool = False
+    # With continuation, which points it continues: "all", or "text": only a cut model output whose round holds
+    # nothing but thoughts and text so far (or nothing yet); at another point the run restarts the round.
+    continuation_scope: Literal["all", "text"] = "all"
 
 
 @dataclass
@@ -132,6 +135,17 @@ class Resume:
     steps: list[Step]
     open_step: str | None  # model_output or thought, None between steps
     prefill: str  # that step's text so far (a thought's: its summary, if it was shown; else "")
+
+
+def continues(capabilities: Capabilities, point: Resume) -> bool:
+    """Whether a backend with these capabilities goes on from ``point``, or the round must restart."""
+    if not capabilities.continuation or point.open_step not in (None, "model_output", "thought"):
+        return False
+    if capabilities.continuation_scope == "all":
+        return True
+    if point.open_step is None:
+        return not point.steps
+    return point.open_step == "model_output" and all(isinstance(s, ThoughtStep | ModelOutputStep) for s in point.steps)
 
 
 @dataclass

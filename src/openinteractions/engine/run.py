@@ -17,7 +17,7 @@ from typing import Any
 from pydantic import TypeAdapter
 
 from .. import jsontext
-from ..backends.base import Backend, BackendError, Finish, GenerationRequest, UsageReport
+from ..backends.base import Backend, BackendError, Finish, GenerationRequest, UsageReport, continues
 from ..events.log import EventLog, LogLimitExceeded, LogWriteFailed
 from ..ids import rfc3339_from_epoch
 from ..schema.errors import StreamError
@@ -339,8 +339,7 @@ class Run:
         rounds, start = round_start(state.types, pre_read)
         writer.function_calls = function_calls(steps)
         point = resume_point(steps, state, start)
-        continues = self._backend.capabilities.continuation and point.open_step in (None, "model_output", "thought")
-        if continues:
+        if continues(self._backend.capabilities, point):
             thought = point.prefill if point.open_step == "thought" else ""
             writer.resume_at(len(state.types), point.open_step, thought)
             gen.history = self._base + _steps.validate_python([s for s in steps[:start] if s is not None])

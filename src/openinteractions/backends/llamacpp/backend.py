@@ -2,7 +2,9 @@
 
 One request becomes at most two generations on the engine: an optional reasoning pass (prompted thinking for
 models without native reasoning), then the answer, decoded freely, or under a grammar for JSON output and
-function calls. See docs/backends.md for what each request setting does here.
+function calls. A round cut off by a crash is continued from what it had written (continued.py): the pass it
+was in goes on after that text, and only the rest is streamed. See docs/backends.md for what each request
+setting does here.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from ..base import (
     UsageReport,
 )
 from .calls import CallReader, answer_or_calls_grammar, calls_grammar, json_grammar
+from .continued import SoFar, so_far
 from .engine import EngineClosed, Job, LlamaEngine, Sampling, deliver_to
 from .models import WeightType, converted, default_cache_dir, default_model_path
 from .prompt import ChatFormat, chat_messages, tool_instructions
@@ -72,6 +75,7 @@ class Plan:
     max_tokens: int
     think_budget: int
     stops: list[str]
+    so_far: SoFar | None = None  # a round cut off by a crash: what it had written
 
 
 class LlamaCppBackend:
@@ -98,6 +102,7 @@ class LlamaCppBackend:
             generation_config=SAMPLING_CONFIG | REASONING_AND_TOOL_CONFIG,
             function_calling=True,
             structured_output=True,
+            continuation=True,
         )
 
     async def aclose(self) -> None:
@@ -136,6 +141,7 @@ class LlamaCppBackend:
         )
         max_tokens = min(config.max_output_tokens or self.options.max_output_tokens, room - budget)
         plan = Plan(prompt_text, prompt, mode, grammar, sampling, max_tokens, budget, config.stop_sequences or [])
+        plan.so_far = so_far(request.resume, request.thought_text, prompted=budget > 0)
         request.plan = plan
         return plan
 
@@ -163,23 +169,22 @@ class LlamaCppBackend:
 
     async def generate(self, request: GenerationRequest) -> AsyncGenerator[ModelEvent, None]:
         plan: Plan = request.plan if isinstance(request.plan, Plan) else self.prepare(request)
-        prompt, thought_tokens, cached = plan.prompt, 0, None
+        written = plan.so_far or SoFar()
+        prompt = plan.prompt
+        think_stats: dict[str, Any] = {"generated_tokens": 0, "cached_tokens": None}
         if plan.think_budget:
-            reasoning: list[str] = []
             think_prompt = plan.prompt_text + THINK_LEAD
-            thinking = _Generation(self.engine, self.engine.tokenize(think_prompt), plan.sampling, plan.think_budget)
-            async for kind, value in thinking.events():
-                if kind == "text":
-                    reasoning.append(value)
-                    yield ThoughtChunk(value)
-                else:
-                    thought_tokens, cached = value["generated_tokens"], value["cached_tokens"]
+            reasoning = [written.reasoning] if written.reasoning is not None else [written.thinking or ""]
+            if written.reasoning is None:
+                async for chunk in self._think(plan, think_prompt, reasoning[0], think_stats):
+                    reasoning.append(chunk.text)
+                    yield chunk
             prompt = self.engine.tokenize(think_prompt + "".join(reasoning).rstrip() + ANSWER_LEAD)
         answer = _Answer(plan, self.native_thinking)
-        sampling = replace(plan.sampling, grammar=plan.grammar)
-        switch = _decide_prose(plan.sampling) if plan.mode == "auto" else None
+        answer.prime(written.answer)
+        sampling, switch = answer.sampling(plan)
         stats: dict[str, Any] = {}
-        generation = _Generation(self.engine, prompt, sampling, plan.max_tokens, switch)
+        generation = _Generation(self.engine, prompt, sampling, plan.max_tokens, switch, written.answer)
         async for kind, value in generation.events():
             if kind == "text" and not answer.stopped:
                 for event in answer.feed(value):
@@ -192,23 +197,43 @@ class LlamaCppBackend:
             yield event
         if stats.get("reason") == "max_tokens" and answer.calls_open():
             raise BackendError("max_output_tokens ended the output inside a function call", "resource_exhausted")
+        cached = think_stats["cached_tokens"]
         yield UsageReport(
             input_tokens=len(plan.prompt),
             output_tokens=stats.get("generated_tokens", 0),
-            thought_tokens=thought_tokens,
+            thought_tokens=think_stats["generated_tokens"] or 0,
             cached_tokens=cached if cached is not None else stats.get("cached_tokens", 0),
         )
         yield Finish("max_tokens" if stats.get("reason") in ("max_tokens", "context_full") else "stop")
+
+    async def _think(
+        self, plan: Plan, think_prompt: str, so_far: str, stats: dict[str, Any]
+    ) -> AsyncGenerator[ThoughtChunk, None]:
+        """The prompted reasoning pass, from ``so_far`` (a pass cut off by a crash) or from its start."""
+        prompt = self.engine.tokenize(think_prompt)
+        thinking = _Generation(self.engine, prompt, plan.sampling, plan.think_budget, replay=so_far)
+        async for kind, value in thinking.events():
+            if kind == "text":
+                yield ThoughtChunk(value)
+            else:
+                stats["generated_tokens"], stats["cached_tokens"] = value["generated_tokens"], value["cached_tokens"]
 
 
 class _Generation:
     """One generation on the engine: ("text", str) items, then one ("end", stats)."""
 
     def __init__(
-        self, engine: LlamaEngine, prompt: list[int], sampling: Sampling, max_tokens: int, switch: Any = None
+        self,
+        engine: LlamaEngine,
+        prompt: list[int],
+        sampling: Sampling,
+        max_tokens: int,
+        switch: Any = None,
+        replay: str = "",
     ) -> None:
         self._events: asyncio.Queue[tuple[Any, ...]] = asyncio.Queue()
-        self._job = Job(prompt, sampling, max_tokens, deliver_to(asyncio.get_running_loop(), self._events), switch)
+        deliver = deliver_to(asyncio.get_running_loop(), self._events)
+        self._job = Job(prompt, sampling, max_tokens, deliver, switch, replay.encode())
         try:
             engine.submit(self._job)
         except EngineClosed as exc:
@@ -255,6 +280,25 @@ class _Answer:
 
     def calls_open(self) -> bool:
         return self._calls is not None and self._calls.open
+
+    def prime(self, written: str) -> None:
+        """A continued answer: take in what it had written (its events went out before the crash)."""
+        if self.mode == "auto" and written.strip():
+            self.mode = "calls" if written.lstrip().startswith("[") else "text"
+            self._calls = CallReader() if self.mode == "calls" else None
+        if self._calls is not None:
+            self._calls.feed(written)
+        elif self._think is not None:
+            self._think.prime(written)
+
+    def sampling(self, plan: Plan) -> tuple[Sampling, Any]:
+        """How to decode: under the plan's grammar, unless a continued answer is prose already; an answer that
+        may be prose or calls drops the grammar once its first visible character shows prose."""
+        if self.mode == "auto":
+            return replace(plan.sampling, grammar=plan.grammar), _decide_prose(plan.sampling)
+        if plan.mode == "auto" and self.mode == "text":
+            return plan.sampling, None
+        return replace(plan.sampling, grammar=plan.grammar), None
 
     def feed(self, text: str) -> list[ModelEvent]:
         if self.mode == "auto":

@@ -74,6 +74,12 @@ class ThinkSplitter:
             break
         return out
 
+    def prime(self, written: str) -> None:
+        """Take in the text an answer cut off by a crash had written. Its streamed text never ends with the
+        start of a tag (that was held back), so nothing is held after it."""
+        self.feed(written)
+        self._held = ""
+
     def _emit(self, out: list[ModelEvent], text: str) -> None:
         if text:
             out.append(ThoughtChunk(text) if self._thinking else TextChunk(text))

@@ -29,7 +29,7 @@ from .options import OpenAIOptions, parse_options
 from .pool import Upstream, UpstreamPool, probe_models
 from .request import chat_body
 from .sse import Message, SSEDecoder
-from .translate import StreamFailure, StreamTranslator, TruncatedStream, coalesce
+from .translate import StreamFailure, StreamTranslator, ThinkMode, TruncatedStream, coalesce
 from .wire import LeanTransport, Origin, request_head
 
 logger = logging.getLogger(__name__)
@@ -60,6 +60,8 @@ def capabilities_for(options: OpenAIOptions) -> Capabilities:
         input_modalities=frozenset(options.input_modalities),
         function_calling=options.supports_tools,
         structured_output=options.supports_json_schema,
+        continuation=options.continuation != "none",
+        continuation_scope="text",
     )
 
 
@@ -114,12 +116,13 @@ class OpenAIBackend:
 
     async def generate(self, request: GenerationRequest) -> AsyncGenerator[ModelEvent, None]:
         payload = request.plan if isinstance(request.plan, bytes) else self.prepare(request)
+        answering = request.resume is not None and request.resume.open_step == "model_output"
         self.pool.start()
         failures: list[BackendError] = []
         for upstream in self.pool.candidates():
             upstream.in_flight += 1
             try:
-                async with aclosing(self._stream(upstream, payload)) as events:
+                async with aclosing(self._stream(upstream, payload, answering)) as events:
                     async for event in events:
                         yield event
                 self.pool.succeeded(upstream)
@@ -134,8 +137,10 @@ class OpenAIBackend:
         summary = "; ".join(f.message for f in failures)
         raise BackendError(f"all {len(failures)} upstreams failed: {summary}", failures[-1].code)
 
-    async def _stream(self, upstream: Upstream, payload: bytes) -> AsyncGenerator[ModelEvent, None]:
-        """One attempt. Raises _Retry for a failure before the first event, BackendError after it."""
+    async def _stream(self, upstream: Upstream, payload: bytes, answering: bool) -> AsyncGenerator[ModelEvent, None]:
+        """One attempt. Raises _Retry for a failure before the first event, BackendError after it. ``answering``:
+        the output continues a cut answer: no think block opens it, and reasoning the upstream does anyway is
+        left out, so that the cut step goes on as one."""
         options, label = self.options, upstream.label
         client = self._http()
         # The first read may take until the first-byte deadline (queueing, prompt processing), counted from
@@ -165,7 +170,8 @@ class OpenAIBackend:
                 body = await _read_some(response, options.idle_timeout)
                 error = status_error(response.status_code, body, label, self._redact)
                 raise _Retry(error) if retryable_status(response.status_code) else error
-            translator = StreamTranslator(options.think_tags)
+            think: ThinkMode = "parse" if answering and options.think_tags == "starts_open" else options.think_tags
+            translator = StreamTranslator(think, thoughts=not answering)
             if response.headers.get("content-type", "").startswith("application/json"):
                 # A server that ignored "stream": the whole completion at once, read as one chunk.
                 body = await _read_some(response, options.first_byte_timeout, _COMPLETION_LIMIT)

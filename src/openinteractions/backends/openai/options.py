@@ -61,6 +61,11 @@ class OpenAIOptions(BaseModel):
     max_output_tokens: int | None = Field(default=None, ge=1)  # sent when the request sets none
     max_tokens_field: Literal["both", "max_tokens", "max_completion_tokens"] = "both"
     include_usage: bool = True  # ask for usage in the stream (stream_options.include_usage)
+    # How to continue an answer cut off by a crash: its text so far as a last assistant message that the model
+    # goes on from. "continue_final_message": with "continue_final_message": true and "add_generation_prompt":
+    # false in the body (vLLM, SGLang, llama.cpp's server); "prefix": with "prefix": true on that message
+    # (DeepSeek's beta endpoint, Mistral); "none": the cut step is closed and the round starts again.
+    continuation: Literal["none", "continue_final_message", "prefix"] = "none"
     extra_body: dict[str, Any] = Field(default_factory=dict)  # more chat-completion fields, sent as they are
 
     # Transport: seconds; the first byte covers queueing and prompt processing upstream.

@@ -47,6 +47,7 @@ def chat_body(request: GenerationRequest, options: OpenAIOptions) -> dict[str, A
     _tools(request, options, body)
     _generation(request, options, body)
     _response_format(request, options, body)
+    _continuation(request, options, body)
     return body
 
 
@@ -178,6 +179,26 @@ def _result_text(result: Any) -> str:
 
 def _is_text_block(block: Any) -> bool:
     return isinstance(block, dict) and block.get("type") == "text" and isinstance(block.get("text"), str)
+
+
+def _continuation(request: GenerationRequest, options: OpenAIOptions, body: dict[str, Any]) -> None:
+    """A round cut off by a crash: its answer so far is the last message, an assistant's, that the upstream
+    continues (its thoughts are not re-sent, as in the history)."""
+    resume = request.resume
+    if resume is None or options.continuation == "none":
+        return
+    texts = [_text(step.content) for step in resume.steps if isinstance(step, ModelOutputStep)]
+    if resume.open_step == "model_output":
+        texts.append(resume.prefill)
+    text = "\n\n".join(t for t in texts if t)
+    if not text:
+        return  # nothing written yet: an ordinary request
+    message: dict[str, Any] = {"role": "assistant", "content": text}
+    if options.continuation == "prefix":
+        message["prefix"] = True
+    else:
+        body["continue_final_message"], body["add_generation_prompt"] = True, False
+    body["messages"].append(message)
 
 
 # ---- tools -----------------------------------------------------------------------------------------

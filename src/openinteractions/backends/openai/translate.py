@@ -100,8 +100,11 @@ class ThinkTags:
 
 
 class StreamTranslator:
-    def __init__(self, think_tags: ThinkMode = "parse") -> None:
+    def __init__(self, think_tags: ThinkMode = "parse", thoughts: bool = True) -> None:
+        """``thoughts=False``: reasoning is left out, and the text after it keeps its leading whitespace (it
+        continues an answer cut off by a crash)."""
         self._think = ThinkTags(think_tags == "starts_open") if think_tags != "off" else None
+        self._thoughts = thoughts
         self._calls: dict[tuple[str, Any], _Call] = {}
         self._current: _Call | None = None
         self._queue: list[_Call] = []  # calls seen but not started, in order of arrival
@@ -236,6 +239,8 @@ class StreamTranslator:
         if not text:
             return
         if is_thought:
+            if not self._thoughts:
+                return
             if not self._after_thought:
                 text = text.lstrip()  # the newline after <think>
                 if not text:
