@@ -4,6 +4,7 @@ with the last event id they saw get one gap-free, duplicate-free stream."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
 from pathlib import Path
@@ -13,6 +14,10 @@ import pytest
 
 import pg
 from live import LiveServer
+from openinteractions.backends import scripted
+from openinteractions.backends.base import GenerationRequest, Resume, TextChunk
+from openinteractions.schema.content import TextContent
+from openinteractions.schema.steps import UserInputStep
 from resuming import CrashingServer, ResumingReader, check_ids, model_text, streamed_text, wait_for
 
 RUNS = 4
@@ -106,3 +111,27 @@ def test_a_backend_that_cannot_continue_restarts_the_cut_step_under_a_marker(tmp
     ]
     assert got["status"] == "completed"
     assert model_text(got["steps"]) == ["cut ", "cut here"]  # the scripted double replays its round from the start
+
+
+def test_the_scripted_double_does_not_wait_again_for_what_was_logged(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Continuing, it skips the pauses before events the log has (that time was spent before the crash) and
+    keeps those before the events still to come."""
+    waited: list[float | None] = []
+
+    async def wait(pause: Any) -> None:
+        waited.append(pause.seconds)
+
+    monkeypatch.setattr(scripted._Pause, "wait", wait)
+    script = {"script": [{"text": "a "}, {"sleep_ms": 5000}, {"text": "b "}, {"sleep_ms": 7}, {"text": "c"}]}
+    request = GenerationRequest(
+        model="m", history=[UserInputStep(content=[TextContent(text=json.dumps(script))])], turn_start=0
+    )
+    request.resume = Resume(steps=[], open_step="model_output", prefill="a b ")
+
+    async def play() -> list[Any]:
+        backend = scripted.ScriptedBackend(scripted.ScriptedOptions(inline=True))
+        return [event async for event in backend.generate(request)]
+
+    events = asyncio.run(play())
+    assert [e for e in events if isinstance(e, TextChunk)] == [TextChunk("c")]
+    assert waited == [0.007]
