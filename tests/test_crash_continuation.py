@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,11 @@ def test_background_runs_killed_at_a_random_moment_continue_after_the_restart(
         _crash_and_continue(tmp_path, random.Random(seed), {})
 
 
+def _create(server: CrashingServer, body: dict[str, Any]) -> dict[str, Any]:
+    with server.server.http() as http:
+        return http.post("/v1beta/interactions", json=body).json()  # type: ignore[no-any-return]
+
+
 def _crash_and_continue(tmp_path: Path, rng: random.Random, sections: dict[str, Any]) -> None:
     server = CrashingServer(LiveServer(tmp_path, {"models.m": {"backend": "scripted", "inline": True}, **sections}))
     server.start()
@@ -58,9 +64,8 @@ def _crash_and_continue(tmp_path: Path, rng: random.Random, sections: dict[str, 
             reader.join(30)
         with server.server.http() as http:
             stored = [http.get(f"/v1beta/interactions/{i}").json() for i in ids]
-            reference = [
-                http.post("/v1beta/interactions", json={"model": "m", "input": _script(n)}).json() for n in range(RUNS)
-            ]
+            with ThreadPoolExecutor(RUNS) as pool:  # uninterrupted runs of the same scripts, side by side
+                reference = list(pool.map(lambda n: _create(server, {"model": "m", "input": _script(n)}), range(RUNS)))
     finally:
         server.stop()
     for reader, got, clean in zip(readers, stored, reference, strict=True):
