@@ -79,6 +79,9 @@ class CrashingServer:
         self.life = 0  # one more at each kill
         self.up = False
         self.changed = threading.Condition()
+        # One client for every reader: the first client of a process takes a while (the SDK's lazy imports), and
+        # each later one a tenth of a second, which twenty readers would spend before they start.
+        self.client = genai.Client(api_key="k", http_options={"base_url": server.url, "retry_options": {"attempts": 1}})
 
     @property
     def url(self) -> str:
@@ -122,11 +125,9 @@ class ResumingReader(threading.Thread):
         self.unexpected: list[str] = []
         self.done = False
         self.failure: str | None = None
-        # Made here, not in the thread: the first client of a process takes a while (the SDK's lazy imports).
-        self.client = genai.Client(api_key="k", http_options={"base_url": server.url, "retry_options": {"attempts": 1}})
 
     def run(self) -> None:
-        client = self.client
+        client = self.server.client
         while not self.done and self.failure is None:
             life = self.server.life
             if not self.server.wait_up(self.deadline):
