@@ -4,69 +4,30 @@ with the last event id they saw get one gap-free, duplicate-free stream."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
-import threading
-import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 import pg
 from live import LiveServer
+from openinteractions.backends import scripted
+from openinteractions.backends.base import GenerationRequest, Resume, TextChunk
+from openinteractions.schema.content import TextContent
+from openinteractions.schema.steps import UserInputStep
+from resuming import CrashingServer, ResumingReader, check_ids, model_text, streamed_text, wait_for
 
 RUNS = 4
 
 
 def _script(n: int) -> str:
     words = [{"text": f"w{n}.{i} "} for i in range(12)]
-    paced = [e for w in words for e in (w, {"sleep_ms": 40})]
+    paced = [e for w in words for e in (w, {"sleep_ms": 150})]
     return json.dumps({"script": [{"thought": "plan"}, *paced[:12], {"break": True}, *paced[12:]]})
-
-
-class _Reader(threading.Thread):
-    """Follows one interaction's stream until its connection ends, keeping each event as it came."""
-
-    def __init__(self, server: LiveServer, interaction_id: str, after: str | None = None) -> None:
-        super().__init__(daemon=True)
-        self.server, self.id, self.after = server, interaction_id, after
-        self.events: list[dict[str, Any]] = []
-        self.done = False
-
-    def run(self) -> None:
-        query = "stream=true" + (f"&last_event_id={self.after}" if self.after else "")
-        try:
-            with self.server.http() as http, http.stream("GET", f"/v1beta/interactions/{self.id}?{query}") as r:
-                for line in r.iter_lines():
-                    if line == "data: [DONE]":
-                        self.done = True
-                    elif line.startswith("data: "):
-                        self.events.append(json.loads(line[6:]))
-        except httpx.HTTPError:
-            pass  # the server died under it
-
-
-def _text(steps: list[dict[str, Any]]) -> list[str]:
-    return ["".join(c.get("text", "") for c in s.get("content") or []) for s in steps if s["type"] == "model_output"]
-
-
-def _streamed_text(events: list[dict[str, Any]]) -> list[str]:
-    texts: dict[int, str] = {}
-    for e in events:
-        if e["event_type"] == "step.start" and e["step"]["type"] == "model_output":
-            texts[e["index"]] = ""
-        elif e["event_type"] == "step.delta" and e["delta"]["type"] == "text":
-            texts[e["index"]] += e["delta"]["text"]
-    return [texts[i] for i in sorted(texts)]
-
-
-def _wait(condition: Any, seconds: float = 20.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.01)
 
 
 @pytest.mark.parametrize(("seed", "database"), [(1, "sqlite"), (2, "sqlite"), (3, "postgresql")])
@@ -80,74 +41,67 @@ def test_background_runs_killed_at_a_random_moment_continue_after_the_restart(
         _crash_and_continue(tmp_path, random.Random(seed), {})
 
 
+def _create(server: CrashingServer, body: dict[str, Any]) -> dict[str, Any]:
+    with server.server.http() as http:
+        return http.post("/v1beta/interactions", json=body).json()  # type: ignore[no-any-return]
+
+
 def _crash_and_continue(tmp_path: Path, rng: random.Random, sections: dict[str, Any]) -> None:
-    server = LiveServer(tmp_path, {"models.m": {"backend": "scripted", "inline": True}, **sections})
+    server = CrashingServer(LiveServer(tmp_path, {"models.m": {"backend": "scripted", "inline": True}, **sections}))
     server.start()
     try:
-        with server.http() as http:
-            ids = [
-                http.post("/v1beta/interactions", json={"model": "m", "input": _script(n), "background": True}).json()[
-                    "id"
-                ]
-                for n in range(RUNS)
-            ]
-        readers = [_Reader(server, i) for i in ids]
+        with server.server.http() as http:
+            body = [{"model": "m", "input": _script(n), "background": True} for n in range(RUNS)]
+            ids = [http.post("/v1beta/interactions", json=b).json()["id"] for b in body]
+        readers = [ResumingReader(server, i, seconds=30) for i in ids]
         for reader in readers:
             reader.start()
         cut = rng.randrange(3, 18)  # the crash comes once the first client has seen this many events
-        _wait(lambda: len(readers[0].events) >= cut)
+        wait_for(lambda: len(readers[0].events) >= cut)
         server.kill()
-        for reader in readers:
-            reader.join(5)
         server.start()
-        last_seen = [r.events[-1]["event_id"] if r.events else None for r in readers]
-        resumed = [_Reader(server, i, after) for i, after in zip(ids, last_seen, strict=True)]
-        for reader in resumed:
-            reader.start()
-        for reader in resumed:
+        for reader in readers:
             reader.join(30)
-        with server.http() as http:
+        with server.server.http() as http:
             stored = [http.get(f"/v1beta/interactions/{i}").json() for i in ids]
-            reference = [
-                http.post("/v1beta/interactions", json={"model": "m", "input": _script(n)}).json() for n in range(RUNS)
-            ]
+            with ThreadPoolExecutor(RUNS) as pool:  # uninterrupted runs of the same scripts, side by side
+                reference = list(pool.map(lambda n: _create(server, {"model": "m", "input": _script(n)}), range(RUNS)))
     finally:
         server.stop()
-    for before, after, got, clean in zip(readers, resumed, stored, reference, strict=True):
-        assert after.done
-        joined = before.events + after.events
-        assert [e["event_id"] for e in joined] == [str(n) for n in range(1, len(joined) + 1)]  # no gap, no repeat
+    for reader, got, clean in zip(readers, stored, reference, strict=True):
+        assert reader.done and reader.failure is None and not reader.unexpected, (reader.failure, reader.unexpected)
+        check_ids(reader.events)
         assert got["status"] == "completed", got
-        assert _streamed_text(joined) == _text(got["steps"]) == _text(clean["steps"])
+        assert streamed_text(reader.events) == model_text(got["steps"]) == model_text(clean["steps"])
         assert [s["type"] for s in got["steps"]] == [s["type"] for s in clean["steps"]]
-        assert sum(e["event_type"] == "interaction.created" for e in joined) == 1
+        assert sum(e["event_type"] == "interaction.created" for e in reader.events) == 1
+    assert any(reader.connections > 1 for reader in readers), "the kill came after every run had ended"
 
 
 def test_a_backend_that_cannot_continue_restarts_the_cut_step_under_a_marker(tmp_path: Path) -> None:
     """Without Capabilities.continuation, the step the crash cut is closed as it was, an
     interaction.status_update (in_progress) marks the restart, and the round starts again in a new step."""
     models = {"models.m": {"backend": "scripted", "inline": True, "continuation": False}}
-    server = LiveServer(tmp_path, models).start()
-    script = json.dumps({"script": [{"text": "cut "}, {"sleep_ms": 100}, {"text": "here"}]})
-    with server.http() as http:
-        body = {"model": "m", "input": script, "background": True}
-        interaction_id = http.post("/v1beta/interactions", json=body).json()["id"]
-        reader = _Reader(server, interaction_id)
-        reader.start()
-        _wait(lambda: any(e.get("delta", {}).get("text") == "cut " for e in reader.events))
-        server.kill()
-    reader.join(5)
+    server = CrashingServer(LiveServer(tmp_path, models))
     server.start()
+    script = json.dumps({"script": [{"text": "cut "}, {"sleep_ms": 1000}, {"text": "here"}]})
     try:
-        after = _Reader(server, interaction_id, reader.events[-1]["event_id"])
-        after.start()
-        after.join(30)
-        with server.http() as http:
+        with server.server.http() as http:
+            body = {"model": "m", "input": script, "background": True}
+            interaction_id = http.post("/v1beta/interactions", json=body).json()["id"]
+        reader = ResumingReader(server, interaction_id, seconds=30)
+        reader.start()
+        wait_for(lambda: any(e.get("delta", {}).get("text") == "cut " for e in reader.events))
+        server.kill()
+        server.start()
+        reader.join(30)
+        with server.server.http() as http:
             got = http.get(f"/v1beta/interactions/{interaction_id}").json()
     finally:
         server.stop()
-    joined = reader.events + after.events
-    assert [e["event_id"] for e in joined] == [str(n) for n in range(1, len(joined) + 1)]
+    assert reader.done and reader.connections == 2, (reader.failure, reader.unexpected)
+    joined = reader.events
+    check_ids(joined)
     kinds = [(e["event_type"], e.get("index"), e.get("status")) for e in joined]
     assert kinds[2:] == [
         ("step.start", 0, None),
@@ -161,4 +115,28 @@ def test_a_backend_that_cannot_continue_restarts_the_cut_step_under_a_marker(tmp
         ("interaction.completed", None, None),
     ]
     assert got["status"] == "completed"
-    assert _text(got["steps"]) == ["cut ", "cut here"]  # the scripted double replays its round from the start
+    assert model_text(got["steps"]) == ["cut ", "cut here"]  # the scripted double replays its round from the start
+
+
+def test_the_scripted_double_does_not_wait_again_for_what_was_logged(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Continuing, it skips the pauses before events the log has (that time was spent before the crash) and
+    keeps those before the events still to come."""
+    waited: list[float | None] = []
+
+    async def wait(pause: Any) -> None:
+        waited.append(pause.seconds)
+
+    monkeypatch.setattr(scripted._Pause, "wait", wait)
+    script = {"script": [{"text": "a "}, {"sleep_ms": 5000}, {"text": "b "}, {"sleep_ms": 7}, {"text": "c"}]}
+    request = GenerationRequest(
+        model="m", history=[UserInputStep(content=[TextContent(text=json.dumps(script))])], turn_start=0
+    )
+    request.resume = Resume(steps=[], open_step="model_output", prefill="a b ")
+
+    async def play() -> list[Any]:
+        backend = scripted.ScriptedBackend(scripted.ScriptedOptions(inline=True))
+        return [event async for event in backend.generate(request)]
+
+    events = asyncio.run(play())
+    assert [e for e in events if isinstance(e, TextChunk)] == [TextChunk("c")]
+    assert waited == [0.007]

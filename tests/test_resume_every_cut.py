@@ -38,6 +38,7 @@ from google import genai
 
 from live import FIXTURES, LiveServer
 from pg import store_section
+from resuming import check_ids, dump, normal
 
 MODEL = "gemini-3-flash-preview"
 PAUSE = {"sleep_ms": 10}
@@ -90,7 +91,7 @@ def client(live: LiveServer) -> genai.Client:
 @pytest.fixture(scope="module")
 def uninterrupted(client: genai.Client) -> list[dict[str, Any]]:
     events = [dump(e) for e in start(client, background=False)]
-    assert [e["event_id"] for e in events] == [str(n) for n in range(1, len(events) + 1)]
+    check_ids(events)
     assert events[-1]["event_type"] == "interaction.completed"
     assert events[-1]["interaction"]["status"] == "requires_action"
     kinds = {e["delta"]["type"] for e in events if e["event_type"] == "step.delta"}
@@ -98,28 +99,10 @@ def uninterrupted(client: genai.Client) -> list[dict[str, Any]]:
     return events
 
 
-def dump(event: Any) -> dict[str, Any]:
-    return event.model_dump(mode="json", exclude_none=True, by_alias=True)  # type: ignore[no-any-return]
-
-
 def start(client: genai.Client, *, background: bool) -> Any:
     return client.interactions.create(
         model=MODEL, input=SCRIPT, tools=TOOLS, generation_config=CONFIG, stream=True, background=background
     )
-
-
-def normal(event: dict[str, Any]) -> dict[str, Any]:
-    """The event without what differs between two runs of one script: the interaction's id, its timestamps and
-    the thought signature (it signs the id)."""
-    out = json.loads(json.dumps(event))
-    if "interaction" in out:
-        for key in ("id", "created", "updated"):
-            out["interaction"][key] = key
-    if "interaction_id" in out:
-        out["interaction_id"] = "id"
-    if out.get("delta", {}).get("type") == "thought_signature":
-        out["delta"]["signature"] = "signature"
-    return out
 
 
 def cut(client: genai.Client, k: int, *, background: bool) -> tuple[str, bool, list[dict[str, Any]]]:
@@ -144,7 +127,7 @@ def stored_log(client: genai.Client, interaction_id: str) -> list[dict[str, Any]
 
 
 def check_log(client: genai.Client, interaction_id: str, joined: list[dict[str, Any]]) -> None:
-    assert [e["event_id"] for e in joined] == [str(n) for n in range(1, len(joined) + 1)], "a gap or a repeat"
+    check_ids(joined)
     assert stored_log(client, interaction_id) == joined, "the joined stream is not the stored log"
     status = client.interactions.get(interaction_id).status
     assert status == joined[-1]["interaction"]["status"], "GET disagrees with the stream's end"

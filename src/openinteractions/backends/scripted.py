@@ -284,7 +284,26 @@ class _Player:
 
 def _rest(played: Iterator[ModelEvent | _Pause], resume: Resume, server_tools: frozenset[str]) -> Iterator[Any]:
     """Deterministic continuation: the round's events less what the cut-off round had produced (its completed
-    steps, and the open step's text so far), so that the run ends as it would have without the crash."""
+    steps, and the open step's text so far), so that the run ends as it would have without the crash. The pauses
+    before an event already logged are not waited again: that time was spent before the crash, and a run killed
+    more often than its script is long would otherwise never end."""
+    pauses: list[_Pause] = []
+    for event, logged in _marked(played, resume, server_tools):
+        if type(event) is _Pause and event.seconds is not None:
+            pauses.append(event)
+        elif logged:
+            pauses.clear()
+        else:
+            yield from pauses
+            pauses.clear()
+            yield event
+    yield from pauses
+
+
+def _marked(
+    played: Iterator[ModelEvent | _Pause], resume: Resume, server_tools: frozenset[str]
+) -> Iterator[tuple[Any, bool]]:
+    """The round's events, each with whether the log has it already."""
     done, skip = len(resume.steps), len(resume.prefill)
     step, kind = -1, None  # the step (as the step writer counts them) the played events are in
     server_call = False  # a server tool's call: held by the tool loop, never logged, so played again
@@ -293,12 +312,12 @@ def _rest(played: Iterator[ModelEvent | _Pause], resume: Resume, server_tools: f
             server_call = event.name in server_tools
             if server_call:
                 kind = None  # it closes the open step
-                yield event
+                yield event, False
                 continue
             step, kind = step + 1, "call"
         elif isinstance(event, CallArguments):
             if server_call:
-                yield event
+                yield event, False
                 continue
         elif isinstance(event, (TextChunk, ThoughtChunk)):
             server_call = False
@@ -308,14 +327,16 @@ def _rest(played: Iterator[ModelEvent | _Pause], resume: Resume, server_tools: f
         elif isinstance(event, StepBreak):
             server_call, kind = False, None
         if step < done and isinstance(event, (TextChunk, ThoughtChunk, CallStart, CallArguments, StepBreak)):
+            yield event, True
             continue
         if step == done and skip and isinstance(event, (TextChunk, ThoughtChunk)):
             cut = min(skip, len(event.text))
             skip -= cut
             if cut == len(event.text):
+                yield event, True
                 continue
             event = type(event)(event.text[cut:])
-        yield event
+        yield event, False
 
 
 def _call(value: dict[str, Any]) -> list[ModelEvent]:
