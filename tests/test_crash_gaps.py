@@ -1,11 +1,8 @@
-"""What a crash still costs a run (issue 15: "continued, not failed"; "identical to an uninterrupted run"), as
-tests that fail today (strict xfail: remove the mark once fixed).
+"""What a crash must not cost a run (issue 15: "continued, not failed"; "identical to an uninterrupted run"):
 
-- A kill while a server tool runs ends the run ``failed`` (``aborted``) after the restart: the tool is not run
-  again (docs/architecture.md, "Startup, shutdown, crashes").
-- A kill in a later round of the tool loop loses what the rounds before it left outside the log: their usage
-  (the continued run reports less than an uninterrupted one) and the tool loop's citation sources (the last
-  text has no url_citation annotations).
+- a kill while a server tool runs: the tool runs again after the restart and the run completes;
+- a kill in a later round of the tool loop: the rounds before it keep their usage (saved in the row) and the
+  citation sources their logged results gave (the last text carries the same url_citation annotations).
 """
 
 from __future__ import annotations
@@ -68,7 +65,6 @@ def crash_once(server: CrashingServer, body: dict[str, Any], when: Any) -> tuple
     return reader, client.interactions.get(reader.id)
 
 
-@pytest.mark.xfail(strict=True, reason="a server tool cut off by a crash is not run again: the run fails")
 def test_a_kill_while_a_server_tool_runs_does_not_fail_the_run(
     tmp_path: Path, slow_page: tuple[str, threading.Event]
 ) -> None:
@@ -87,7 +83,6 @@ def test_a_kill_while_a_server_tool_runs_does_not_fail_the_run(
     assert got.status == "completed", got.errors
 
 
-@pytest.mark.xfail(strict=True, reason="the usage and citation sources of the rounds before a crash are lost")
 def test_a_kill_in_a_later_round_ends_as_an_uninterrupted_run(tmp_path: Path) -> None:
     live = LiveServer(tmp_path, {"models.m": {"backend": "scripted", "inline": True}})
     live.index(FIXTURES / "corpus")

@@ -83,6 +83,8 @@ class ToolLoop:
         model, which sees every result so far)."""
         if first_round is None and "url_context" in self.tools and await self._read_urls_in(inputs, ready):
             self._next_round(0)
+        if first_round is not None:
+            self._recall_sources()
         if interrupted is not None:
             await self._execute(interrupted, logged=True)
             if self.writer.function_calls:
@@ -137,6 +139,16 @@ class ToolLoop:
         )
         for source in outcome.sources or []:
             self.sources.setdefault(source["url"], source["title"])
+
+    def _recall_sources(self) -> None:
+        """A run taken over after a crash: what the logged tool results gave the model is cited as before."""
+        for step in self.assembler.steps():
+            kind = step.get("type")
+            if kind not in ("google_search_result", "url_context_result") or step.get("is_error"):
+                continue
+            for item in step.get("result") or []:
+                if isinstance(item, dict) and item.get("url") and item.get("status", "success") == "success":
+                    self.sources.setdefault(item["url"], item.get("title") or item["url"])
 
     def _next_round(self, number: int) -> None:
         """The next round sees everything this interaction has produced so far."""
