@@ -246,3 +246,27 @@ def test_a_run_killed_mid_research_ends_failed_after_restart(tmp_path: Path) -> 
     assert "agent's research" in got.errors[0].message
     assert [s.type for s in got.steps][:7] == ["thought", "thought", "google_search_call", "google_search_result",
                                                "thought", "url_context_call", "url_context_result"]  # fmt: skip
+
+
+def test_reader_reads_index_documents_and_loopback_pages(tmp_path: Path) -> None:
+    import asyncio
+
+    from openinteractions.tools.builtin import UrlContext
+    from openinteractions.tools.net import AddressPolicy, SafeFetcher
+    from openinteractions.tools.reader import DocumentReader
+    from openinteractions.tools.search_index import LocalIndex
+    from pages import site
+
+    index = LocalIndex(tmp_path / "search.db")
+    index.add([FIXTURES / "corpus" / "elbrus.md"])
+    web = UrlContext(SafeFetcher(AddressPolicy(["127.0.0.1/32"])), max_chars=1000)
+    reader = DocumentReader(index, web, max_chars=1000)
+    elbrus = (FIXTURES / "corpus" / "elbrus.md").resolve().as_uri()
+    with site() as url:
+        outcome = asyncio.run(reader.run({"urls": [elbrus, f"{url}/page", "file:///etc/passwd"]}))
+    index.close()
+    local, page, outside = outcome.result
+    assert local["status"] == "success" and local["title"] == "Mount Elbrus" and ELBRUS in local["text"]
+    assert page["status"] == "success" and "7341" in page["text"]
+    assert outside == {"url": "file:///etc/passwd", "status": "error", "error": "not a document of the local index"}
+    assert [s["url"] for s in outcome.sources or []] == [elbrus, f"{url}/page"]
