@@ -117,7 +117,12 @@ CASES = [
     ("no model", json.dumps({"input": "hi"}).encode(), 400, "'model' is required"),
     ("no input", json.dumps({"model": MODEL}).encode(), 400, "'input' is required"),
     ("empty input", body(input=[]), 400, "input is an empty list"),
-    ("agent_config without agent", body(agent_config={"type": "dynamic"}), 400, "'agent_config' belongs"),
+    (
+        "agent_config without agent",
+        body(agent_config={"type": "dynamic"}),
+        400,
+        "'model' cannot be combined with 'agent_config'",
+    ),
     (
         "unknown step type",
         body(input=[{"type": "bogus_step", "content": []}]),

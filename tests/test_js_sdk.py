@@ -69,7 +69,15 @@ def test_multi_tool_with_the_seed_bug_fixed(server: LiveServer) -> None:
     assert out.endswith("Status: requires_action\nAction required: provide function call results to continue.\n")
 
 
-@pytest.mark.parametrize("name", ["agent", "image"])
+def test_deep_research_agent_runs(server: LiveServer) -> None:
+    result = node(JS / "seed" / "agent.mjs", server)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("\n--- Step: thought ---\n**Planning the research**")
+    assert "--- Step: google_search_call ---" in result.stdout
+    assert re.search(r"--- Step: model_output ---\n.+\n\nTotal Tokens: [1-9]\d*\n$", result.stdout, re.DOTALL)
+
+
+@pytest.mark.parametrize("name", ["image"])
 def test_later_features_are_refused_clearly(server: LiveServer, name: str) -> None:
     result = node(JS / "seed" / f"{name}.mjs", server)
     assert result.returncode != 0

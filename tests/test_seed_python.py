@@ -48,7 +48,18 @@ def test_thinking_summaries(sdk_env: LiveServer, capsys: pytest.CaptureFixture[s
     assert out.endswith("\n--- Step: model_output ---\nThe greatest common divisor of 1071 and 462 is 21.")
 
 
-@pytest.mark.parametrize("name, refused", [("agent", "'agent'"), ("image", "'response_format' of type 'image'")])
+def test_deep_research_agent_runs(sdk_env: LiveServer, capsys: pytest.CaptureFixture[str]) -> None:
+    """The seed's agent example, unchanged: the agent thinks with the only served model (the scripted one, whose
+    catch-all rule plans nothing usable, so the request itself is searched) and searches an empty index."""
+    out = run_seed("agent", capsys)
+    assert out.startswith(
+        "\n--- Step: thought ---\n**Planning the research**\n\nTo answer this, I will look into:\n1. "
+    )
+    assert "\n--- Step: google_search_call ---\n\n--- Step: google_search_result ---\n" in out
+    assert re.search(r"--- Step: model_output ---\n.+\n\nTotal Tokens: [1-9]\d*\n$", out, re.DOTALL)
+
+
+@pytest.mark.parametrize("name, refused", [("image", "'response_format' of type 'image'")])
 def test_later_features_are_refused_clearly(
     sdk_env: LiveServer, capsys: pytest.CaptureFixture[str], name: str, refused: str
 ) -> None:

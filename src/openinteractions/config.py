@@ -215,6 +215,23 @@ class WebhooksSettings(_Section):
         return networks
 
 
+class AgentSettings(_Section):
+    """One agent: the program it runs, the served model it thinks with, and its budgets."""
+
+    program: Literal["deep-research"] = "deep-research"
+    # A [models] name or alias; unset: the embedded default model if it is served, else the first configured one.
+    model: str | None = None
+    description: str | None = None
+    max_rounds: int = Field(default=2, ge=1)  # plan, then follow-up rounds of search, read and notes
+    max_questions: int = Field(default=4, ge=1)  # sub-questions researched per round
+    max_searches: int = Field(default=8, ge=1)
+    max_reads: int = Field(default=8, ge=1)  # documents read in full
+    reads_per_search: int = Field(default=2, ge=1)
+    max_document_chars: int = Field(default=6000, ge=200)  # of each document, given to the note taker
+    max_tokens: int = Field(default=200_000, ge=1)  # every model call's tokens together
+    time_budget_seconds: float = Field(default=600.0, gt=0)
+
+
 class ModelSettings(BaseModel):
     """One served model. ``backend`` picks the implementation; the other keys are that backend's options."""
 
@@ -238,6 +255,8 @@ class Settings(BaseSettings):
     tools: ToolsSettings = Field(default_factory=ToolsSettings)
     models: dict[str, ModelSettings] = Field(default_factory=dict)
     webhooks: WebhooksSettings = Field(default_factory=WebhooksSettings)
+    # Agents by name, besides (or overriding) the built-in Deep Research names.
+    agents: dict[str, AgentSettings] = Field(default_factory=dict)
     # Key for thought signatures; when unset one is generated once and kept in data_dir.
     signing_key: str | None = Field(default=None, min_length=16)
 

@@ -23,7 +23,7 @@ from typing import Any
 
 from pydantic import TypeAdapter
 
-from ..backends.base import GenerationRequest
+from ..backends.base import Backend, GenerationRequest
 from ..backends.registry import BackendRegistry
 from ..config import Settings
 from ..events.log import EventLog, StreamCut, cut_off
@@ -32,10 +32,12 @@ from ..schema.steps import Step, ThoughtStep
 from ..schema.tools import FunctionTool
 from ..store.base import Store, StoredInteraction
 from ..tools.toolbox import Toolbox
+from .agents import AgentRegistry
 from .ending import EndHook, no_end_hook
 from .history import chained_history
 from .recipe import RunRecipe
 from .replay import stored_pages
+from .research import ResearchProgram
 from .run import Job, Run
 from .signatures import InvalidSignature, ThoughtSigner
 from .slots import ModelSlots
@@ -74,6 +76,7 @@ class Executor:
         self._watchdog: asyncio.Task[None] | None = None
         self._absent: dict[str, float] = {}  # servers named by leases and not alive, since when (loop time)
         self._slots: dict[str, ModelSlots] = {}  # per served model, with limits.max_runs_per_model
+        self.agents = AgentRegistry(settings.agents, registry)
 
     # ---- starting a run -----------------------------------------------------------------------------
 
@@ -87,6 +90,8 @@ class Executor:
         route = self.registry.resolve(recipe.route)
         if route is None:
             raise LookupError(f"the model {recipe.route!r} is no longer served")
+        if recipe.agent is not None:
+            return self._agent_job(recipe, route.name, route.backend, history, inputs)
         tools = self.toolbox.for_request(req.tools or [])
         generation = GenerationRequest(
             model=route.name,
@@ -103,6 +108,17 @@ class Executor:
             generation.config = req.generation_config
         generation.plan = route.backend.prepare(generation)
         return Job(recipe, route.backend, generation, inputs, tools)
+
+    def _agent_job(
+        self, recipe: RunRecipe, model: str, backend: Backend, history: list[Step], inputs: list[Step]
+    ) -> Job:
+        agent = self.agents.resolve(recipe.agent or "")
+        if agent is None:
+            raise LookupError(f"the agent {recipe.agent!r} is no longer configured")
+        search, reader = self.toolbox.agent_tools(agent.settings.max_document_chars)
+        generation = GenerationRequest(model=model, history=history, turn_start=len(history) - len(inputs),
+                                       thought_text=self._thought_text)  # fmt: skip
+        return Job(recipe, backend, generation, inputs, program=ResearchProgram(agent.settings, search, reader))
 
     def _thought_text(self, step: ThoughtStep) -> str:
         if not step.signature:

@@ -33,6 +33,7 @@ class RunRecipe:
     timeout: float
     max_tool_rounds: int
     tool_budget: float
+    agent: str | None = None  # an agent interaction: the agent's name (``route`` is the model it thinks with)
 
     @property
     def create_request(self) -> dict[str, Any]:
@@ -41,7 +42,8 @@ class RunRecipe:
 
     @property
     def summaries(self) -> bool:
-        config = self.create_request.get("generation_config") or {}
+        request = self.create_request
+        config = (request.get("agent_config") if self.agent else request.get("generation_config")) or {}
         return config.get("thinking_summaries") == "auto"
 
     def dumps(self) -> str:

@@ -19,6 +19,8 @@ def _resource(
 ) -> Interaction:
     fields = {k: v for k, v in echo.items() if k != "input"}
     fields.update(summary)
+    if echo.get("agent"):  # an agent's resource names the agent, not the model it thinks with
+        fields.pop("model", None)
     fields.update(extra)
     fields["steps"] = steps
     if errors:

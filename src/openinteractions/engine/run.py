@@ -36,6 +36,7 @@ from ..store.base import FinalState, Store, StoredInteraction
 from ..tools.builtin import ServerTool
 from .assembler import Assembler
 from .ending import EndHook, RunEnding, no_end_hook
+from .program import Program, ProgramRun
 from .recipe import RunRecipe
 from .resume import (
     LogState,
@@ -69,6 +70,7 @@ class Job:
     generation: GenerationRequest  # with the backend's plan
     inputs: list[Step]
     tools: dict[str, ServerTool] = field(default_factory=dict)
+    program: Program | None = None  # an agent's program; None: the tool loop
 
 
 @dataclass
@@ -182,7 +184,8 @@ class Run:
         return InteractionSummary(
             id=self.id,
             status=status,  # type: ignore[arg-type]
-            model=self.spec.model,
+            model=None if self.spec.agent else self.spec.model,
+            agent=self.spec.agent,
             created=self._created,
             updated=rfc3339_from_epoch(self.updated_at) if status not in ("in_progress", "queued") else self._created,
             service_tier="standard",
@@ -333,6 +336,9 @@ class Run:
             self.slots.force()
             self.holds_slot = True
         gen, steps = self.job.generation, built_steps(self.assembler)
+        if self.job.program is not None:
+            writer.resume_at(len(state.types), state.types[-1] if state.open_index is not None else None)
+            raise CannotContinue("the server stopped during the agent's research, which cannot yet go on from its log")
         if unanswered_call(state.types):
             return await self._rerun_tool(state, writer, steps)
         pre_read = "url_context" in self.job.tools and bool(urls_in(self.job.inputs))
@@ -388,6 +394,11 @@ class Run:
 
     async def _generate(self, writer: StepWriter, tally: _Tally, first_round: int | None) -> None:
         spec, job = self.spec, self.job
+        if job.program is not None:
+            parts = ProgramRun(self._backend, job.generation, writer, job.inputs, self._ready_for_steps, tally.add,
+                               lambda: self._save_usage(tally))  # fmt: skip
+            await job.program.run(parts)
+            return
         tools = ToolLoop(job.tools, self._backend, job.generation, writer, self.assembler, base=self._base,
                          max_rounds=spec.max_tool_rounds, time_budget=spec.tool_budget,
                          round_done=lambda: self._save_usage(tally))  # fmt: skip

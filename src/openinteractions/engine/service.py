@@ -30,6 +30,7 @@ from ..store.base import Store, StoredInteraction
 from ..store.replicas import CANCEL_CHANNEL
 from ..tools.toolbox import Toolbox
 from ..webhooks import Webhooks
+from .agents import agent_not_found, check_agent_program
 from .ending import no_end_hook
 from .executor import Executor
 from .history import chained_history, verify_input
@@ -57,6 +58,8 @@ ECHO_FIELDS = frozenset(
         "safety_settings",
         "labels",
         "webhook_config",
+        "agent",
+        "agent_config",
     }
 )
 _steps = TypeAdapter(list[Step])
@@ -181,7 +184,10 @@ class InteractionService:
         if self.executor.closing:
             raise _shutting_down()
         check_request_shape(req)
-        route = self._route(req.model or "", api_version)
+        if req.agent is not None:
+            route = self._agent_route(req, api_version)
+        else:
+            route = self._route(req.model or "", api_version)
         _check_input_items(req.input, self.settings.limits.max_input_items)
         try:
             inputs = normalize_input(req.input)
@@ -216,6 +222,17 @@ class InteractionService:
         if store:
             self._counts.added(owner, size)
         return self._launch(job)
+
+    def _agent_route(self, req: CreateInteractionRequest, api_version: str) -> Route:
+        """The model an agent thinks with; an agent without the search it needs is refused."""
+        agent = self.executor.agents.resolve(req.agent or "")
+        if agent is None:
+            raise agent_not_found(req.agent or "", api_version)
+        check_agent_program(agent, req.agent_config)
+        problem = self.toolbox.problem("google_search")
+        if problem is not None:
+            raise failed_precondition(f"agent {agent.name!r} needs the google_search tool, unavailable here: {problem}")
+        return self._route(agent.model, api_version)
 
     def _route(self, model: str, api_version: str) -> Route:
         route = self.registry.resolve(model)
@@ -266,6 +283,7 @@ class InteractionService:
             timeout=limits.limits.run_timeout_seconds,
             max_tool_rounds=limits.tools.max_rounds,
             tool_budget=limits.tools.time_budget_seconds,
+            agent=req.agent.removeprefix("agents/") if req.agent is not None else None,
         )
 
     def _launch(self, job: Job) -> Run:

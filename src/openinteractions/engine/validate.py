@@ -12,6 +12,7 @@ from ..schema.generation import GenerationConfig, TextResponseFormat, ToolChoice
 from ..schema.requests import CONTENT_TYPES, CreateInteractionRequest
 from ..schema.steps import FunctionResultStep, Step
 from ..schema.tools import SERVER_TOOL_TYPES, FunctionTool
+from .agents import check_agent_shape
 
 _HONOURED_THRESHOLDS = frozenset({"block_none", "off"})
 _MEDIA = CONTENT_TYPES - {"text"}
@@ -23,11 +24,9 @@ def check_request_shape(req: CreateInteractionRequest) -> None:
     """Checks that need no model: the variant, and the fields no configuration of this server implements."""
     if req.model is not None and req.agent is not None:
         raise invalid_argument("'model' and 'agent' are mutually exclusive: set exactly one of them")
-    if req.agent is not None:
-        raise not_supported("'agent' (agent interactions)")
-    if req.agent_config is not None:
-        raise invalid_argument("'agent_config' belongs to agent interactions, which need 'agent' instead of 'model'")
-    if not req.model:
+    if req.agent is not None or req.agent_config is not None:
+        check_agent_shape(req)
+    elif not req.model:
         raise invalid_argument("'model' is required")
     if req.background and req.store is False:
         raise invalid_argument("'background' needs 'store': a background run is followed and fetched by its id")

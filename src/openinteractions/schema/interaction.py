@@ -60,3 +60,4 @@ class Interaction(InteractionSummary):
     safety_settings: list[SafetySetting] | None = None
     labels: dict[str, str] | None = None
     webhook_config: WebhookConfig | None = None
+    agent_config: dict[str, Any] | None = None

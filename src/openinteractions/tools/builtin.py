@@ -152,11 +152,12 @@ class UrlContext:
 
     async def run(self, arguments: dict[str, Any]) -> Outcome:
         urls = [str(u) for u in arguments.get("urls") or []]
-        pages = await asyncio.gather(*(self._one(url) for url in urls))
+        pages = await asyncio.gather(*(self.read(url) for url in urls))
         sources = [{"url": p["url"], "title": p.get("title") or p["url"]} for p in pages if p["status"] == "success"]
         return Outcome(pages, is_error=bool(pages) and all(p["status"] != "success" for p in pages), sources=sources)
 
-    async def _one(self, url: str) -> dict[str, Any]:
+    async def read(self, url: str) -> dict[str, Any]:
+        """One page: its url_context result item."""
         try:
             fetched = await self.fetcher.fetch(url)
         except Refused as exc:

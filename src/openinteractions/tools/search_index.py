@@ -107,6 +107,15 @@ class LocalIndex:
         with self._lock:
             return self._db.execute("SELECT url, title FROM documents ORDER BY url").fetchall()
 
+    def document(self, url: str) -> tuple[str, str] | None:
+        """Title and whole text (its passages joined) of an indexed document, or None if it is not indexed."""
+        with self._lock:
+            row = self._db.execute("SELECT id, title FROM documents WHERE url = ?", (url,)).fetchone()
+            if row is None:
+                return None
+            bodies = self._db.execute("SELECT body FROM passages WHERE document = ? ORDER BY rowid", (row[0],))
+            return row[1], "\n\n".join(body for (body,) in bodies.fetchall())
+
     def remove(self, url: str) -> bool:
         with self._lock, self._db:
             row = self._db.execute("SELECT id FROM documents WHERE url = ?", (url,)).fetchone()

@@ -8,6 +8,7 @@ from ..config import CodeExecutionSettings, SearchSettings, ToolsSettings
 from ..schema.tools import GoogleSearchTool, Tool
 from .builtin import CodeExecution, GoogleSearch, LocalSearch, SearxngSearch, ServerTool, UrlContext
 from .net import AddressPolicy, SafeFetcher
+from .reader import DocumentReader
 from .sandbox import Sandbox, SandboxLimits, SandboxUnavailable
 from .search_index import LocalIndex
 
@@ -75,6 +76,12 @@ class Toolbox:
             elif tool.type == "url_context" and self._url is not None:
                 selected["url_context"] = self._url
         return selected
+
+    def agent_tools(self, max_chars: int) -> tuple[GoogleSearch | None, DocumentReader]:
+        """A research agent's search and reader (the reader reads local-index documents and, with url_context
+        enabled, web pages)."""
+        search = GoogleSearch(self._search, self._search_results) if self._search is not None else None
+        return search, DocumentReader(self.index, self._url, max_chars)
 
     def close(self) -> None:
         if self.index is not None:

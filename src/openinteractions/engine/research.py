@@ -1,0 +1,268 @@
+"""The deep-research program: plan → search → read → notes (→ another round) → a report with citations.
+
+Every phase is a ``thought`` step whose summary says what it does; searches and reads are the server tools'
+call/result steps; the report streams as ``model_output``. The model (any served backend) is asked for the plan,
+the notes and the follow-up questions as JSON (a JSON schema where the backend enforces structured output), and
+for the report as markdown with ``[n]`` markers. A note is kept only if its quote is found in the text of the
+document it names, a document read in this run; a marker becomes a ``url_citation`` only if it names such a note's
+source. Rounds, searches and reads bound the research (the report is written from what was gathered); tokens and
+time running out end the run ``budget_exceeded``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from contextlib import aclosing
+from dataclasses import dataclass
+from typing import Any
+
+from ..backends.base import GenerationRequest, TextChunk, ThoughtChunk, ToolCall, ToolResult, UsageReport
+from ..config import AgentSettings
+from ..ids import new_call_id
+from ..schema.content import TextContent, UrlCitation
+from ..schema.generation import TextResponseFormat
+from ..schema.steps import UserInputStep
+from ..tools.builtin import GoogleSearch
+from ..tools.reader import DocumentReader
+from .program import ProgramRun
+from .toolloop import BudgetExceeded
+
+PLANNER = "You plan research. Split the user's request into short, self-contained search questions."
+NOTE_TAKER = (
+    "You take research notes. From the numbered documents, write the facts that answer the question. For each "
+    "note give the document's number as 'source' and copy the sentence that supports it, word for word, as 'quote'."
+)
+REVIEWER = "You review research notes. List the questions still unanswered, as search questions; none if enough."
+REPORTER = (
+    "You write the research report in markdown: a title, a summary, then sections. Support every claim with the "
+    "number of its source in brackets, like [1]. Use only the notes given."
+)
+
+
+def _questions_schema(maximum: int, minimum: int) -> dict[str, Any]:
+    items = {"type": "string", "maxLength": 200}
+    questions = {"type": "array", "items": items, "minItems": minimum, "maxItems": maximum}
+    return {"type": "object", "properties": {"questions": questions}, "required": ["questions"]}
+
+
+_NOTE = {
+    "type": "object",
+    "properties": {"source": {"type": "integer"}, "claim": {"type": "string"}, "quote": {"type": "string"}},
+    "required": ["source", "claim", "quote"],
+}
+NOTES_SCHEMA = {
+    "type": "object",
+    "properties": {"notes": {"type": "array", "items": _NOTE, "maxItems": 8}},
+    "required": ["notes"],
+}
+_MARKER = re.compile(r"\[(\d{1,3})\]")
+
+
+@dataclass
+class Note:
+    url: str
+    title: str
+    claim: str
+    quote: str
+
+
+class ResearchProgram:
+    def __init__(self, settings: AgentSettings, search: GoogleSearch | None, reader: DocumentReader) -> None:
+        self.settings = settings
+        self.search = search
+        self.reader = reader
+        self.notes: list[Note] = []
+        self.read: set[str] = set()
+        self.searched: list[str] = []
+        self.tokens = 0
+
+    async def run(self, run: ProgramRun) -> None:
+        self._run = run
+        try:
+            async with asyncio.timeout(self.settings.time_budget_seconds) as budget:
+                await self._research()
+        except TimeoutError:
+            if budget.expired():
+                raise BudgetExceeded(f"the agent used up its {self.settings.time_budget_seconds:g} s") from None
+            raise
+
+    async def _research(self) -> None:
+        question = _text(self._run)
+        await self._run.ready()
+        questions = await self._plan(question)
+        for number in range(self.settings.max_rounds):
+            for q in questions:
+                if len(self.searched) >= self.settings.max_searches:
+                    break
+                await self._investigate(q)
+            self._run.checkpoint()
+            if number + 1 == self.settings.max_rounds or len(self.searched) >= self.settings.max_searches:
+                break
+            questions = await self._review(question)
+            if not questions:
+                break
+        await self._report(question)
+
+    # ---- phases ---------------------------------------------------------------------------------------
+
+    async def _plan(self, question: str) -> list[str]:
+        limit = self.settings.max_questions
+        answer = await self._ask(PLANNER, f"Request: {question}\n\nAnswer with up to {limit} questions as JSON.",
+                                 _questions_schema(limit, 1))  # fmt: skip
+        questions = _strings(_json(answer).get("questions"))[:limit] or [question]
+        listed = "\n".join(f"{i}. {q}" for i, q in enumerate(questions, 1))
+        await self._think("Planning the research", f"To answer this, I will look into:\n{listed}")
+        return questions
+
+    async def _review(self, question: str) -> list[str]:
+        limit = self.settings.max_questions
+        prompt = f"Request: {question}\n\nNotes so far:\n{self._listed_notes()}\n\nAnswer with JSON."
+        questions = _strings(_json(await self._ask(REVIEWER, prompt, _questions_schema(limit, 0))).get("questions"))
+        questions = [q for q in questions if q not in self.searched][:limit]
+        if questions:
+            listed = "\n".join(f"{i}. {q}" for i, q in enumerate(questions, 1))
+            await self._think("Searching further", f"Some questions are still open:\n{listed}")
+        return questions
+
+    async def _investigate(self, question: str) -> None:
+        if self.search is None:
+            return
+        self.searched.append(question)
+        await self._think("Searching", f"Searching: {question}")
+        hits = await self._tool(self.search, {"queries": [question]})
+        room = min(self.settings.reads_per_search, self.settings.max_reads - len(self.read))
+        urls = [h["url"] for h in hits if isinstance(h, dict) and h.get("url") and h["url"] not in self.read][:room]
+        if not urls:
+            return
+        titles = {h["url"]: h.get("title") or h["url"] for h in hits if isinstance(h, dict)}
+        await self._think("Reading", "Reading: " + "; ".join(titles[u] for u in urls))
+        self.read.update(urls)
+        pages = [p for p in await self._tool(self.reader, {"urls": urls}) if p.get("status") == "success"]
+        if pages:
+            await self._take_notes(question, pages)
+
+    async def _take_notes(self, question: str, pages: list[dict[str, Any]]) -> None:
+        documents = "\n\n".join(f"[{i}] {p.get('title')}\n{p.get('text')}" for i, p in enumerate(pages, 1))
+        prompt = f"Question: {question}\n\nDocuments:\n{documents}\n\nAnswer with JSON."
+        found = _json(await self._ask(NOTE_TAKER, prompt, NOTES_SCHEMA)).get("notes")
+        kept = []
+        for item in found if isinstance(found, list) else []:
+            note = _checked(item, pages)
+            if note is not None:
+                kept.append(note)
+        self.notes.extend(kept)
+        learned = "\n".join(f"- {n.claim}" for n in kept) or "Nothing in these documents answers it."
+        await self._think("What I learned", learned)
+
+    async def _report(self, question: str) -> None:
+        sources = list(dict.fromkeys(n.url for n in self.notes))
+        await self._think("Writing the report", f"Writing the report from {len(self.notes)} notes "
+                                                f"on {len(sources)} sources.")  # fmt: skip
+        prompt = f"Request: {question}\n\nNotes:\n{self._listed_notes()}"
+        writer = self._run.writer
+        parts: list[str] = []
+        async for chunk in self._generate(REPORTER, prompt, None):
+            parts.append(chunk)
+            await writer.text(chunk)
+        if writer.open_step == "model_output":
+            await writer.annotate(self._citations("".join(parts), sources))
+
+    def _citations(self, text: str, sources: list[str]) -> list[UrlCitation]:
+        """A ``url_citation`` per marker that names a source of a kept note, over its sentence (UTF-8 bytes)."""
+        titles = {n.url: n.title for n in self.notes}
+        citations = []
+        for marker in _MARKER.finditer(text):
+            number = int(marker.group(1))
+            if not 1 <= number <= len(sources):
+                continue  # names no source that was read and checked: no citation
+            start = max(text.rfind(". ", 0, marker.start()) + 2, text.rfind("\n", 0, marker.start()) + 1, 0)
+            url = sources[number - 1]
+            citations.append(UrlCitation(url=url, title=titles[url], start_index=len(text[:start].encode()),
+                                         end_index=len(text[: marker.end()].encode())))  # fmt: skip
+        return citations
+
+    def _listed_notes(self) -> str:
+        sources = list(dict.fromkeys(n.url for n in self.notes))
+        lines = [f'[{sources.index(n.url) + 1}] {n.claim} ("{n.quote}", {n.title})' for n in self.notes]
+        return "\n".join(lines) or "(none)"
+
+    # ---- the model, the tools, the stream --------------------------------------------------------------
+
+    async def _think(self, heading: str, body: str) -> None:
+        await self._run.writer.feed(ThoughtChunk(f"**{heading}**\n\n{body}"))
+        await self._run.writer.close()
+
+    async def _tool(self, tool: GoogleSearch | DocumentReader, arguments: dict[str, Any]) -> list[Any]:
+        call_id = new_call_id()
+        await self._run.writer.feed(ToolCall(tool=tool.name, id=call_id, arguments=arguments))
+        outcome = await tool.run(arguments)
+        await self._run.writer.feed(
+            ToolResult(tool=tool.name, call_id=call_id, result=outcome.result, is_error=outcome.is_error)
+        )
+        return [] if outcome.is_error else list(outcome.result)
+
+    async def _ask(self, system: str, prompt: str, schema: dict[str, Any]) -> str:
+        return "".join([chunk async for chunk in self._generate(system, prompt, schema)])
+
+    async def _generate(self, system: str, prompt: str, schema: dict[str, Any] | None) -> Any:
+        """One model call: its text chunks. Its usage counts, and the token budget is checked after it."""
+        run = self._run
+        request = GenerationRequest(
+            model=run.generation.model,
+            history=[UserInputStep(content=[TextContent(text=prompt)])],
+            system_instruction=system,
+            thought_text=run.generation.thought_text,
+        )
+        if schema is not None and run.backend.capabilities.structured_output:
+            request.response_format = TextResponseFormat(mime_type="application/json", schema=schema)
+        request.plan = run.backend.prepare(request)
+        async with aclosing(run.backend.generate(request)) as events:
+            async for event in events:
+                if isinstance(event, TextChunk):
+                    yield event.text
+                elif isinstance(event, UsageReport):
+                    run.count(event)
+                    self.tokens += event.input_tokens + event.output_tokens + event.thought_tokens
+        if self.tokens > self.settings.max_tokens:
+            raise BudgetExceeded(f"the agent used {self.tokens} tokens, over its {self.settings.max_tokens}")
+
+
+def _text(run: ProgramRun) -> str:
+    blocks = [c for s in run.inputs if isinstance(s, UserInputStep) for c in s.content or []]
+    return " ".join(c.text for c in blocks if c.type == "text").strip()
+
+
+def _json(text: str) -> dict[str, Any]:
+    """The JSON object in a model's answer (a model without constrained decoding may wrap it in prose)."""
+    start, end = text.find("{"), text.rfind("}")
+    try:
+        value = json.loads(text[start : end + 1]) if 0 <= start < end else None
+    except json.JSONDecodeError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _strings(value: Any) -> list[str]:
+    items = value if isinstance(value, list) else []
+    return list(dict.fromkeys(s.strip() for s in items if isinstance(s, str) and s.strip()))
+
+
+def _squeeze(text: str) -> str:
+    return " ".join(text.split()).casefold()
+
+
+def _checked(item: Any, pages: list[dict[str, Any]]) -> Note | None:
+    """A note whose quote is in the text of the document it names (one read in this run), else None."""
+    if not isinstance(item, dict):
+        return None
+    source, claim, quote = item.get("source"), item.get("claim"), item.get("quote")
+    if not (isinstance(source, int) and 1 <= source <= len(pages) and isinstance(claim, str) and claim.strip()):
+        return None
+    if not isinstance(quote, str) or len(quote.strip()) < 8:
+        return None
+    page = pages[source - 1]
+    if _squeeze(quote) not in _squeeze(str(page.get("text") or "")):
+        return None
+    return Note(page["url"], str(page.get("title") or page["url"]), claim.strip(), quote.strip())
