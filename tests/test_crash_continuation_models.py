@@ -18,7 +18,8 @@ from google import genai
 from google.genai._interactions import APIConnectionError
 
 from live import LiveServer, free_port
-from test_crash_continuation import _streamed_text, _text
+from resuming import model_text as _text
+from resuming import streamed_text as _streamed_text
 from test_openai_backend import fake, openai_model, url
 
 EMBEDDED = "gemini-3-flash-preview"  # an alias of the embedded default
