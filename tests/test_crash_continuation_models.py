@@ -18,8 +18,7 @@ from google import genai
 from google.genai._interactions import APIConnectionError
 
 from live import LiveServer, free_port
-from resuming import model_text as _text
-from resuming import streamed_text as _streamed_text
+from resuming import model_text, streamed_text
 from test_openai_backend import fake, openai_model, url
 
 EMBEDDED = "gemini-3-flash-preview"  # an alias of the embedded default
@@ -66,11 +65,11 @@ def _seamless(joined: list[dict[str, Any]], stored: dict[str, Any], status: str 
     assert kinds.count("interaction.status_update") == 1  # in_progress once: no restart marker
     assert [e["step"]["type"] for e in joined if e["event_type"] == "step.start"] == ["model_output"]
     assert kinds[-1] == "interaction.completed" and joined[-1]["interaction"]["status"] == stored["status"] == status
-    assert _streamed_text(joined) == _text(stored["steps"])
+    assert streamed_text(joined) == model_text(stored["steps"])
 
 
 def _text_so_far(events: list[dict[str, Any]]) -> str:
-    return "".join(_streamed_text(events))
+    return "".join(streamed_text(events))
 
 
 def test_an_embedded_model_answer_cut_by_a_crash_goes_on_where_it_stopped(tmp_path: Path) -> None:
@@ -87,7 +86,7 @@ def test_an_embedded_model_answer_cut_by_a_crash_goes_on_where_it_stopped(tmp_pa
     assert tail, "the resumed stream was empty"
     assert "interaction.completed" not in [e["event_type"] for e in head]
     _seamless(head + tail, stored, uninterrupted["status"])
-    assert _text(stored["steps"]) == _text(uninterrupted["steps"])
+    assert model_text(stored["steps"]) == model_text(uninterrupted["steps"])
 
 
 @pytest.mark.parametrize("shape", ["continue_final_message", "prefix"])
@@ -105,7 +104,7 @@ def test_an_upstream_answer_cut_by_a_crash_is_continued_from_an_assistant_prefil
         server.stop()
         upstream.kill()
     _seamless(head + tail, stored)
-    assert _text(stored["steps"]) == [STORY]
+    assert model_text(stored["steps"]) == [STORY]
     last = json.loads(log.read_text().splitlines()[-1])["body"]
     prefill = {"role": "assistant", "content": CUT}
     assert last["messages"][-1] == (prefill | {"prefix": True} if shape == "prefix" else prefill)
@@ -129,4 +128,4 @@ def test_an_upstream_without_continuation_restarts_the_cut_step_under_a_marker(t
     joined = head + tail
     assert [e["event_id"] for e in joined] == [str(n) for n in range(1, len(joined) + 1)]
     assert [e["event_type"] for e in joined].count("interaction.status_update") == 2
-    assert _text(stored["steps"]) == _streamed_text(joined) == [CUT, STORY]
+    assert model_text(stored["steps"]) == streamed_text(joined) == [CUT, STORY]
