@@ -50,8 +50,13 @@ ELBRUS_NOTES = {
 }
 MONT_BLANC_NOTES = {"notes": [note(1, "Mont Blanc was first climbed in 1786", ASCENT)]}
 NOTES = "You take research notes"
+EDITED = {"questions": [*PLAN["questions"], "Elbrus first ascent"], "approved": False}
 SCRIPT = {
     "rules": [
+        rule(
+            answer({**EDITED, "approved": True}), system_contains="You agree a research plan", input_contains="go ahead"
+        ),
+        rule(answer(EDITED), system_contains="You agree a research plan"),
         rule(answer(PLAN), system_contains="You plan research"),
         rule(answer(MONT_BLANC_NOTES), system_contains=NOTES, input_contains="Question: Mont Blanc first ascent"),
         rule(answer(ELBRUS_NOTES), system_contains=NOTES),
@@ -193,7 +198,6 @@ REFUSALS = [
     ({"agent_config": {"type": "bogus"}}, 400, "'agent_config.type' 'bogus' is unknown"),
     ({"agent_config": {"type": "deep-research", "thinking_summaries": "yes"}}, 400, "thinking_summaries"),
     ({"agent_config": {"type": "deep-research", "visualization": "auto"}}, 400, "'agent_config.visualization'"),
-    ({"agent_config": {"type": "deep-research", "collaborative_planning": True}}, 400, "collaborative_planning"),
     ({"agent_config": {"type": "deep-research", "depth": 3}}, 400, "'agent_config.depth' is not a field"),
     ({"tools": [{"type": "google_search"}]}, 400, "'tools' with an agent"),
 ]
@@ -281,6 +285,40 @@ def test_a_run_killed_mid_research_continues_after_restart(tmp_path: Path, first
     calls = [e["step"]["type"] for e in reader.events if e["event_type"] == "step.start"]
     assert calls.count("google_search_call") == calls.count("url_context_call") == 2  # none done again
     assert got["usage"]["total_input_tokens"] >= want["usage"]["total_input_tokens"]
+
+
+def test_collaborative_planning_waits_for_the_plan_to_be_approved(server: LiveServer) -> None:
+    """The plan is the first turn's answer (requires_action); a reply asking for a change gets the revised plan,
+    again requires_action; an approval starts the research on the agreed plan."""
+    client = client_for(server)
+    config = {"type": "deep-research", "thinking_summaries": "auto", "collaborative_planning": True}
+
+    def turn(text: str, previous: str | None = None) -> Any:
+        created = client.interactions.create(**seed_request(input=text, agent_config=config),
+                                             **({"previous_interaction_id": previous} if previous else {}))  # fmt: skip
+        _wait(lambda: client.interactions.get(created.id).status not in ("in_progress", "queued"))
+        return client.interactions.get(created.id)
+
+    proposed = turn(QUESTION)
+    assert proposed.status == "requires_action" and proposed.agent == AGENT
+    assert [s.type for s in proposed.steps] == ["thought", "thought", "model_output"]  # no search yet
+    assert (
+        "1. Mount Elbrus height\n2. Mont Blanc first ascent\n\nReply to approve" in proposed.steps[-1].content[0].text
+    )
+    revised = turn("Also find who first climbed Elbrus.", proposed.id)
+    assert revised.status == "requires_action"
+    assert [s.type for s in revised.steps] == ["thought", "thought", "model_output"]
+    assert revised.steps[0].summary[0].text.startswith("**Revising the plan**")
+    assert "3. Elbrus first ascent" in revised.steps[-1].content[0].text
+    done = turn("Looks good, go ahead.", revised.id)
+    assert done.status == "completed"
+    kinds = [s.type for s in done.steps]
+    assert kinds[0] == "thought" and done.steps[0].summary[0].text.startswith("**The plan is agreed**")
+    assert "3. Elbrus first ascent" in done.steps[0].summary[0].text
+    assert kinds.count("google_search_call") == 3 and kinds[-1] == "model_output"
+    searched = [s.arguments.queries[0] for s in done.steps if s.type == "google_search_call"]
+    assert searched == EDITED["questions"]
+    assert done.steps[-1].content[0].text == REPORT
 
 
 def test_reader_reads_index_documents_and_loopback_pages(tmp_path: Path) -> None:

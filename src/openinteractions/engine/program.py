@@ -31,6 +31,8 @@ class ProgramRun:
 
 
 class Program(Protocol):
+    outcome: str | None  # set by run(): "requires_action" when it waits for the user (a plan to approve)
+
     def take_over(self, logged: list[dict[str, Any] | None], cut: str | None, backend: Backend) -> bool:
         """A run taken over after a crash: ``logged`` is every step a previous server logged (as folded), the
         last one still open if ``cut`` names its type. The program's state is a fold of these steps. True: it

@@ -38,7 +38,7 @@ from ..schema.steps import UserInputStep
 from ..tools.builtin import GoogleSearch
 from ..tools.reader import DocumentReader
 from .program import ProgramRun
-from .research_log import Diverged, Past, sealed
+from .research_log import Diverged, Past, pending_plan, sealed
 from .run import CannotContinue
 from .toolloop import BudgetExceeded
 
@@ -46,6 +46,11 @@ PLANNER = "You plan research. Split the user's request into short, self-containe
 NOTE_TAKER = (
     "You take research notes. From the numbered documents, write the facts that answer the question. For each "
     "note give the document's number as 'source' and copy the sentence that supports it, word for word, as 'quote'."
+)
+PLAN_EDITOR = (
+    "You agree a research plan with the user. The user was shown the plan and replied. Answer the plan's questions "
+    "as the user wants them (changed as the reply asks, else as they are), and whether the reply approves the plan "
+    "as it now stands ('approved': false if the reply asks for changes)."
 )
 REVIEWER = "You review research notes. List the questions still unanswered, as search questions; none if enough."
 REPORTER = (
@@ -60,6 +65,11 @@ def _questions_schema(maximum: int, minimum: int) -> dict[str, Any]:
     return {"type": "object", "properties": {"questions": questions}, "required": ["questions"]}
 
 
+_AGREED_SCHEMA = {
+    "type": "object",
+    "properties": {**_questions_schema(8, 1)["properties"], "approved": {"type": "boolean"}},
+    "required": ["questions", "approved"],
+}
 _NOTE = {
     "type": "object",
     "properties": {"source": {"type": "integer"}, "claim": {"type": "string"}, "quote": {"type": "string"}},
@@ -82,8 +92,12 @@ class Note:
 
 
 class ResearchProgram:
-    def __init__(self, settings: AgentSettings, search: GoogleSearch | None, reader: DocumentReader) -> None:
+    def __init__(
+        self, settings: AgentSettings, search: GoogleSearch | None, reader: DocumentReader, collaborative: bool = False
+    ) -> None:
         self.settings = settings
+        self.collaborative = collaborative  # agent_config.collaborative_planning: stop after the plan for the user
+        self.outcome: str | None = None  # requires_action: the plan waits for the user's reply
         self.search = search
         self.reader = reader
         self.notes: list[Note] = []
@@ -123,7 +137,14 @@ class ResearchProgram:
     async def _research(self) -> None:
         question = _text(self._run)
         await self._run.ready()
-        questions = await self._plan(question)
+        proposed = pending_plan(self._run.generation, self._run.generation.thought_text)
+        if proposed is not None:  # this turn answers a plan proposed in the previous one
+            question, questions, approved = await self._agree(proposed, question)
+        else:
+            questions, approved = await self._plan(question), not self.collaborative
+        if not approved:
+            await self._propose(question, questions)
+            return
         for number in range(self.settings.max_rounds):
             for q in questions:
                 if len(self.searched) >= self.settings.max_searches:
@@ -137,6 +158,39 @@ class ResearchProgram:
         await self._report(question)
 
     # ---- phases ---------------------------------------------------------------------------------------
+
+    async def _agree(self, proposed: dict[str, Any], reply: str) -> tuple[str, list[str], bool]:
+        """The user's reply to a proposed plan: the plan as agreed, and whether it is approved (always, when this
+        turn does not ask for collaborative planning: the reply is applied and the research goes on)."""
+        question = str(proposed.get("request") or reply)
+        recalled = self._past.recall("agree")
+        if recalled is None:
+            listed = "\n".join(f"{i}. {q}" for i, q in enumerate(_strings(proposed.get("questions")), 1))
+            prompt = f"Request: {question}\n\nPlan:\n{listed}\n\nThe user's reply: {reply}\n\nAnswer with JSON."
+            agreed = _json(await self._ask(PLAN_EDITOR, prompt, _AGREED_SCHEMA))
+            limit = self.settings.max_questions
+            questions = _strings(agreed.get("questions"))[:limit] or _strings(proposed.get("questions"))
+            approved = agreed.get("approved") is True or not self.collaborative
+            listed = "\n".join(f"{i}. {q}" for i, q in enumerate(questions, 1))
+            heading = "The plan is agreed" if approved else "Revising the plan"
+            recalled = {"phase": "agree", "questions": questions, "approved": approved}
+            await self._think(heading, f"I will look into:\n{listed}", recalled)
+        return question, _strings(recalled.get("questions")), recalled.get("approved") is True
+
+    async def _propose(self, question: str, questions: list[str]) -> None:
+        """Collaborative planning: the plan is the answer, and the run waits for the user's reply."""
+        recalled = self._past.recall("proposal")
+        if recalled is None:
+            await self._think("Waiting for the plan's approval", "The plan goes to the user.",
+                              {"phase": "proposal", "request": question, "questions": questions})  # fmt: skip
+        self.outcome = "requires_action"
+        if self._past.report() is not None:
+            return
+        listed = "\n".join(f"{i}. {q}" for i, q in enumerate(questions, 1))
+        text = (f"Here is my research plan:\n\n{listed}\n\nReply to approve it, or say what to change; "
+                "the research starts once the plan is approved.")  # fmt: skip
+        cut = self._cut_report or ""
+        await self._run.writer.text(text[len(cut) :] if text.startswith(cut) else text)
 
     async def _plan(self, question: str) -> list[str]:
         recalled = self._past.recall("plan")

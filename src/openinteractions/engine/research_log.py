@@ -18,6 +18,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from ..backends.base import GenerationRequest
 from ..schema.steps import ThoughtStep
 
 _STATE = "\n\n[research state] "
@@ -104,3 +105,16 @@ class Past:
 
     def _record(self, step: dict[str, Any]) -> dict[str, Any] | None:
         return record_of(self._open(ThoughtStep.model_validate(step)))
+
+
+def pending_plan(generation: GenerationRequest, opener: Callable[[ThoughtStep], str]) -> dict[str, Any] | None:
+    """The plan a collaborative-planning turn proposed, if the chain's last turn ended with it (its record:
+    the request and the questions); None otherwise."""
+    for step in reversed(generation.history[: generation.turn_start]):
+        if isinstance(step, ThoughtStep):
+            record = record_of(opener(step))
+            if record is not None:
+                return record if record.get("phase") == "proposal" else None
+        elif step.type != "model_output":
+            return None
+    return None

@@ -243,7 +243,7 @@ class Run:
             async with asyncio.timeout(self._time_left(taken_over=logged is not None)):
                 await self._generate(writer, tally, first_round)
             await writer.close()
-            await self._complete(_status(writer, tally), tally)
+            await self._complete(_status(writer, tally, self.job.program), tally)
         except asyncio.CancelledError:
             if self.lost:
                 return
@@ -560,7 +560,7 @@ def _all_text(steps: list[Any]) -> bool:
     return all(getattr(block, "type", "text") == "text" for block in blocks)
 
 
-def _status(writer: StepWriter, tally: _Tally) -> str:
-    if writer.function_calls:
+def _status(writer: StepWriter, tally: _Tally, program: Program | None) -> str:
+    if writer.function_calls or (program is not None and program.outcome == "requires_action"):
         return "requires_action"
     return "incomplete" if tally.finish == "max_tokens" else "completed"
