@@ -16,6 +16,7 @@ from google.genai._interactions import BadRequestError, NotFoundError
 
 from live import FIXTURES, LiveServer
 from protocol import check_stream
+from resuming import CrashingServer, ResumingReader, check_ids, model_text, normal_steps, streamed_text, wait_for
 from test_replicas import Reader, _wait
 
 AGENT = "deep-research-preview-04-2026"
@@ -49,8 +50,13 @@ ELBRUS_NOTES = {
 }
 MONT_BLANC_NOTES = {"notes": [note(1, "Mont Blanc was first climbed in 1786", ASCENT)]}
 NOTES = "You take research notes"
+EDITED = {"questions": [*PLAN["questions"], "Elbrus first ascent"], "approved": False}
 SCRIPT = {
     "rules": [
+        rule(
+            answer({**EDITED, "approved": True}), system_contains="You agree a research plan", input_contains="go ahead"
+        ),
+        rule(answer(EDITED), system_contains="You agree a research plan"),
         rule(answer(PLAN), system_contains="You plan research"),
         rule(answer(MONT_BLANC_NOTES), system_contains=NOTES, input_contains="Question: Mont Blanc first ascent"),
         rule(answer(ELBRUS_NOTES), system_contains=NOTES),
@@ -192,7 +198,6 @@ REFUSALS = [
     ({"agent_config": {"type": "bogus"}}, 400, "'agent_config.type' 'bogus' is unknown"),
     ({"agent_config": {"type": "deep-research", "thinking_summaries": "yes"}}, 400, "thinking_summaries"),
     ({"agent_config": {"type": "deep-research", "visualization": "auto"}}, 400, "'agent_config.visualization'"),
-    ({"agent_config": {"type": "deep-research", "collaborative_planning": True}}, 400, "collaborative_planning"),
     ({"agent_config": {"type": "deep-research", "depth": 3}}, 400, "'agent_config.depth' is not a field"),
     ({"tools": [{"type": "google_search"}]}, 400, "'tools' with an agent"),
 ]
@@ -223,29 +228,97 @@ def test_sdk_refuses_unknown_agent_with_not_found(server: LiveServer) -> None:
         client.interactions.create(**seed_request(background=False))
 
 
-def test_a_run_killed_mid_research_ends_failed_after_restart(tmp_path: Path) -> None:
-    """The research program's state is not yet refolded from its log: a run taken over after a crash ends
-    failed (aborted), with everything it had logged kept and one gap-free stream."""
-    server = agent_server(tmp_path).start()
+HALF = REPORT.index("Mont Blanc")
+CUT_IN_RESEARCH = {"rules": [rule([{"hang": True}], system_contains=NOTES), *SCRIPT["rules"]]}
+CUT_IN_REPORT = {"rules": [rule([{"text": REPORT[:HALF]}, {"hang": True}, {"text": REPORT[HALF:]}],
+                                system_contains="You write the research report"), *SCRIPT["rules"]]}  # fmt: skip
+AFTER_CUT = {"rules": [rule([{"text": REPORT[:HALF]}, {"text": REPORT[HALF:]}],
+                            system_contains="You write the research report"), *SCRIPT["rules"]]}  # fmt: skip
+
+
+def _no_ids(steps: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{k: v for k, v in s.items() if k not in ("id", "call_id")} for s in normal_steps(steps)]
+
+
+def _in_research(events: list[dict[str, Any]]) -> bool:
+    return any(e.get("step", {}).get("type") == "url_context_result" for e in events)
+
+
+def _in_report(events: list[dict[str, Any]]) -> bool:
+    return any(e["event_type"] == "step.delta" and e["delta"]["type"] == "text" for e in events)
+
+
+@pytest.mark.parametrize("first_life, cut", [(CUT_IN_RESEARCH, _in_research), (CUT_IN_REPORT, _in_report)],
+                         ids=["mid-research", "mid-report"])  # fmt: skip
+def test_a_run_killed_mid_research_continues_after_restart(tmp_path: Path, first_life: Any, cut: Any) -> None:
+    """SIGKILL while the note taker (or the report) hangs; after the restart the run goes on from its log: what
+    was searched and read is not done again, and the run ends as an uninterrupted one does."""
+    crashing = CrashingServer(agent_server(tmp_path))
+    (tmp_path / "slow.json").write_text(json.dumps(first_life))
+    crashing.start()
     try:
-        client = client_for(server)
+        client = client_for(crashing.server)
+        reference = client.interactions.create(**seed_request())
         created = client.interactions.create(**seed_request(agent="slow-researcher"))
-        before = Reader(server, created.id)
-        _wait(lambda: any(e.get("step", {}).get("type") == "url_context_result" for e in before.events))
-        server.kill()  # while the note taker hangs
-        before.join(5)
-        server.start()
-        after = Reader(server, created.id, before.last_id())
-        after.join(30)
-        got = client.interactions.get(created.id)
+        reader = ResumingReader(crashing, created.id)
+        reader.start()
+        wait_for(lambda: cut(reader.events), what="the research to reach the cut")
+        crashing.kill()
+        (tmp_path / "slow.json").write_text(json.dumps(AFTER_CUT))  # the model answers in the next life
+        crashing.start()
+        reader.join(60)
+        wait_for(lambda: client.interactions.get(reference.id).status != "in_progress")
+        got = client.interactions.get(created.id).model_dump(mode="json", exclude_none=True)
+        want = client.interactions.get(reference.id).model_dump(mode="json", exclude_none=True)
     finally:
-        server.stop()
-    joined = before.events + after.events
-    assert [e["event_id"] for e in joined] == [str(n) for n in range(1, len(joined) + 1)]
-    assert got.status == "failed" and got.errors[0].code == "aborted"
-    assert "agent's research" in got.errors[0].message
-    assert [s.type for s in got.steps][:7] == ["thought", "thought", "google_search_call", "google_search_result",
-                                               "thought", "url_context_call", "url_context_result"]  # fmt: skip
+        crashing.stop()
+    assert reader.done and reader.failure is None and not reader.unexpected, (reader.failure, reader.unexpected)
+    assert reader.connections == 2
+    check_ids(reader.events)
+    assert got["status"] == want["status"] == "completed"
+    assert [s["type"] for s in got["steps"]] == [s["type"] for s in want["steps"]]
+    assert _no_ids(got["steps"])[:-1] == _no_ids(want["steps"])[:-1]  # thoughts, searches, reads
+    assert got["steps"][-1] == want["steps"][-1]  # the report, its citations included
+    assert streamed_text(reader.events) == model_text(got["steps"]) == [REPORT]
+    cited = {a["url"] for a in got["steps"][-1]["content"][0]["annotations"]}
+    assert len(cited) == 2 and cited <= read_urls(got["steps"])
+    calls = [e["step"]["type"] for e in reader.events if e["event_type"] == "step.start"]
+    assert calls.count("google_search_call") == calls.count("url_context_call") == 2  # none done again
+    assert got["usage"]["total_input_tokens"] >= want["usage"]["total_input_tokens"]
+
+
+def test_collaborative_planning_waits_for_the_plan_to_be_approved(server: LiveServer) -> None:
+    """The plan is the first turn's answer (requires_action); a reply asking for a change gets the revised plan,
+    again requires_action; an approval starts the research on the agreed plan."""
+    client = client_for(server)
+    config = {"type": "deep-research", "thinking_summaries": "auto", "collaborative_planning": True}
+
+    def turn(text: str, previous: str | None = None) -> Any:
+        created = client.interactions.create(**seed_request(input=text, agent_config=config),
+                                             **({"previous_interaction_id": previous} if previous else {}))  # fmt: skip
+        _wait(lambda: client.interactions.get(created.id).status not in ("in_progress", "queued"))
+        return client.interactions.get(created.id)
+
+    proposed = turn(QUESTION)
+    assert proposed.status == "requires_action" and proposed.agent == AGENT
+    assert [s.type for s in proposed.steps] == ["thought", "thought", "model_output"]  # no search yet
+    assert (
+        "1. Mount Elbrus height\n2. Mont Blanc first ascent\n\nReply to approve" in proposed.steps[-1].content[0].text
+    )
+    revised = turn("Also find who first climbed Elbrus.", proposed.id)
+    assert revised.status == "requires_action"
+    assert [s.type for s in revised.steps] == ["thought", "thought", "model_output"]
+    assert revised.steps[0].summary[0].text.startswith("**Revising the plan**")
+    assert "3. Elbrus first ascent" in revised.steps[-1].content[0].text
+    done = turn("Looks good, go ahead.", revised.id)
+    assert done.status == "completed"
+    kinds = [s.type for s in done.steps]
+    assert kinds[0] == "thought" and done.steps[0].summary[0].text.startswith("**The plan is agreed**")
+    assert "3. Elbrus first ascent" in done.steps[0].summary[0].text
+    assert kinds.count("google_search_call") == 3 and kinds[-1] == "model_output"
+    searched = [s.arguments.queries[0] for s in done.steps if s.type == "google_search_call"]
+    assert searched == EDITED["questions"]
+    assert done.steps[-1].content[0].text == REPORT
 
 
 def test_reader_reads_index_documents_and_loopback_pages(tmp_path: Path) -> None:

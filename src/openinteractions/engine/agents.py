@@ -72,7 +72,6 @@ def check_agent_shape(req: CreateInteractionRequest) -> None:
         "tools": "'tools' with an agent (it uses the server's search and reader)",
         "response_format": "'response_format' with an agent",
         "response_mime_type": "'response_mime_type' with an agent",
-        "previous_interaction_id": "'previous_interaction_id' with an agent",
         "environment": "'environment'",
     }
     for name, what in unsupported.items():
@@ -98,8 +97,6 @@ def check_agent_config(config: dict[str, Any] | None) -> None:
             raise invalid_argument(f"'agent_config.{flag}' must be a boolean")
     if config.get("visualization") == "auto":
         raise not_supported("'agent_config.visualization' 'auto' (charts in the report)")
-    if config.get("collaborative_planning"):
-        raise not_supported("'agent_config.collaborative_planning'")
     if config.get("enable_bigquery_tool"):
         raise not_supported("'agent_config.enable_bigquery_tool'", "not offered by this server")
 

@@ -118,7 +118,9 @@ class Executor:
         search, reader = self.toolbox.agent_tools(agent.settings.max_document_chars)
         generation = GenerationRequest(model=model, history=history, turn_start=len(history) - len(inputs),
                                        thought_text=self._thought_text)  # fmt: skip
-        return Job(recipe, backend, generation, inputs, program=ResearchProgram(agent.settings, search, reader))
+        collaborative = (recipe.echo.get("agent_config") or {}).get("collaborative_planning") is True
+        program = ResearchProgram(agent.settings, search, reader, collaborative)
+        return Job(recipe, backend, generation, inputs, program=program)
 
     def _thought_text(self, step: ThoughtStep) -> str:
         if not step.signature:

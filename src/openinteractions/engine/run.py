@@ -243,7 +243,7 @@ class Run:
             async with asyncio.timeout(self._time_left(taken_over=logged is not None)):
                 await self._generate(writer, tally, first_round)
             await writer.close()
-            await self._complete(_status(writer, tally), tally)
+            await self._complete(_status(writer, tally, self.job.program), tally)
         except asyncio.CancelledError:
             if self.lost:
                 return
@@ -337,8 +337,7 @@ class Run:
             self.holds_slot = True
         gen, steps = self.job.generation, built_steps(self.assembler)
         if self.job.program is not None:
-            writer.resume_at(len(state.types), state.types[-1] if state.open_index is not None else None)
-            raise CannotContinue("the server stopped during the agent's research, which cannot yet go on from its log")
+            return await self._resume_program(state, writer, steps)
         if unanswered_call(state.types):
             return await self._rerun_tool(state, writer, steps)
         pre_read = "url_context" in self.job.tools and bool(urls_in(self.job.inputs))
@@ -358,6 +357,17 @@ class Run:
         gen.round = rounds
         gen.plan = self._backend.prepare(gen)
         return rounds
+
+    async def _resume_program(self, state: LogState, writer: StepWriter, steps: list[dict[str, Any] | None]) -> int:
+        """An agent's program folds its state from the log; the step the crash cut off is closed (and the restart
+        marked) unless the program goes on with it."""
+        assert self.job.program is not None
+        cut = state.types[-1] if state.open_index is not None else None
+        writer.resume_at(len(state.types), cut)
+        if not self.job.program.take_over(steps, cut, self._backend) and cut is not None:
+            await writer.close(strict=False)
+            await self._append(InteractionStatusUpdateEvent(interaction_id=self.id, status="in_progress"))
+        return 0
 
     async def _rerun_tool(self, state: LogState, writer: StepWriter, steps: list[dict[str, Any] | None]) -> int:
         """The log stops between a server tool's call and its result (the tool was running): the tool loop runs
@@ -396,7 +406,7 @@ class Run:
         spec, job = self.spec, self.job
         if job.program is not None:
             parts = ProgramRun(self._backend, job.generation, writer, job.inputs, self._ready_for_steps, tally.add,
-                               lambda: self._save_usage(tally))  # fmt: skip
+                               lambda: self._save_usage(tally), _tokens(tally.usage))  # fmt: skip
             await job.program.run(parts)
             return
         tools = ToolLoop(job.tools, self._backend, job.generation, writer, self.assembler, base=self._base,
@@ -541,12 +551,16 @@ def _report(usage: str | None) -> UsageReport | None:
                        u.total_cached_tokens or 0, u.total_tool_use_tokens or 0)  # fmt: skip
 
 
+def _tokens(report: UsageReport | None) -> int:
+    return 0 if report is None else report.input_tokens + report.output_tokens + report.thought_tokens
+
+
 def _all_text(steps: list[Any]) -> bool:
     blocks = (block for step in steps for block in getattr(step, "content", None) or [])
     return all(getattr(block, "type", "text") == "text" for block in blocks)
 
 
-def _status(writer: StepWriter, tally: _Tally) -> str:
-    if writer.function_calls:
+def _status(writer: StepWriter, tally: _Tally, program: Program | None) -> str:
+    if writer.function_calls or (program is not None and program.outcome == "requires_action"):
         return "requires_action"
     return "incomplete" if tally.finish == "max_tokens" else "completed"

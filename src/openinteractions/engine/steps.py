@@ -114,6 +114,12 @@ class StepWriter:
             case ForeignEvent(payload=payload):
                 await self._emit(FutureEvent.model_validate(payload))  # type: ignore[arg-type]
 
+    def conceal(self, text: str) -> None:
+        """Reasoning of the open thought that is sealed into its signature but not shown as a summary (an
+        agent's working state, which a server that takes the run over reads back from the signature)."""
+        if self._open == "thought":
+            self._thought.append(text)
+
     async def text(self, text: str) -> None:
         """The hot path: a chunk of model output."""
         if self._open != "model_output":
