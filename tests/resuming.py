@@ -160,3 +160,32 @@ class ResumingReader(threading.Thread):
             self.events.append(dump(event))
             if event.event_type in TERMINAL:
                 self.done = True
+
+
+class Follower(threading.Thread):
+    """Follows one interaction's stream on one server, over raw HTTP, until its connection ends, keeping when
+    each event came; started at once."""
+
+    def __init__(self, server: LiveServer, interaction_id: str, after: str | None = None) -> None:
+        super().__init__(daemon=True)
+        self.server, self.id, self.after = server, interaction_id, after
+        self.events: list[dict[str, Any]] = []
+        self.arrived: list[float] = []  # when each event came (monotonic)
+        self.done = False
+        self.start()
+
+    def run(self) -> None:
+        query = "stream=true" + (f"&last_event_id={self.after}" if self.after else "")
+        try:
+            with self.server.http() as http, http.stream("GET", f"/v1beta/interactions/{self.id}?{query}") as r:
+                for line in r.iter_lines():
+                    if line == "data: [DONE]":
+                        self.done = True
+                    elif line.startswith("data: "):
+                        self.events.append(json.loads(line[6:]))
+                        self.arrived.append(time.monotonic())
+        except httpx.HTTPError:
+            pass  # its server died under it
+
+    def last_id(self) -> str | None:
+        return self.events[-1]["event_id"] if self.events else None

@@ -18,16 +18,12 @@ from google import genai
 from google.genai._interactions import APIConnectionError
 
 from live import LiveServer, free_port
-from resuming import model_text, streamed_text
+from resuming import dump, model_text, streamed_text
 from test_openai_backend import fake, openai_model, url
 
 EMBEDDED = "gemini-3-flash-preview"  # an alias of the embedded default
 STORY = "Once upon a time there was a server that crashed and went on."
 CUT = "Once upon a time there was a server"  # what the fake upstream tells before it hangs
-
-
-def _dump(event: Any) -> dict[str, Any]:
-    return dict(event.model_dump(mode="json", exclude_none=True, by_alias=True))
 
 
 def _cut(
@@ -39,7 +35,7 @@ def _cut(
     head: list[dict[str, Any]] = []
     try:
         for event in client.interactions.create(model=model, background=True, stream=True, **body):
-            head.append(_dump(event))
+            head.append(dump(event))
             if server.process is not None and server.process.poll() is None and crash(head):
                 server.kill()
     except (httpx.HTTPError, APIConnectionError):
@@ -53,7 +49,7 @@ def _resume(server: LiveServer, head: list[dict[str, Any]]) -> tuple[list[dict[s
     server.start()
     client = genai.Client(api_key="k", http_options={"base_url": server.url})
     interaction_id = head[0]["interaction"]["id"]
-    tail = [_dump(e) for e in client.interactions.get(interaction_id, stream=True, last_event_id=head[-1]["event_id"])]
+    tail = [dump(e) for e in client.interactions.get(interaction_id, stream=True, last_event_id=head[-1]["event_id"])]
     with server.http() as http:
         stored = http.get(f"/v1beta/interactions/{interaction_id}").json()
     return tail, stored
@@ -89,13 +85,14 @@ def test_an_embedded_model_answer_cut_by_a_crash_goes_on_where_it_stopped(tmp_pa
     assert model_text(stored["steps"]) == model_text(uninterrupted["steps"])
 
 
-@pytest.mark.parametrize("shape", ["continue_final_message", "prefix"])
-def test_an_upstream_answer_cut_by_a_crash_is_continued_from_an_assistant_prefill(tmp_path: Path, shape: str) -> None:
-    """The fake upstream tells a story's first three pieces and hangs; after the restart it is sent the story so
-    far as the last assistant message and, only if that is in the configured shape, tells the rest."""
-    port, log = free_port(), tmp_path / "upstream.jsonl"
+def _story_cut_and_resumed(
+    tmp_path: Path, log: Path, shape: str, **options: Any
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, Any]]:
+    """The fake upstream's story through the server, killed once the answer reads CUT, then resumed: the events
+    before and after the kill, and the stored interaction."""
+    port = free_port()
     upstream = fake(port, log)
-    model = openai_model([url(port)], model=f"story:{shape}", continuation=shape, health_check_interval=0)
+    model = openai_model([url(port)], model=f"story:{shape}", health_check_interval=0, **options)
     server = LiveServer(tmp_path, {"models.m": model}).start()
     try:
         head = _cut(server, "m", {"input": "Tell me a story."}, lambda events: _text_so_far(events) == CUT)
@@ -103,6 +100,15 @@ def test_an_upstream_answer_cut_by_a_crash_is_continued_from_an_assistant_prefil
     finally:
         server.stop()
         upstream.kill()
+    return head, tail, stored
+
+
+@pytest.mark.parametrize("shape", ["continue_final_message", "prefix"])
+def test_an_upstream_answer_cut_by_a_crash_is_continued_from_an_assistant_prefill(tmp_path: Path, shape: str) -> None:
+    """The fake upstream tells a story's first three pieces and hangs; after the restart it is sent the story so
+    far as the last assistant message and, only if that is in the configured shape, tells the rest."""
+    log = tmp_path / "upstream.jsonl"
+    head, tail, stored = _story_cut_and_resumed(tmp_path, log, shape, continuation=shape)
     _seamless(head + tail, stored)
     assert model_text(stored["steps"]) == [STORY]
     last = json.loads(log.read_text().splitlines()[-1])["body"]
@@ -115,16 +121,7 @@ def test_an_upstream_answer_cut_by_a_crash_is_continued_from_an_assistant_prefil
 def test_an_upstream_without_continuation_restarts_the_cut_step_under_a_marker(tmp_path: Path) -> None:
     """The default (continuation "none"): the cut step is closed as it was, an interaction.status_update marks
     the restart, and the round's new answer is a new step."""
-    port, log = free_port(), tmp_path / "upstream.jsonl"
-    upstream = fake(port, log)
-    model = openai_model([url(port)], model="story:none", health_check_interval=0)
-    server = LiveServer(tmp_path, {"models.m": model}).start()
-    try:
-        head = _cut(server, "m", {"input": "Tell me a story."}, lambda events: _text_so_far(events) == CUT)
-        tail, stored = _resume(server, head)
-    finally:
-        server.stop()
-        upstream.kill()
+    head, tail, stored = _story_cut_and_resumed(tmp_path, tmp_path / "upstream.jsonl", "none")
     joined = head + tail
     assert [e["event_id"] for e in joined] == [str(n) for n in range(1, len(joined) + 1)]
     assert [e["event_type"] for e in joined].count("interaction.status_update") == 2

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from live import LiveServer
-from test_replicas import Reader, _wait
+from resuming import Follower, wait_for
 
 
 def test_a_server_tool_cut_off_by_a_crash_runs_again_and_the_run_goes_on(tmp_path: Path) -> None:
@@ -24,12 +24,12 @@ def test_a_server_tool_cut_off_by_a_crash_runs_again_and_the_run_goes_on(tmp_pat
         with server.http() as http:
             reference = http.post("/v1beta/interactions", json=body).json()
             interaction_id = http.post("/v1beta/interactions", json={**body, "background": True}).json()["id"]
-        before = Reader(server, interaction_id)
-        _wait(lambda: any(e.get("step", {}).get("type") == "code_execution_call" for e in before.events))
+        before = Follower(server, interaction_id)
+        wait_for(lambda: any(e.get("step", {}).get("type") == "code_execution_call" for e in before.events))
         server.kill()  # the program sleeps in the sandbox
         before.join(5)
         server.start()
-        after = Reader(server, interaction_id, before.last_id())
+        after = Follower(server, interaction_id, before.last_id())
         after.join(60)
         with server.http() as http:
             got = http.get(f"/v1beta/interactions/{interaction_id}").json()

@@ -12,47 +12,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 import pg
 from live import LiveServer
 from pgcluster import private_cluster
-
-
-class Reader(threading.Thread):
-    """Follows one interaction's stream on one server until its connection ends."""
-
-    def __init__(self, server: LiveServer, interaction_id: str, after: str | None = None) -> None:
-        super().__init__(daemon=True)
-        self.server, self.id, self.after = server, interaction_id, after
-        self.events: list[dict[str, Any]] = []
-        self.arrived: list[float] = []  # when each event came (monotonic)
-        self.done = False
-        self.start()
-
-    def run(self) -> None:
-        query = "stream=true" + (f"&last_event_id={self.after}" if self.after else "")
-        try:
-            with self.server.http() as http, http.stream("GET", f"/v1beta/interactions/{self.id}?{query}") as r:
-                for line in r.iter_lines():
-                    if line == "data: [DONE]":
-                        self.done = True
-                    elif line.startswith("data: "):
-                        self.events.append(json.loads(line[6:]))
-                        self.arrived.append(time.monotonic())
-        except httpx.HTTPError:
-            pass  # its server died under it
-
-    def last_id(self) -> str | None:
-        return self.events[-1]["event_id"] if self.events else None
-
-
-def _wait(condition: Any, seconds: float = 30.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.01)
+from resuming import Follower, check_ids, model_text, wait_for
 
 
 def _texts(events: list[dict[str, Any]]) -> str:
@@ -60,12 +25,24 @@ def _texts(events: list[dict[str, Any]]) -> str:
 
 
 def _text(steps: list[dict[str, Any]]) -> str:
-    return "".join(c.get("text", "") for s in steps if s["type"] == "model_output" for c in s.get("content") or [])
+    return "".join(model_text(steps))
 
 
 def _paced(words: int, pause_ms: int = 20) -> str:
     script = [e for i in range(words) for e in ({"text": f"w{i} "}, {"sleep_ms": pause_ms})]
     return json.dumps({"script": [{"thought": "plan"}, *script]})
+
+
+def _paced_runs(
+    a: LiveServer, b: LiveServer, words: int
+) -> tuple[list[str], dict[str, Any], list[Follower], list[Follower]]:
+    """Three background runs created on A, and an uninterrupted reference run: their ids, the reference, and
+    each run followed on A and on B."""
+    with a.http() as http:
+        ids = [http.post("/v1beta/interactions", json={"model": "m", "input": _paced(words), "background": True})
+               .json()["id"] for _ in range(3)]  # fmt: skip
+        reference = http.post("/v1beta/interactions", json={"model": "m", "input": _paced(words, 0)}).json()
+    return ids, reference, [Follower(a, i) for i in ids], [Follower(b, i) for i in ids]
 
 
 @contextmanager
@@ -88,10 +65,6 @@ def replicas(tmp_path: Path, url: str, count: int = 3) -> Iterator[list[LiveServ
             server.stop()
 
 
-def _assert_exact(events: list[dict[str, Any]]) -> None:
-    assert [e["event_id"] for e in events] == [str(n) for n in range(1, len(events) + 1)]  # no gap, no repeat
-
-
 def test_created_on_a_streamed_on_b_read_and_cancelled_on_c(tmp_path: Path) -> None:
     with pg.scratch_database() as database, replicas(tmp_path, pg.url(database)) as (a, b, c):
         script = json.dumps({"script": [{"thought": "plan"}, {"text": "first "}, {"sleep_ms": 30},
@@ -99,8 +72,8 @@ def test_created_on_a_streamed_on_b_read_and_cancelled_on_c(tmp_path: Path) -> N
         with a.http() as http:
             interaction_id = http.post("/v1beta/interactions", json={"model": "m", "input": script,
                                                                      "background": True}).json()["id"]  # fmt: skip
-        on_a, on_b = Reader(a, interaction_id), Reader(b, interaction_id)
-        _wait(lambda: _texts(on_b.events) == "first second ")
+        on_a, on_b = Follower(a, interaction_id), Follower(b, interaction_id)
+        wait_for(lambda: _texts(on_b.events) == "first second ", seconds=30)
         with c.http() as http:
             running = http.get(f"/v1beta/interactions/{interaction_id}").json()
             assert running["status"] == "in_progress"
@@ -114,7 +87,7 @@ def test_created_on_a_streamed_on_b_read_and_cancelled_on_c(tmp_path: Path) -> N
         on_b.join(10)
         assert on_a.done and on_b.done
         assert on_b.events == on_a.events  # the same stream, event for event
-        _assert_exact(on_b.events)
+        check_ids(on_b.events)
         assert on_b.events[-1]["interaction"]["status"] == "cancelled"
         resources = []
         for server in (a, b, c):
@@ -141,17 +114,12 @@ def test_created_on_a_streamed_on_b_read_and_cancelled_on_c(tmp_path: Path) -> N
 
 def test_a_killed_replicas_runs_go_on_elsewhere_and_resuming_clients_get_the_exact_stream(tmp_path: Path) -> None:
     with pg.scratch_database() as database, replicas(tmp_path, pg.url(database)) as (a, b, c):
-        with a.http() as http:
-            ids = [http.post("/v1beta/interactions", json={"model": "m", "input": _paced(60), "background": True})
-                   .json()["id"] for _ in range(3)]  # fmt: skip
-            reference = http.post("/v1beta/interactions", json={"model": "m", "input": _paced(60, 0)}).json()
-        on_a = [Reader(a, i) for i in ids]
-        on_b = [Reader(b, i) for i in ids]
-        _wait(lambda: all(len(r.events) >= 20 for r in on_a))
+        ids, reference, on_a, on_b = _paced_runs(a, b, words=60)
+        wait_for(lambda: all(len(r.events) >= 20 for r in on_a), seconds=30)
         a.kill()
         for reader in on_a:
             reader.join(5)
-        resumed = [Reader(c, r.id, r.last_id()) for r in on_a]  # the clients of A resume on C
+        resumed = [Follower(c, r.id, r.last_id()) for r in on_a]  # the clients of A resume on C
         for reader in [*resumed, *on_b]:
             reader.join(60)
         with b.http() as http:
@@ -160,7 +128,7 @@ def test_a_killed_replicas_runs_go_on_elsewhere_and_resuming_clients_get_the_exa
         assert got["status"] == "completed", got
         assert after.done and watcher.done
         joined = before.events + after.events
-        _assert_exact(joined)
+        check_ids(joined)
         assert joined == watcher.events  # B followed the run across A's death without a seam
         assert _texts(joined) == _text(got["steps"]) == _text(reference["steps"])
         # Live, not polled: before the kill, B had each event within moments of A (notifications).
@@ -171,13 +139,8 @@ def test_a_killed_replicas_runs_go_on_elsewhere_and_resuming_clients_get_the_exa
 
 def test_runs_wait_for_a_restarting_database_and_finish(tmp_path: Path) -> None:
     with private_cluster() as cluster, replicas(tmp_path, cluster.url(), count=2) as (a, b):
-        with a.http() as http:
-            ids = [http.post("/v1beta/interactions", json={"model": "m", "input": _paced(50), "background": True})
-                   .json()["id"] for _ in range(3)]  # fmt: skip
-            reference = http.post("/v1beta/interactions", json={"model": "m", "input": _paced(50, 0)}).json()
-        on_a = [Reader(a, i) for i in ids]
-        on_b = [Reader(b, i) for i in ids]
-        _wait(lambda: all(len(r.events) >= 15 for r in on_b))
+        ids, reference, on_a, on_b = _paced_runs(a, b, words=50)
+        wait_for(lambda: all(len(r.events) >= 15 for r in on_b), seconds=30)
         cluster.restart()
         for reader in [*on_a, *on_b]:
             reader.join(60)
@@ -189,7 +152,7 @@ def test_runs_wait_for_a_restarting_database_and_finish(tmp_path: Path) -> None:
     for local, remote, got in zip(on_a, on_b, stored, strict=True):
         assert got["status"] == "completed", got
         assert local.done and remote.done
-        _assert_exact(local.events)
+        check_ids(local.events)
         assert remote.events == local.events
         assert _texts(local.events) == _text(got["steps"]) == _text(reference["steps"])
 
@@ -201,17 +164,17 @@ def test_a_lone_server_on_postgresql_continues_its_runs_at_once_after_a_restart(
         with a.http() as http:
             interaction_id = http.post("/v1beta/interactions", json={"model": "m", "input": _paced(40),
                                                                      "background": True}).json()["id"]  # fmt: skip
-        reader = Reader(a, interaction_id)
-        _wait(lambda: len(reader.events) >= 10)
+        reader = Follower(a, interaction_id)
+        wait_for(lambda: len(reader.events) >= 10, seconds=30)
         a.kill()
         reader.join(5)
         started = time.monotonic()
         a.start()
-        resumed = Reader(a, interaction_id, reader.last_id())
+        resumed = Follower(a, interaction_id, reader.last_id())
         resumed.join(30)
         assert resumed.done
         assert time.monotonic() - started < 10  # the lease (30 s) did not have to run out
-        _assert_exact(reader.events + resumed.events)
+        check_ids(reader.events + resumed.events)
 
 
 def test_a_run_deleted_on_another_replica_stops_where_it_runs(tmp_path: Path) -> None:
@@ -220,8 +183,8 @@ def test_a_run_deleted_on_another_replica_stops_where_it_runs(tmp_path: Path) ->
         with a.http() as http:
             interaction_id = http.post("/v1beta/interactions", json={"model": "m", "input": script,
                                                                      "background": True}).json()["id"]  # fmt: skip
-        on_a = Reader(a, interaction_id)
-        _wait(lambda: _texts(on_a.events) == "working ")
+        on_a = Follower(a, interaction_id)
+        wait_for(lambda: _texts(on_a.events) == "working ", seconds=30)
         with b.http() as http:
             assert http.delete(f"/v1beta/interactions/{interaction_id}").status_code == 200
             assert http.get(f"/v1beta/interactions/{interaction_id}").status_code == 404
