@@ -269,6 +269,8 @@ class Executor:
         # A dead server's runs are spread over the live ones: each takes its share per pass, and the next pass
         # takes what another has not.
         share = -(-sum(named[server] for server in dead) // max(1, len(alive))) if dead and self.store.shared else None
+        if not dead and not await self.store.lapsed(self.clock()):
+            return  # nothing to take: no write transaction (on SQLite it would divert the loop's commits)
         until = self.clock() + self.settings.limits.run_lease_seconds
         await self._continue(await self.store.claim(self.server_id, self.clock(), until, dead, share))
 

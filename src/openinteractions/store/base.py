@@ -163,6 +163,10 @@ class Store(Protocol):
         database)."""
         ...
 
+    async def lapsed(self, now: float) -> bool:
+        """Whether an unfinished run's lease has run out (or it has none)."""
+        ...
+
     async def live_events(self, positions: dict[str, int]) -> dict[str, list[bytes] | None]:
         """For each run, the committed events after its position (events so far); None if it has ended (or is
         gone)."""

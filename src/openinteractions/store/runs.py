@@ -26,6 +26,13 @@ def leases(conn: Connection, shared: bool) -> tuple[dict[str, int], set[str]]:
     return named, alive
 
 
+def lapsed(conn: Connection, now: float) -> bool:
+    """Whether an unfinished run's lease has run out (or it has none)."""
+    c = interactions.c
+    query = select(c.id).where(and_(UNFINISHED, c.lease_until.is_(None) | (c.lease_until < now))).limit(1)
+    return conn.execute(query).first() is not None
+
+
 def live_events(conn: Connection, positions: dict[str, int]) -> dict[str, list[bytes] | None]:
     """For each run, the committed events after its position; None for a run that has ended (or is gone).
     Two queries for any number of runs: a replica following many runs reads them together."""

@@ -479,6 +479,10 @@ class SqlStore:
         named, alive = await self._read(lambda conn: runs.leases(conn, self.shared))
         return named, alive if self.shared else {self._server_id}
 
+    async def lapsed(self, now: float) -> bool:
+        """Whether an unfinished run's lease has run out (or it has none): a read, before a claim's write."""
+        return bool(await self._read(lambda conn: runs.lapsed(conn, now)))
+
     async def live_events(self, positions: dict[str, int]) -> dict[str, list[bytes] | None]:
         """For each run, the committed events after its position (events so far); None if it has ended."""
         found: dict[str, list[bytes] | None] = {}
