@@ -16,8 +16,16 @@ from google.genai._interactions import BadRequestError, NotFoundError
 
 from live import FIXTURES, LiveServer
 from protocol import check_stream
-from resuming import CrashingServer, ResumingReader, check_ids, model_text, normal_steps, streamed_text, wait_for
-from test_replicas import Reader, _wait
+from resuming import (
+    CrashingServer,
+    Follower,
+    ResumingReader,
+    check_ids,
+    model_text,
+    normal_steps,
+    streamed_text,
+    wait_for,
+)
 
 AGENT = "deep-research-preview-04-2026"
 QUESTION = "Research the mountains of Europe."
@@ -156,7 +164,7 @@ def test_background_create_then_poll(server: LiveServer) -> None:
     client = client_for(server)
     created = client.interactions.create(**seed_request(agent_config={"type": "deep-research"}))
     assert created.status in ("in_progress", "completed") and created.agent == AGENT
-    _wait(lambda: client.interactions.get(created.id).status != "in_progress")
+    wait_for(lambda: client.interactions.get(created.id).status != "in_progress", seconds=30)
     done = client.interactions.get(created.id)
     assert done.status == "completed" and done.agent == AGENT
     assert all(not s.summary for s in done.steps if s.type == "thought")  # thinking_summaries not "auto"
@@ -166,7 +174,7 @@ def test_background_create_then_poll(server: LiveServer) -> None:
 def test_token_budget_ends_budget_exceeded(server: LiveServer) -> None:
     client = client_for(server)
     created = client.interactions.create(**seed_request(agent="frugal", agent_config=None))
-    _wait(lambda: client.interactions.get(created.id).status == "budget_exceeded")
+    wait_for(lambda: client.interactions.get(created.id).status == "budget_exceeded", seconds=30)
     done = client.interactions.get(created.id)
     # 110 tokens for the plan, 220 with the first notes: over 150, it stops before it says what it learned
     assert [s.type for s in done.steps][-3:] == ["thought", "url_context_call", "url_context_result"]
@@ -176,8 +184,8 @@ def test_token_budget_ends_budget_exceeded(server: LiveServer) -> None:
 def test_cancel_a_running_agent(server: LiveServer) -> None:
     client = client_for(server)
     created = client.interactions.create(**seed_request(agent="slow-researcher"))
-    reader = Reader(server, created.id)
-    _wait(lambda: any(e.get("step", {}).get("type") == "url_context_result" for e in reader.events))
+    reader = Follower(server, created.id)
+    wait_for(lambda: any(e.get("step", {}).get("type") == "url_context_result" for e in reader.events), seconds=30)
     cancelled = client.interactions.cancel(created.id)
     reader.join(10)
     assert cancelled.status == "cancelled" and cancelled.agent == "slow-researcher"
@@ -296,7 +304,7 @@ def test_collaborative_planning_waits_for_the_plan_to_be_approved(server: LiveSe
     def turn(text: str, previous: str | None = None) -> Any:
         created = client.interactions.create(**seed_request(input=text, agent_config=config),
                                              **({"previous_interaction_id": previous} if previous else {}))  # fmt: skip
-        _wait(lambda: client.interactions.get(created.id).status not in ("in_progress", "queued"))
+        wait_for(lambda: client.interactions.get(created.id).status not in ("in_progress", "queued"))
         return client.interactions.get(created.id)
 
     proposed = turn(QUESTION)
