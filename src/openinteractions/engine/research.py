@@ -16,7 +16,7 @@ import asyncio
 import json
 import re
 from contextlib import aclosing
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import Any
 
 from ..backends.base import (
@@ -39,6 +39,7 @@ from ..tools.builtin import GoogleSearch
 from ..tools.reader import DocumentReader
 from .program import ProgramRun
 from .research_log import Diverged, Past, pending_plan, sealed
+from .research_notes import NOTES_SCHEMA, Note, checked
 from .run import CannotContinue
 from .toolloop import BudgetExceeded
 
@@ -70,25 +71,7 @@ _AGREED_SCHEMA = {
     "properties": {**_questions_schema(8, 1)["properties"], "approved": {"type": "boolean"}},
     "required": ["questions", "approved"],
 }
-_NOTE = {
-    "type": "object",
-    "properties": {"source": {"type": "integer"}, "claim": {"type": "string"}, "quote": {"type": "string"}},
-    "required": ["source", "claim", "quote"],
-}
-NOTES_SCHEMA = {
-    "type": "object",
-    "properties": {"notes": {"type": "array", "items": _NOTE, "maxItems": 8}},
-    "required": ["notes"],
-}
 _MARKER = re.compile(r"\[(\d{1,3})\]")
-
-
-@dataclass
-class Note:
-    url: str
-    title: str
-    claim: str
-    quote: str
 
 
 class ResearchProgram:
@@ -248,7 +231,7 @@ class ResearchProgram:
         found = _json(await self._ask(NOTE_TAKER, prompt, NOTES_SCHEMA)).get("notes")
         kept = []
         for item in found if isinstance(found, list) else []:
-            note = _checked(item, pages)
+            note = checked(item, pages)
             if note is not None:
                 kept.append(note)
         self.notes.extend(kept)
@@ -371,22 +354,3 @@ def _json(text: str) -> dict[str, Any]:
 def _strings(value: Any) -> list[str]:
     items = value if isinstance(value, list) else []
     return list(dict.fromkeys(s.strip() for s in items if isinstance(s, str) and s.strip()))
-
-
-def _squeeze(text: str) -> str:
-    return " ".join(text.split()).casefold()
-
-
-def _checked(item: Any, pages: list[dict[str, Any]]) -> Note | None:
-    """A note whose quote is in the text of the document it names (one read in this run), else None."""
-    if not isinstance(item, dict):
-        return None
-    source, claim, quote = item.get("source"), item.get("claim"), item.get("quote")
-    if not (isinstance(source, int) and 1 <= source <= len(pages) and isinstance(claim, str) and claim.strip()):
-        return None
-    if not isinstance(quote, str) or len(quote.strip()) < 8:
-        return None
-    page = pages[source - 1]
-    if _squeeze(quote) not in _squeeze(str(page.get("text") or "")):
-        return None
-    return Note(page["url"], str(page.get("title") or page["url"]), claim.strip(), quote.strip())
