@@ -479,8 +479,8 @@ class AlteredSandbox(Sandbox):
         super().__init__(SandboxLimits())
         self.option, self.replacement = option, replacement
 
-    def _command(self, program: int, bpf: int) -> list[str]:
-        command = super()._command(program, bpf)
+    def _command(self, program: int, bpf: int, collect: tuple[int, tuple[str, ...]] | None = None) -> list[str]:
+        command = super()._command(program, bpf, collect)
         at = command.index(self.option)
         if self.replacement is None:
             del command[at : at + 2]

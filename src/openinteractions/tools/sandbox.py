@@ -5,7 +5,8 @@ What it guarantees (see docs/tools.md for the full list):
 - no host files and nothing on the host to squat: the root is a read-only tmpfs with only /usr (read-only, less
   /usr/local and /usr/src, where a deployment keeps its own files), /proc, /dev and /scratch, a tmpfs of
   ``disk_mb`` (the working directory, /tmp points to it) into which bubblewrap copies the program from a file
-  descriptor; /etc, /home, /root, /work and the server's data are not there;
+  descriptor; /etc (but for ``ETC_SHOWN``: Debian's links into /usr, font and matplotlib settings), /home, /root,
+  /work and the server's data are not there;
 - no secrets: bubblewrap and setpriv start with an empty environment, the program with a fixed one;
 - its own PID, IPC, UTS, cgroup and user namespaces, no further user namespaces (``--disable-userns``); all
   capabilities dropped; no new privileges; the seccomp filter of syscall_filter.py;
@@ -31,7 +32,7 @@ import shutil
 import signal
 import subprocess
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .cgroup import CgroupUnavailable, MemoryCgroups, RunCgroup
 from .syscall_filter import compile_filter
@@ -42,11 +43,31 @@ MiB = 1024 * 1024
 # Folders of /usr that hold the machine's own software and configuration rather than the distribution's: the
 # sandbox sees them empty, but for the files of an interpreter configured there.
 HIDDEN = ("/usr/local", "/usr/src")
+# What the sandbox sees of /etc: Debian's links that pick some libraries (numpy's BLAS), which point into /usr,
+# and the font and matplotlib settings that charts need. Nothing else of the host's configuration.
+ETC_SHOWN = ("/etc/alternatives", "/etc/fonts", "/etc/matplotlibrc")
 # What an interpreter needs of its own prefix, printed by itself.
 LAYOUT = (
     "import json, os, sys, sysconfig; v = sysconfig.get_config_var; lib = os.path.join(v('LIBDIR') or '/',"
     " v('LDLIBRARY') or '.'); paths = {sysconfig.get_path(k) for k in ('stdlib', 'platstdlib', 'purelib', 'platlib')};"
     " print(json.dumps(sorted({sys.executable, os.path.realpath(sys.executable), lib, *paths})))"
+)
+
+# Runs main.py, then writes the files named after the descriptor (argv[1]) into it, each as "name size\n" and its
+# bytes: what the program made (a chart) comes back without passing through its output.
+COLLECT = (
+    "import os, runpy, sys\n"
+    "fd, names = int(sys.argv[1]), sys.argv[2:]\n"
+    "sys.argv = ['main.py']\n"
+    "try:\n"
+    "    runpy.run_path('main.py', run_name='__main__')\n"
+    "finally:\n"
+    "    for name in names:\n"
+    "        try:\n"
+    "            data = open(name, 'rb').read()\n"
+    "        except OSError:\n"
+    "            continue\n"
+    "        os.write(fd, b'%s %d\\n' % (name.encode(), len(data)) + data)\n"
 )
 
 # What the sandbox's own start must show, read by a probe run in it when the server starts.
@@ -75,6 +96,7 @@ class Execution:
     stderr: str
     exit_code: int | None
     problem: str | None  # why it did not finish normally (timeout, output limit, signal...), or None
+    files: dict[str, bytes] = field(default_factory=dict)  # those asked for that the program wrote
 
     @property
     def ok(self) -> bool:
@@ -177,7 +199,7 @@ class Sandbox:
             said = done.stderr.decode(errors="replace").strip()[-500:]
             raise SandboxUnavailable(f"the sandbox does not start here (status {done.returncode}): {said}")
 
-    def _command(self, program: int, bpf: int) -> list[str]:
+    def _command(self, program: int, bpf: int, collect: tuple[int, tuple[str, ...]] | None = None) -> list[str]:
         command = []
         if os.geteuid() == 0:
             command += [
@@ -196,6 +218,8 @@ class Sandbox:
             "--cap-drop", "ALL",
             "--ro-bind", "/usr", "/usr",
         ]  # fmt: skip
+        for path in ETC_SHOWN:
+            command += ["--ro-bind-try", path, path]
         for folder in self._hidden:
             command += ["--perms", "0755", "--tmpfs", folder]
         for path in self._shown:
@@ -214,9 +238,12 @@ class Sandbox:
             "--clearenv", "--setenv", "PATH", "/usr/bin", "--setenv", "HOME", "/scratch",
             "--setenv", "PYTHONDONTWRITEBYTECODE", "1", "--setenv", "PYTHONIOENCODING", "utf-8",
             "--seccomp", str(bpf),
-            "--", self.init, "--", self.python, "-I", "main.py",
+            "--", self.init, "--", self.python, "-I",
         ]  # fmt: skip
-        return command
+        if collect is None:
+            return [*command, "main.py"]
+        descriptor, names = collect
+        return [*command, "-c", COLLECT, str(descriptor), *names]
 
     def _limit(self) -> None:
         """In the child, before exec: limits that every process of the sandbox inherits."""
@@ -230,36 +257,50 @@ class Sandbox:
         resource.setrlimit(resource.RLIMIT_NOFILE, (limits.max_open_files, limits.max_open_files))
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
 
-    async def run_python(self, code: str) -> Execution:
+    async def run_python(self, code: str, collect: tuple[str, ...] = ()) -> Execution:
+        """Run ``code``; the files of /scratch named in ``collect`` that it wrote come back in ``files`` (each
+        within ``max_file_mb``)."""
         async with self._slots:
             # Nothing is written on the host: bubblewrap copies the program from this descriptor into /scratch.
-            with _memfd("main.py", code.encode()) as program, _memfd("filter", self._filter) as bpf:
-                if self._cgroups is None:
-                    return await self._execute(program, bpf, None)
-                try:
-                    cgroup = self._cgroups.create(self.limits.sandbox_memory_mb * MiB)
-                except (OSError, CgroupUnavailable) as exc:
-                    return Execution("", "", None, f"the sandbox's memory cgroup could not be made: {exc}")
-                try:
-                    return await self._execute(program, bpf, cgroup)
-                finally:
-                    await _remove(cgroup)
+            with (
+                _memfd("main.py", code.encode()) as program,
+                _memfd("filter", self._filter) as bpf,
+                _memfd("files", b"") as files,
+            ):
+                execution = await self._contained(program, bpf, (files, collect) if collect else None)
+                if collect and execution.ok:
+                    execution.files = _collected(files, self.limits.max_file_mb * MiB)
+                return execution
 
-    async def _execute(self, program: int, bpf: int, cgroup: RunCgroup | None) -> Execution:
+    async def _contained(self, program: int, bpf: int, collect: tuple[int, tuple[str, ...]] | None) -> Execution:
+        if self._cgroups is None:
+            return await self._execute(program, bpf, None, collect)
+        try:
+            cgroup = self._cgroups.create(self.limits.sandbox_memory_mb * MiB)
+        except (OSError, CgroupUnavailable) as exc:
+            return Execution("", "", None, f"the sandbox's memory cgroup could not be made: {exc}")
+        try:
+            return await self._execute(program, bpf, cgroup, collect)
+        finally:
+            await _remove(cgroup)
+
+    async def _execute(
+        self, program: int, bpf: int, cgroup: RunCgroup | None, collect: tuple[int, tuple[str, ...]] | None
+    ) -> Execution:
         def prepare() -> None:
             if cgroup is not None:
                 cgroup.join()  # before anything of the sandbox runs
             self._limit()
 
         process = await asyncio.create_subprocess_exec(
-            *self._command(program, bpf),
+            *self._command(program, bpf, collect),
             # Nothing of the server's environment may reach the sandbox, whatever bubblewrap does with its own (its
             # PID 1 kept it, readable inside as /proc/1/environ).
             env={},
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
-            pass_fds=(program, bpf),
+            pass_fds=(program, bpf) if collect is None else (program, bpf, collect[0]),
             preexec_fn=prepare,
             start_new_session=True,
         )
@@ -334,6 +375,21 @@ def _memfd(name: str, data: bytes) -> Iterator[int]:
         yield fd
     finally:
         os.close(fd)
+
+
+def _collected(fd: int, limit: int) -> dict[str, bytes]:
+    """The files the sandbox wrote into ``fd`` ("name size\\n" then the bytes, each); a truncated one is left out."""
+    size = os.fstat(fd).st_size
+    data = os.pread(fd, min(size, 16 * limit), 0)
+    files: dict[str, bytes] = {}
+    while data:
+        header, newline, rest = data.partition(b"\n")
+        name, _, length = header.rpartition(b" ")
+        if not newline or not length.isdigit() or int(length) > min(len(rest), limit):
+            break
+        files[name.decode(errors="replace")] = rest[: int(length)]
+        data = rest[int(length) :]
+    return files
 
 
 async def _remove(cgroup: RunCgroup) -> None:
