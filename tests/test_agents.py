@@ -205,7 +205,8 @@ REFUSALS = [
     ({"agent_config": {"type": "code-mender"}}, 400, "of type 'code-mender'"),
     ({"agent_config": {"type": "bogus"}}, 400, "'agent_config.type' 'bogus' is unknown"),
     ({"agent_config": {"type": "deep-research", "thinking_summaries": "yes"}}, 400, "thinking_summaries"),
-    ({"agent_config": {"type": "deep-research", "visualization": "auto"}}, 400, "'agent_config.visualization'"),
+    ({"agent_config": {"type": "deep-research", "visualization": "auto"}}, 400, "'auto' needs charts, unavailable"),
+    ({"agent_config": {"type": "deep-research", "visualization": "always"}}, 400, "'agent_config.visualization'"),
     ({"agent_config": {"type": "deep-research", "depth": 3}}, 400, "'agent_config.depth' is not a field"),
     ({"tools": [{"type": "google_search"}]}, 400, "'tools' with an agent"),
 ]

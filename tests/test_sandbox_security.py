@@ -535,3 +535,21 @@ def test_where_no_memory_cgroup_can_be_made_the_reason_is_given(
         (tmp_path / "fs" / name).write_text(text)
     with pytest.raises(CgroupUnavailable, match=reason):
         MemoryCgroups.find(root=tmp_path / "fs", own=tmp_path / "self")
+
+
+def test_files_asked_for_come_back_and_only_from_a_run_that_succeeded() -> None:
+    """What a program wrote comes back through a descriptor, not its output; a file it did not write is absent,
+    one over max_file_mb cannot be written, and a failed run hands nothing back."""
+    sandbox = Sandbox(SandboxLimits(max_file_mb=1))
+    sandbox.check()
+    code = "open('a.bin', 'wb').write(bytes(range(256)) * 3); print('done')"
+    done = asyncio.run(sandbox.run_python(code, ("a.bin", "missing.png")))
+    assert done.ok and done.stdout == "done\n" and done.files == {"a.bin": bytes(range(256)) * 3}
+    assert asyncio.run(sandbox.run_python(code)).files == {}  # nothing asked for
+    big = asyncio.run(sandbox.run_python("open('big', 'wb').write(bytes(2 << 20))", ("big",)))
+    assert not big.ok and big.files == {}
+    failed = asyncio.run(sandbox.run_python("open('a.bin', 'wb').write(b'x'); raise SystemExit(3)", ("a.bin",)))
+    assert failed.exit_code == 3 and failed.files == {}
+    chart = "import matplotlib; matplotlib.use('Agg'); import matplotlib.pyplot as plt; plt.plot([1, 2]);"
+    drawn = asyncio.run(sandbox.run_python(chart + "plt.savefig('c.png')", ("c.png",)))
+    assert drawn.ok and drawn.files["c.png"].startswith(b"\x89PNG\r\n\x1a\n"), drawn.stderr  # matplotlib is there

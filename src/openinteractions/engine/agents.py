@@ -95,8 +95,6 @@ def check_agent_config(config: dict[str, Any] | None) -> None:
     for flag in ("collaborative_planning", "enable_bigquery_tool"):
         if flag in config and not isinstance(config[flag], bool):
             raise invalid_argument(f"'agent_config.{flag}' must be a boolean")
-    if config.get("visualization") == "auto":
-        raise not_supported("'agent_config.visualization' 'auto' (charts in the report)")
     if config.get("enable_bigquery_tool"):
         raise not_supported("'agent_config.enable_bigquery_tool'", "not offered by this server")
 

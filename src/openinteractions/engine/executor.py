@@ -118,8 +118,9 @@ class Executor:
         search, reader = self.toolbox.agent_tools(agent.settings.max_document_chars)
         generation = GenerationRequest(model=model, history=history, turn_start=len(history) - len(inputs),
                                        thought_text=self._thought_text)  # fmt: skip
-        collaborative = (recipe.echo.get("agent_config") or {}).get("collaborative_planning") is True
-        program = ResearchProgram(agent.settings, search, reader, collaborative)
+        config = recipe.echo.get("agent_config") or {}
+        charts = self.toolbox.charts() if config.get("visualization") == "auto" else None
+        program = ResearchProgram(agent.settings, search, reader, config.get("collaborative_planning") is True, charts)
         return Job(recipe, backend, generation, inputs, program=program)
 
     def _thought_text(self, step: ThoughtStep) -> str:

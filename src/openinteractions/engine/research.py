@@ -1,7 +1,9 @@
 """The deep-research program: plan → search → read → notes (→ another round) → a report with citations.
 
 Every phase is a ``thought`` step whose summary says what it does; searches and reads are the server tools'
-call/result steps; the report streams as ``model_output``. The model (any served backend) is asked for the plan,
+call/result steps; the report streams as ``model_output``. With ``visualization: "auto"`` a series of numbers
+from the notes is drawn in the ``code_execution`` sandbox (research_chart) and the chart ends the report as an
+``image``. The model (any served backend) is asked for the plan,
 the notes and the follow-up questions as JSON (a JSON schema where the backend enforces structured output), and
 for the report as markdown with ``[n]`` markers. A note is kept only if its quote is found in the text of the
 document it names, a document read in this run; a marker becomes a ``url_citation`` only if it names such a note's
@@ -13,6 +15,7 @@ a run taken over after a crash goes on from the phase it stopped in.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import re
 from contextlib import aclosing
@@ -33,11 +36,13 @@ from ..backends.base import (
 from ..config import AgentSettings
 from ..ids import new_call_id
 from ..schema.content import TextContent, UrlCitation
+from ..schema.deltas import ImageDelta
 from ..schema.generation import TextResponseFormat
 from ..schema.steps import UserInputStep
-from ..tools.builtin import GoogleSearch
+from ..tools.builtin import CodeExecution, GoogleSearch
 from ..tools.reader import DocumentReader
 from .program import ProgramRun
+from .research_chart import CHART_FILE, CHART_SCHEMA, CHARTER, Chart, checked_chart, has_numbers, listed, plotting_code
 from .research_log import Diverged, Past, pending_plan, sealed
 from .research_notes import NOTES_SCHEMA, Note, checked
 from .run import CannotContinue
@@ -72,14 +77,22 @@ _AGREED_SCHEMA = {
     "required": ["questions", "approved"],
 }
 _MARKER = re.compile(r"\[(\d{1,3})\]")
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 class ResearchProgram:
     def __init__(
-        self, settings: AgentSettings, search: GoogleSearch | None, reader: DocumentReader, collaborative: bool = False
+        self,
+        settings: AgentSettings,
+        search: GoogleSearch | None,
+        reader: DocumentReader,
+        collaborative: bool = False,
+        charts: CodeExecution | None = None,
     ) -> None:
         self.settings = settings
         self.collaborative = collaborative  # agent_config.collaborative_planning: stop after the plan for the user
+        self.charts = charts  # agent_config.visualization "auto": the sandbox that draws the report's chart
+        self._chart_png: bytes | None = None
         self.outcome: str | None = None  # requires_action: the plan waits for the user's reply
         self.search = search
         self.reader = reader
@@ -138,6 +151,7 @@ class ResearchProgram:
             questions = await self._review(question)
             if not questions:
                 break
+        await self._chart(question)
         await self._report(question)
 
     # ---- phases ---------------------------------------------------------------------------------------
@@ -238,6 +252,39 @@ class ResearchProgram:
         learned = "\n".join(f"- {n.claim}" for n in kept) or "Nothing in these documents answers it."
         await self._think("What I learned", learned, {"phase": "notes", "notes": [asdict(n) for n in kept]})
 
+    async def _chart(self, question: str) -> None:
+        """visualization "auto": a chart of a series of numbers from the notes, drawn in the sandbox; its PNG
+        goes into the report."""
+        if self.charts is None or not has_numbers(self.notes):
+            return
+        recalled = self._past.recall("chart")
+        if recalled is None:
+            prompt = f"Request: {question}\n\nNotes:\n{listed(self.notes)}\n\nAnswer with JSON."
+            chart = checked_chart(_json(await self._ask(CHARTER, prompt, CHART_SCHEMA)), self.notes)
+            body = (f"Drawing \"{chart.title}\" from {len(chart.values)} figures in the notes." if chart
+                    else "The notes hold no series of figures to draw.")  # fmt: skip
+            recalled = {"phase": "chart", "chart": chart.record() if chart else None}
+            await self._think("Charting the figures", body, recalled)
+        if recalled.get("chart"):
+            self._chart_png = await self._draw(plotting_code(Chart.from_record(recalled["chart"])))
+
+    async def _draw(self, code: str) -> bytes | None:
+        """The chart's PNG, drawn by ``code`` in the sandbox under a ``code_execution`` call (drawn again,
+        without steps, when the log holds the call's result: the log keeps the output, not the image)."""
+        assert self.charts is not None
+        logged = self._past.call(self.charts.name, {"code": code})
+        if logged is None:
+            self._past.expect_end("draws its chart")
+            call_id = new_call_id()
+            await self._run.writer.feed(ToolCall(tool=self.charts.name, id=call_id, arguments={"code": code}))
+        execution = await self.charts.sandbox.run_python(code, (CHART_FILE,))
+        if logged is None or logged[1] is None:
+            outcome = CodeExecution.outcome(execution)
+            await self._run.writer.feed(ToolResult(tool=self.charts.name, call_id=logged[0] if logged else call_id,
+                                                   result=outcome.result, is_error=outcome.is_error))  # fmt: skip
+        png = execution.files.get(CHART_FILE)
+        return png if png is not None and png.startswith(PNG_SIGNATURE) else None
+
     async def _report(self, question: str) -> None:
         sources = list(dict.fromkeys(n.url for n in self.notes))
         await self._say("report", "Writing the report", f"Writing the report from {len(self.notes)} notes "
@@ -253,6 +300,8 @@ class ResearchProgram:
             await writer.text(chunk)
         if writer.open_step == "model_output":
             await writer.annotate(self._citations("".join(parts), sources))
+        if self._chart_png is not None:
+            await writer.media(ImageDelta(mime_type="image/png", data=base64.b64encode(self._chart_png).decode()))
 
     def _citations(self, text: str, sources: list[str]) -> list[UrlCitation]:
         """A ``url_citation`` per marker that names a source of a kept note, over its sentence (UTF-8 bytes)."""

@@ -185,7 +185,7 @@ class InteractionService:
             raise _shutting_down()
         check_request_shape(req)
         if req.agent is not None:
-            route = self._agent_route(req, api_version)
+            route = await self._agent_route(req, api_version)
         else:
             route = self._route(req.model or "", api_version)
         _check_input_items(req.input, self.settings.limits.max_input_items)
@@ -223,8 +223,9 @@ class InteractionService:
             self._counts.added(owner, size)
         return self._launch(job)
 
-    def _agent_route(self, req: CreateInteractionRequest, api_version: str) -> Route:
-        """The model an agent thinks with; an agent without the search it needs is refused."""
+    async def _agent_route(self, req: CreateInteractionRequest, api_version: str) -> Route:
+        """The model an agent thinks with; an agent without the search (or, asked for charts, the sandbox) it
+        needs is refused."""
         agent = self.executor.agents.resolve(req.agent or "")
         if agent is None:
             raise agent_not_found(req.agent or "", api_version)
@@ -232,6 +233,12 @@ class InteractionService:
         problem = self.toolbox.problem("google_search")
         if problem is not None:
             raise failed_precondition(f"agent {agent.name!r} needs the google_search tool, unavailable here: {problem}")
+        if (req.agent_config or {}).get("visualization") == "auto":
+            problem = await self.toolbox.chart_problem()
+            if problem is not None:
+                raise failed_precondition(
+                    f"'agent_config.visualization' 'auto' needs charts, unavailable here: {problem}"
+                )
         return self._route(agent.model, api_version)
 
     def _route(self, model: str, api_version: str) -> Route:

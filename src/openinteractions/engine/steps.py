@@ -27,7 +27,7 @@ from ..backends.base import (
     ToolResult,
 )
 from ..ids import new_call_id
-from ..schema.deltas import Delta, TextAnnotationDelta, ThoughtSignatureDelta
+from ..schema.deltas import Delta, ImageDelta, TextAnnotationDelta, ThoughtSignatureDelta
 from ..schema.events import ChunkEvent, Event, FutureEvent, StepDeltaEvent, StepStartEvent, StepStopEvent
 from ..schema.steps import FunctionCallStep, ModelOutputStep, Step, ThoughtStep
 from .signatures import ThoughtSigner
@@ -126,6 +126,12 @@ class StepWriter:
             await self._ensure("model_output")
         if text:
             await self._emit(ChunkEvent(self._next_index - 1, "text", _valid_utf8(text)))
+
+    async def media(self, delta: ImageDelta) -> None:
+        """An image in the model output (a chart in a research report)."""
+        if self._open != "model_output":
+            await self._ensure("model_output")
+        await self._delta(delta)
 
     async def take_server_calls(self) -> list[ServerCall]:
         """The server-tool calls of this round, parsed; the run executes them."""

@@ -17,7 +17,7 @@ import httpx
 from ..egress import Egress, OriginPolicy
 from ..schema.tools import FunctionTool
 from .net import Fetched, Refused, SafeFetcher, TooManyRedirects
-from .sandbox import Sandbox
+from .sandbox import Execution, Sandbox
 from .search_index import Hit, LocalIndex
 
 
@@ -125,7 +125,11 @@ class CodeExecution:
         )
 
     async def run(self, arguments: dict[str, Any]) -> Outcome:
-        execution = await self.sandbox.run_python(str(arguments.get("code") or ""))
+        return self.outcome(await self.sandbox.run_python(str(arguments.get("code") or "")))
+
+    @staticmethod
+    def outcome(execution: Execution) -> Outcome:
+        """What the model sees of an execution: its output, and why it failed if it did."""
         text = execution.stdout
         if execution.stderr:
             text += ("\n" if text else "") + execution.stderr

@@ -21,6 +21,7 @@ class Toolbox:
         self._search = self._search_provider(settings.google_search, data_dir)
         self._search_results = settings.google_search.max_results
         self._code = self._code_execution(settings.code_execution)
+        self._chart_problem: str | None = None  # "" once the sandbox was seen to draw charts
         self._url: UrlContext | None = None
         url = settings.url_context
         if url.enabled:
@@ -76,6 +77,22 @@ class Toolbox:
             elif tool.type == "url_context" and self._url is not None:
                 selected["url_context"] = self._url
         return selected
+
+    def charts(self) -> CodeExecution | None:
+        """The sandbox that draws a research report's charts (code_execution's)."""
+        return self._code
+
+    async def chart_problem(self) -> str | None:
+        """Why this server cannot draw charts, or None: it needs code_execution, and matplotlib in the sandbox's
+        Python (asked of the sandbox once)."""
+        if self._code is None:
+            return f"code_execution is unavailable: {self.unavailable.get('code_execution')}"
+        if self._chart_problem is None:
+            execution = await self._code.sandbox.run_python("import matplotlib")
+            python = self.settings.code_execution.python
+            found = f"matplotlib does not import in the sandbox's {python} (Debian: apt-get install python3-matplotlib)"
+            self._chart_problem = "" if execution.ok else found
+        return self._chart_problem or None
 
     def agent_tools(self, max_chars: int) -> tuple[GoogleSearch | None, DocumentReader]:
         """A research agent's search and reader (the reader reads local-index documents and, with url_context
