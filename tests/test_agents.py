@@ -6,7 +6,9 @@ and a note whose quote is not in its document is dropped."""
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -84,6 +86,7 @@ def agent_server(workdir: Path) -> LiveServer:
         f"agents.{AGENT}": {"model": "thinker", "reads_per_search": 1},
         "agents.slow-researcher": {"model": "slow", "reads_per_search": 1},
         "agents.frugal": {"model": "thinker", "max_tokens": 150},
+        "agents.slow-hasty": {"model": "slow", "reads_per_search": 1, "time_budget_seconds": 3},
         "tools.code_execution": {"enabled": False},
         "tools.url_context": {"allow_networks": ["127.0.0.1/32"]},
     }
@@ -294,6 +297,30 @@ def test_a_run_killed_mid_research_continues_after_restart(tmp_path: Path, first
     calls = [e["step"]["type"] for e in reader.events if e["event_type"] == "step.start"]
     assert calls.count("google_search_call") == calls.count("url_context_call") == 2  # none done again
     assert got["usage"]["total_input_tokens"] >= want["usage"]["total_input_tokens"]
+
+
+def test_the_time_budget_counts_from_creation_across_a_crash(tmp_path: Path) -> None:
+    """The research's time is counted from the interaction's creation: a run taken over after its budget ran
+    out (the server was down) ends budget_exceeded, although the next life's model would answer at once."""
+    crashing = CrashingServer(agent_server(tmp_path))
+    (tmp_path / "slow.json").write_text(json.dumps(CUT_IN_RESEARCH))
+    crashing.start()
+    try:
+        client = client_for(crashing.server)
+        created = client.interactions.create(**seed_request(agent="slow-hasty"))
+        reader = Follower(crashing.server, created.id)
+        wait_for(lambda: _in_research(reader.events), what="the research to start")
+        crashing.kill()
+        born = datetime.fromisoformat(created.created).timestamp()
+        wait_for(lambda: time.time() > born + 3.5, what="the budget to pass while the server is down")
+        (tmp_path / "slow.json").write_text(json.dumps(AFTER_CUT))
+        crashing.start()
+        wait_for(lambda: client.interactions.get(created.id).status != "in_progress")
+        done = client.interactions.get(created.id)
+    finally:
+        crashing.stop()
+    assert done.status == "budget_exceeded"
+    assert "model_output" not in [s.type for s in done.steps]
 
 
 def test_collaborative_planning_waits_for_the_plan_to_be_approved(server: LiveServer) -> None:

@@ -28,6 +28,7 @@ class ProgramRun:
     count: Callable[[UsageReport], None]  # every model call's usage
     checkpoint: Callable[[], None]  # between phases: a stored run keeps its usage so far
     spent: int = 0  # tokens counted before a crash (a run taken over)
+    elapsed: float = 0.0  # seconds since the interaction was created (a run taken over has used some)
 
 
 class Program(Protocol):

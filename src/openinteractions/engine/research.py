@@ -121,7 +121,7 @@ class ResearchProgram:
         self.tokens = run.spent
         self._past = Past(self._logged, run.generation.thought_text)
         try:
-            async with asyncio.timeout(self.settings.time_budget_seconds) as budget:
+            async with asyncio.timeout(max(0.0, self.settings.time_budget_seconds - run.elapsed)) as budget:
                 await self._research()
         except TimeoutError:
             if budget.expired():

@@ -406,7 +406,8 @@ class Run:
         spec, job = self.spec, self.job
         if job.program is not None:
             parts = ProgramRun(self._backend, job.generation, writer, job.inputs, self._ready_for_steps, tally.add,
-                               lambda: self._save_usage(tally), _tokens(tally.usage))  # fmt: skip
+                               lambda: self._save_usage(tally), _tokens(tally.usage),
+                               float(self._clock()) - self.spec.created_at)  # fmt: skip
             await job.program.run(parts)
             return
         tools = ToolLoop(job.tools, self._backend, job.generation, writer, self.assembler, base=self._base,
