@@ -299,6 +299,70 @@ def test_a_run_killed_mid_research_continues_after_restart(tmp_path: Path, first
     assert got["usage"]["total_input_tokens"] >= want["usage"]["total_input_tokens"]
 
 
+def test_a_run_killed_twice_continues_from_both_lives(tmp_path: Path) -> None:
+    """SIGKILL while the notes are taken, then again, in the next life, while the report is written: the third
+    life goes on from a log that holds a takeover already, and the run ends as an uninterrupted one does."""
+    crashing = CrashingServer(agent_server(tmp_path))
+    (tmp_path / "slow.json").write_text(json.dumps(CUT_IN_RESEARCH))
+    crashing.start()
+    try:
+        client = client_for(crashing.server)
+        reference = client.interactions.create(**seed_request())
+        created = client.interactions.create(**seed_request(agent="slow-researcher"))
+        reader = ResumingReader(crashing, created.id)
+        reader.start()
+        for cut, next_life in ((_in_research, CUT_IN_REPORT), (_in_report, AFTER_CUT)):
+            wait_for(lambda: cut(reader.events), what="the run to reach the cut")  # noqa: B023 (waited on here)
+            crashing.kill()
+            (tmp_path / "slow.json").write_text(json.dumps(next_life))
+            crashing.start()
+        reader.join(60)
+        wait_for(lambda: client.interactions.get(reference.id).status != "in_progress")
+        got = client.interactions.get(created.id).model_dump(mode="json", exclude_none=True)
+        want = client.interactions.get(reference.id).model_dump(mode="json", exclude_none=True)
+    finally:
+        crashing.stop()
+    assert reader.done and reader.failure is None and not reader.unexpected, (reader.failure, reader.unexpected)
+    assert reader.connections == 3
+    check_ids(reader.events)
+    assert got["status"] == "completed"
+    assert _no_ids(got["steps"])[:-1] == _no_ids(want["steps"])[:-1] and got["steps"][-1] == want["steps"][-1]
+    assert streamed_text(reader.events) == model_text(got["steps"]) == [REPORT]
+    calls = [e["step"]["type"] for e in reader.events if e["event_type"] == "step.start"]
+    assert calls.count("google_search_call") == calls.count("url_context_call") == 2  # none done again
+
+
+def test_a_planning_turn_killed_continues_on_its_chain(tmp_path: Path) -> None:
+    """A collaborative-planning reply whose run is killed while the model weighs the reply: after the restart the
+    run, taken over, still finds the proposed plan in its chain, agrees it and researches it."""
+    crashing = CrashingServer(agent_server(tmp_path))
+    (tmp_path / "slow.json").write_text(json.dumps(SCRIPT))
+    crashing.start()
+    config = {"type": "deep-research", "thinking_summaries": "auto", "collaborative_planning": True}
+    try:
+        client = client_for(crashing.server)
+        proposed = client.interactions.create(**seed_request(agent="slow-researcher", agent_config=config))
+        wait_for(lambda: client.interactions.get(proposed.id).status == "requires_action")
+        weighing = {"rules": [rule([{"hang": True}], system_contains="You agree a research plan"), *SCRIPT["rules"]]}
+        (tmp_path / "slow.json").write_text(json.dumps(weighing))
+        reply = client.interactions.create(**seed_request(agent="slow-researcher", agent_config=config,
+                                                          input="Looks good, go ahead."),
+                                           previous_interaction_id=proposed.id)  # fmt: skip
+        reader = Follower(crashing.server, reply.id)
+        wait_for(lambda: any(e["event_type"] == "interaction.status_update" for e in reader.events))
+        crashing.kill()
+        (tmp_path / "slow.json").write_text(json.dumps(SCRIPT))
+        crashing.start()
+        wait_for(lambda: client.interactions.get(reply.id).status != "in_progress")
+        done = client.interactions.get(reply.id)
+    finally:
+        crashing.stop()
+    assert done.status == "completed"
+    assert done.steps[0].summary[0].text.startswith("**The plan is agreed**")
+    assert [s.arguments.queries[0] for s in done.steps if s.type == "google_search_call"] == EDITED["questions"]
+    assert done.steps[-1].content[0].text == REPORT
+
+
 def test_the_time_budget_counts_from_creation_across_a_crash(tmp_path: Path) -> None:
     """The research's time is counted from the interaction's creation: a run taken over after its budget ran
     out (the server was down) ends budget_exceeded, although the next life's model would answer at once."""
