@@ -15,7 +15,7 @@ from inprocess import create, scripted_service
 from live import free_port
 from openinteractions.api.app import create_app
 from openinteractions.api.protocol import HttpProtocol
-from openinteractions.cli import _Server
+from openinteractions.cli import ApiServer
 from openinteractions.config import Settings
 from openinteractions.engine.quota import Usage
 from openinteractions.engine.run import Run
@@ -137,7 +137,7 @@ def test_a_request_already_sent_on_an_idle_kept_alive_connection_is_answered(tmp
     app = _app(tmp_path)
     port = free_port()
     config = uvicorn.Config(app, host="127.0.0.1", port=port, http=HttpProtocol, log_level="warning")
-    server = _Server(config, app.state.service)
+    server = ApiServer(config, app.state.service)
 
     async def main() -> bytes:
         config.load()

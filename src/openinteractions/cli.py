@@ -76,7 +76,7 @@ def serve(args: argparse.Namespace) -> None:
     )
     # A Ctrl-C before the server has taken over the signals, or after it gave them back, ends it quietly too.
     with contextlib.suppress(KeyboardInterrupt):
-        _Server(config, app.state.service).run()
+        ApiServer(config, app.state.service).run()
 
 
 # How long a connection that is idle when shutdown begins stays open: a request already on its way is read
@@ -84,7 +84,7 @@ def serve(args: argparse.Namespace) -> None:
 _IDLE_GRACE_SECONDS = 0.25
 
 
-class _Server(uvicorn.Server):
+class ApiServer(uvicorn.Server):
     """uvicorn waits for every open response to end before it shuts the application down, and a run can go
     on for its whole time limit: the runs are cancelled first, which ends their responses.
 

@@ -130,6 +130,10 @@ class ScriptedBackend:
         self._options = options
         self._script = load_script(options.script) if options.script else Script()
 
+    def use(self, script: Script) -> None:
+        """Play ``script`` from the next request on (the test kit's scripts, openinteractions.testing)."""
+        self._script = script
+
     async def aclose(self) -> None:
         return None
 
