@@ -166,9 +166,11 @@ class Follower(threading.Thread):
     """Follows one interaction's stream on one server, over raw HTTP, until its connection ends, keeping when
     each event came; started at once."""
 
-    def __init__(self, server: LiveServer, interaction_id: str, after: str | None = None) -> None:
+    def __init__(
+        self, server: LiveServer, interaction_id: str, after: str | None = None, headers: dict[str, str] | None = None
+    ) -> None:
         super().__init__(daemon=True)
-        self.server, self.id, self.after = server, interaction_id, after
+        self.server, self.id, self.after, self.headers = server, interaction_id, after, headers or {}
         self.events: list[dict[str, Any]] = []
         self.arrived: list[float] = []  # when each event came (monotonic)
         self.done = False
@@ -177,7 +179,10 @@ class Follower(threading.Thread):
     def run(self) -> None:
         query = "stream=true" + (f"&last_event_id={self.after}" if self.after else "")
         try:
-            with self.server.http() as http, http.stream("GET", f"/v1beta/interactions/{self.id}?{query}") as r:
+            with (
+                self.server.http(headers=self.headers) as http,
+                http.stream("GET", f"/v1beta/interactions/{self.id}?{query}") as r,
+            ):
                 for line in r.iter_lines():
                     if line == "data: [DONE]":
                         self.done = True

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 import uvicorn
 
+from . import logs
 from .config import Settings, load_settings
 
 if TYPE_CHECKING:
@@ -50,8 +51,7 @@ def serve(args: argparse.Namespace) -> None:
     settings = load_settings(config)
     host = args.host or settings.server.host
     port = args.port if args.port is not None else settings.server.port
-    logging.basicConfig(level=settings.server.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per upstream request or health check
+    logs.configure(settings.server.log_level, settings.server.log_format)
     _check_exposure(settings, host)
     if not settings.models:
         logger.info("no [models] configured: serving the embedded default model (SmolLM2-135M-Instruct)")
@@ -73,6 +73,8 @@ def serve(args: argparse.Namespace) -> None:
         http=functools.partial(HttpProtocol, limits=HttpLimits.of(settings.server)),  # type: ignore[arg-type]
         ws="none",
         proxy_headers=False,
+        # JSON logs: uvicorn's own loggers go to the root's JSON handler rather than its plain-text set-up.
+        log_config=None if settings.server.log_format == "json" else uvicorn.config.LOGGING_CONFIG,
     )
     # A Ctrl-C before the server has taken over the signals, or after it gave them back, ends it quietly too.
     with contextlib.suppress(KeyboardInterrupt):

@@ -38,6 +38,10 @@ class ServerSettings(_Section):
     # write; a stream's first content and its end are never held. 0: every event goes out as soon as it is ready.
     stream_coalesce_seconds: float = Field(default=0.001, ge=0.0, le=1.0)
     log_level: str = "info"
+    # "json": one JSON object a line, with the interaction's id on what a run logs (for log pipelines).
+    log_format: Literal["text", "json"] = "text"
+    # GET /metrics without an API key even where keys are configured (a scraper on a private network).
+    open_metrics: bool = False
     # Host names the server answers for besides the loopback names and the address it serves ("*.example.com":
     # its subdomains); ["*"] turns the check off. It stops DNS rebinding: a web page whose name points here.
     allowed_hosts: list[str] = Field(default_factory=list)

@@ -26,6 +26,7 @@ from ..tools.toolbox import Toolbox
 from ..webhooks import Webhooks
 from .auth import Authenticator
 from .guard import HostPolicy, RequestGuard
+from .observability import OBSERVABILITY_ROUTES, HttpMetrics
 from .routes import ROUTES
 from .webhooks import WEBHOOK_ROUTES
 
@@ -93,9 +94,9 @@ def create_app(settings: Settings, config_dir: Path | None = None) -> Starlette:
             await service.stop()
 
     app = Starlette(
-        routes=ROUTES + WEBHOOK_ROUTES,
+        routes=ROUTES + WEBHOOK_ROUTES + OBSERVABILITY_ROUTES,
         lifespan=lifespan,
-        middleware=_middleware(settings),
+        middleware=[Middleware(HttpMetrics, metrics=service.metrics), *_middleware(settings)],
         exception_handlers={
             ApiError: _api_error,
             HTTPException: _http_error,
@@ -110,6 +111,7 @@ def create_app(settings: Settings, config_dir: Path | None = None) -> Starlette:
     app.state.service = service
     app.state.webhooks = service.webhooks
     app.state.auth = Authenticator(settings.auth.api_keys)
+    app.state.open_metrics = settings.server.open_metrics
     return app
 
 

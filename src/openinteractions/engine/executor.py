@@ -23,10 +23,12 @@ from typing import Any
 
 from pydantic import TypeAdapter
 
+from .. import logs
 from ..backends.base import Backend, GenerationRequest
 from ..backends.registry import BackendRegistry
 from ..config import Settings
 from ..events.log import EventLog, StreamCut, cut_off
+from ..metrics import Metrics
 from ..schema.requests import CreateInteractionRequest
 from ..schema.steps import Step, ThoughtStep
 from ..schema.tools import FunctionTool
@@ -59,9 +61,11 @@ class Executor:
         toolbox: Toolbox,
         clock: Callable[[], float],
         ended: EndHook = no_end_hook,
+        metrics: Metrics | None = None,
     ) -> None:
         self.settings = settings
         self.ended = ended  # called as each run ends (webhooks)
+        self.metrics = metrics or Metrics()
         self.store = store
         self.log = log
         self.registry = registry
@@ -140,13 +144,19 @@ class Executor:
             run.slots = self._slots.setdefault(job.recipe.route, ModelSlots(limit))
         self.log.open(run.id, durable=job.recipe.store, frames=logged)
         self.runs[run.id] = run
-        run.task = asyncio.create_task(run.execute(logged), name=f"run {run.id}")
+        token = logs.interaction_id.set(run.id)  # the task copies the context: all it logs names the interaction
+        try:
+            run.task = asyncio.create_task(run.execute(logged), name=f"run {run.id}")
+        finally:
+            logs.interaction_id.reset(token)
         run.task.add_done_callback(lambda _: self._forget(run))
         return run
 
     def _forget(self, run: Run) -> None:
         if run.holds_slot and run.slots is not None:
             run.slots.give_back()
+        if not run.abandoned and not run.lost:
+            self._count(run)
         run.abandon()
         self.runs.pop(run.id, None)
         owner = run.spec.owner
@@ -154,6 +164,25 @@ class Executor:
             self.log.drop(run.id, cut_off(f"interaction {run.id} is now run by another server: resume there"))
         else:
             self.log.drop(run.id, (lambda offset: self.stored_rest(run.id, owner, offset)) if run.stored else None)
+
+    def _count(self, run: Run) -> None:
+        """A run's figures, once it has ended (metrics)."""
+        spec, summary = run.spec, run.assembler.summary
+        route = self.registry.resolve(spec.route)
+        model = spec.agent or spec.route
+        seconds = max(0.0, run.updated_at - spec.created_at)
+        status = summary.get("status", "failed")
+        self.metrics.run_ended(model, route.backend_name if route else "", status, summary.get("usage"), seconds,
+                               self.log.length(run.id))  # fmt: skip
+        if status == "failed":
+            errors = "; ".join(f"{e.get('code')}: {e.get('message')}" for e in run.assembler.errors)
+            logger.warning("interaction %s failed: %s", run.id, errors or "no error event",
+                           extra={"interaction_id": run.id})  # fmt: skip
+        for draft in run.assembler.drafts:  # the server tools' results: their calls, and how they went
+            kind = draft.fields["type"]
+            if kind.endswith("_result") and kind != "function_result":
+                outcome = "error" if draft.fields.get("is_error") else "ok"
+                self.metrics.tool_calls.labels(kind.removesuffix("_result"), outcome).inc()
 
     async def stored_rest(self, interaction_id: str, owner: str, offset: int) -> AsyncGenerator[bytes, None]:
         """A stored log from byte ``offset``: where the readers of a run go on once its log is dropped."""
@@ -288,6 +317,7 @@ class Executor:
                 continue
             logger.warning("interaction %s was left unfinished by server %s: continuing it", record.id,
                            record.lease_owner or "?")  # fmt: skip
+            self.metrics.claims.inc()
             run = self.start(job, logged)
             run.cancel_at_start = record.cancel_requested is not None
             run.usage_before = record.usage

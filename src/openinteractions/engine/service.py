@@ -23,6 +23,7 @@ from ..config import Settings
 from ..errors import ApiError, failed_precondition, invalid_argument, not_found, too_many_requests, validation_error
 from ..events.log import MemoryEventLog, StoredRest, StreamCut
 from ..ids import new_interaction_id
+from ..metrics import Metrics
 from ..schema.interaction import Interaction
 from ..schema.requests import CreateInteractionRequest, InputShapeError, normalize_input
 from ..schema.steps import Step
@@ -63,6 +64,7 @@ ECHO_FIELDS = frozenset(
     }
 )
 _steps = TypeAdapter(list[Step])
+_READY_STORE_SECONDS = 2.0  # how long /readyz waits for the database
 _COUNT_REFRESH_SECONDS = 5.0
 _RUNNING = ("in_progress", "queued")
 
@@ -90,13 +92,18 @@ class InteractionService:
         self.signer = signer
         self.clock = clock
         ended = webhooks.interaction_ended if webhooks is not None else no_end_hook
-        self.executor = Executor(settings, store, log, registry, signer, toolbox, clock, ended)
+        self.metrics = Metrics()
+        self.metrics.watch_runs(lambda: list(self.executor.runs.values()))
+        if webhooks is not None:
+            webhooks.deliverer.attempted = lambda outcome: self.metrics.deliveries.labels(outcome).inc()
+        self.executor = Executor(settings, store, log, registry, signer, toolbox, clock, ended, self.metrics)
         self.remote = RemoteRuns(store, self._stored_log)
         self._counts = OwnerUsage(store.usage, _COUNT_REFRESH_SECONDS)
         limits = settings.limits
         self._buckets = TokenBuckets(limits.create_rate_per_second, limits.create_burst)
         self._slots = RunSlots(limits.max_concurrent_runs)
         self._sweeper: asyncio.Task[None] | None = None
+        self._started = False
 
     @property
     def runs(self) -> dict[str, Run]:
@@ -129,6 +136,20 @@ class InteractionService:
         self.remote.start()
         await self.executor.take_over()
         self._sweeper = asyncio.create_task(self._sweep_forever())
+        self._started = True
+
+    async def readiness(self) -> str | None:
+        """Why this server should not be sent traffic now (GET /readyz), or None."""
+        if not self._started:
+            return "starting"
+        if self.executor.closing:
+            return "shutting down"
+        try:
+            async with asyncio.timeout(_READY_STORE_SECONDS):
+                await self.store.lapsed(self.clock())  # a read: the database answers
+        except Exception as exc:
+            return f"the store does not answer: {type(exc).__name__}: {exc}"
+        return None
 
     def begin_shutdown(self) -> None:
         """Refuse new runs and cancel the running ones, at once."""

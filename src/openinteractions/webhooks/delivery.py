@@ -62,6 +62,7 @@ class Deliverer:
         self._loop_task: asyncio.Task[None] | None = None
         self._last_sweep = 0.0
         self._disable = db.DisablePolicy(settings.disable_after_failures, settings.disable_after_seconds)
+        self.attempted: Callable[[str], None] = lambda outcome: None  # delivered, retrying or failed (metrics)
 
     def start(self) -> None:
         limits = httpx.Limits(max_connections=self.settings.max_concurrent_deliveries)
@@ -139,6 +140,7 @@ class Deliverer:
         except Exception as exc:  # a bug must not keep the row leased forever: it fails and is retried
             logger.exception("webhook delivery %s failed unexpectedly", row.id)
             outcome = self._failure(row, self._clock(), None, f"internal error: {type(exc).__name__}")
+        self.attempted("delivered" if outcome.delivered else "retrying" if outcome.next_attempt_at else "failed")
         try:
             disabled = await self._db(db.record, row, token, outcome, self._disable)
         except Exception:
