@@ -249,6 +249,12 @@ def _other_paths() -> dict[str, Any]:
         "required": ["status"],
         "properties": {"status": {"const": "ok"}},
     }
+    ready = {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["status"],
+        "properties": {"status": {"enum": ["ready", "unavailable"]}, "reason": {"type": "string"}},
+    }
     return {
         "/{version}/models": {
             "get": _op(
@@ -272,6 +278,28 @@ def _other_paths() -> dict[str, Any]:
                 "summary": "Liveness",
                 "security": [],
                 "responses": {"200": {"description": "ok", "content": _json(healthy)}} | _errors((400, 403)),
+            },
+        },
+        "/readyz": {
+            "get": {
+                "operationId": "readyz",
+                "summary": "Readiness: started, not shutting down, the database answering",
+                "security": [],
+                "responses": {
+                    "200": {"description": "ready", "content": _json(ready)},
+                    "503": {"description": "not ready", "content": _json(ready)},
+                }
+                | _errors((400, 403)),
+            },
+        },
+        "/metrics": {
+            "get": {
+                "operationId": "metrics",
+                "summary": "Prometheus metrics (text format; an API key where keys are configured)",
+                "responses": {
+                    "200": {"description": "the metrics", "content": {"text/plain": {"schema": {"type": "string"}}}}
+                }
+                | _errors((400, 401, 403)),
             },
         },
     }
