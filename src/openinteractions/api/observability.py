@@ -9,6 +9,7 @@ the store answering) are open, as a load balancer calls them.
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable
 from typing import Any
 
 from starlette.requests import Request
@@ -29,34 +30,41 @@ class HttpMetrics:
     def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
         self.app = app
         self.metrics = metrics
+        self._counters: dict[tuple[str, str, int], Any] = {}  # label children: labels() takes a lock each time
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         arrived = time.perf_counter()
-        state: dict[str, Any] = {"status": 500, "stream": False, "first": True}
+        status = 500
+        stream = waiting = False
 
-        async def counted(message: Message) -> None:
+        def counted(message: Message) -> Awaitable[None]:
+            """A plain function that hands back ``send``'s awaitable: no coroutine frame of its own per write."""
+            nonlocal status, stream, waiting
             if message["type"] == "http.response.start":
-                state["status"] = message["status"]
-                headers = dict(message.get("headers") or [])
-                if headers.get(b"content-type", b"").startswith(_EVENT_STREAM):
-                    state["stream"] = True
-                    self.metrics.active_streams.inc()
-            elif state["stream"] and state["first"] and message.get("body"):
-                state["first"] = False
+                status = message["status"]
+                for name, value in message.get("headers") or ():
+                    if name == b"content-type" and value.startswith(_EVENT_STREAM):
+                        stream = waiting = True
+                        self.metrics.active_streams.inc()
+            elif waiting and message.get("body"):
+                waiting = False
                 self.metrics.first_event.observe(time.perf_counter() - arrived)
-            await send(message)
+            return send(message)
 
         try:
             await self.app(scope, receive, counted)
         finally:
-            if state["stream"]:
+            if stream:
                 self.metrics.active_streams.dec()
-            route = scope.get("route")
-            template = getattr(route, "path", None) or "(no route)"
-            self.metrics.requests.labels(scope["method"], template, str(state["status"])).inc()
+            route = getattr(scope.get("route"), "path", None) or "(no route)"
+            key = (scope["method"], route, status)
+            counter = self._counters.get(key)
+            if counter is None:
+                counter = self._counters[key] = self.metrics.requests.labels(key[0], route, str(status))
+            counter.inc()
 
 
 async def metrics(request: Request) -> Response:
