@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import uvicorn
 
-from . import logs
+from . import chat, logs
 from .config import Settings, load_settings
 
 if TYPE_CHECKING:
@@ -172,6 +172,7 @@ def main(argv: list[str] | None = None) -> None:
     search.add_argument("targets", nargs="*", help="files or folders (add), URLs (remove), words (search)")
     search.add_argument("--config", default=None, help="a TOML settings file (for store.data_dir)")
     search.set_defaults(func=index)
+    chat.add_parser(commands)
     args = parser.parse_args(argv)
     args.func(args)
 
