@@ -21,6 +21,8 @@ import netguard
 from live import LiveServer
 from openinteractions.tools.builtin import GoogleSearch, LocalSearch
 from openinteractions.tools.search_index import LocalIndex
+from resuming import CrashingServer
+from test_crash_gaps import crash_once
 from test_tools import MODEL, call, client_for, guarded_server, no_packets_left, rounds, streamed
 
 BOTH = [{"type": "google_search", "search_types": ["web_search", "image_search"]}]
@@ -265,11 +267,15 @@ SEARXNG_WEB = [{"url": "https://example.org/history", "title": "History", "conte
 
 
 @contextmanager
-def fake_searxng(asked: list[dict[str, list[str]]]) -> Iterator[str]:
+def fake_searxng(asked: list[dict[str, list[str]]], hold_first: threading.Event | None = None) -> Iterator[str]:
+    """SearxNG's JSON API; ``hold_first``: the first search answers once it is set (or after 10 s)."""
+
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             query = parse_qs(urlsplit(self.path).query)
             asked.append(query)
+            if hold_first is not None and len(asked) == 1:
+                hold_first.wait(10)
             results = SEARXNG_IMAGES if query.get("categories") == ["images"] else SEARXNG_WEB
             body = json.dumps({"query": query["q"][0], "results": results}).encode()
             self.send_response(200)
@@ -328,3 +334,27 @@ def test_searxng_image_results_through_the_sdk(tmp_path: Path) -> None:
     ]
     assert web == [{"url": "https://example.org/history", "title": "History", "snippet": "Built under Vespasian"}]
     no_packets_left(server)
+
+
+def test_an_image_search_cut_by_a_crash_runs_again_as_an_image_search(tmp_path: Path) -> None:
+    """The call step logs search_type beside the queries: the run taken over runs the same search again."""
+    asked: list[dict[str, list[str]]] = []
+    release = threading.Event()
+    with fake_searxng(asked, hold_first=release) as url:
+        sections = {"models.m": {"backend": "scripted", "inline": True}}
+        sections["tools.google_search"] = {"provider": "searxng", "searxng_url": url}
+        server = CrashingServer(LiveServer(tmp_path, sections))
+        server.start()
+        search = {"name": "google_search", "arguments": {"queries": ["arch"], "search_type": "image_search"}}
+        script = json.dumps({"rounds": [[{"call": {**search, "id": "search01"}}], [{"text": "An arch."}]]})
+        body = {"model": "m", "input": script, "tools": BOTH, "background": True}
+        try:
+            _, got = crash_once(server, body, lambda events: bool(asked) and events)
+        finally:
+            release.set()
+            server.stop()
+    assert got.status == "completed", got.errors
+    assert [q["categories"] for q in asked] == [["images"], ["images"]]  # before the kill, and after
+    call_step, result_step = got.steps[0], got.steps[1]
+    assert call_step.type == "google_search_call" and call_step.search_type == "image_search"
+    assert result_step.result[0].model_dump()["image_url"] == "https://img.example.org/colosseum.jpg"
