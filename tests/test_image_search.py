@@ -19,6 +19,8 @@ from PIL import Image
 
 import netguard
 from live import LiveServer
+from openinteractions.backends.tool_text import server_result_text
+from openinteractions.schema.steps import GoogleSearchResultItem, GoogleSearchResultStep
 from openinteractions.tools.builtin import GoogleSearch, LocalSearch
 from openinteractions.tools.search_index import LocalIndex
 from resuming import CrashingServer
@@ -142,6 +144,18 @@ def test_the_model_is_offered_search_type_only_when_it_has_a_choice(index: Local
     )
     search.search_types = ["image_search"]
     assert search.search_type({}) == search.search_type({"search_type": "web_search"}) == "image_search"
+
+
+def test_a_text_model_is_told_each_image_s_url() -> None:
+    image = {"url": "https://example.org/arch", "title": "Arch", "snippet": "An arch", "image_url": "https://i/a.png"}
+    page = {"url": "https://example.org/rome", "title": "Rome", "snippet": "A city"}
+    step = GoogleSearchResultStep(
+        call_id="c1", result=[GoogleSearchResultItem(**image), GoogleSearchResultItem(**page)]
+    )
+    assert server_result_text(step).splitlines() == [
+        "- Arch (https://example.org/arch): An arch [image: https://i/a.png]",
+        "- Rome (https://example.org/rome): A city",
+    ]
 
 
 @pytest.fixture(scope="module")
