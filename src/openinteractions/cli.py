@@ -145,7 +145,8 @@ def index(args: argparse.Namespace) -> None:
             missing = [p for p in args.targets if not Path(p).exists()]
             if missing:
                 sys.exit(f"no such file or folder: {', '.join(missing)}")
-            print(f"indexed {store.add([Path(p) for p in args.targets])} documents into {store.path}")
+            added = store.add([Path(p) for p in args.targets])
+            print(f"indexed {added} files into {store.path} ({store.image_count()} images in the index)")
         elif args.action == "list":
             for url, title in store.documents():
                 print(f"{url}\t{title}")
@@ -153,8 +154,10 @@ def index(args: argparse.Namespace) -> None:
             for url in args.targets:
                 print(("removed " if store.remove(url) else "not indexed: ") + url)
         else:
-            for hit in store.search(" ".join(args.targets), settings.tools.google_search.max_results):
-                print(f"{hit.score:7.3f}  {hit.title}  {hit.url}\n         {hit.snippet}")
+            find = store.search_images if args.action == "images" else store.search
+            for hit in find(" ".join(args.targets), settings.tools.google_search.max_results):
+                image = f"{hit.image_url}  on " if hit.image_url else ""
+                print(f"{hit.score:7.3f}  {hit.title}  {image}{hit.url}\n         {hit.snippet}")
     finally:
         store.close()
 
@@ -168,8 +171,8 @@ def main(argv: list[str] | None = None) -> None:
     run.add_argument("--config", default=None, help="a TOML settings file")
     run.set_defaults(func=serve)
     search = commands.add_parser("index", help="the local search index used by google_search")
-    search.add_argument("action", choices=["add", "list", "remove", "search"])
-    search.add_argument("targets", nargs="*", help="files or folders (add), URLs (remove), words (search)")
+    search.add_argument("action", choices=["add", "list", "remove", "search", "images"])
+    search.add_argument("targets", nargs="*", help="files or folders (add), URLs (remove), words (search, images)")
     search.add_argument("--config", default=None, help="a TOML settings file (for store.data_dir)")
     search.set_defaults(func=index)
     chat.add_parser(commands)

@@ -49,9 +49,8 @@ class LocalSearch:
         self.index = index
 
     async def search(self, query: str, limit: int, search_type: str) -> list[Hit]:
-        if search_type == "image_search":
-            return []  # the local index holds no images
-        return await asyncio.to_thread(self.index.search, query, limit)
+        find = self.index.search_images if search_type == "image_search" else self.index.search
+        return await asyncio.to_thread(find, query, limit)
 
 
 class SearxngSearch:
@@ -64,19 +63,53 @@ class SearxngSearch:
         self.egress = Egress("search", OriginPolicy([self.base_url]))
 
     async def search(self, query: str, limit: int, search_type: str) -> list[Hit]:
-        params = {"q": query, "format": "json", "categories": "images" if search_type == "image_search" else "general"}
+        images = search_type == "image_search"
+        params = {"q": query, "format": "json", "categories": "images" if images else "general"}
         async with self.egress.client(timeout=self.timeout) as client:
             response = await client.get(f"{self.base_url}/search", params=params)
             response.raise_for_status()
         hits = []
-        for item in response.json().get("results", [])[:limit]:
-            url = item.get("img_src") if search_type == "image_search" else item.get("url")
-            if url:
-                hits.append(Hit(url, item.get("title") or url, item.get("content") or "", item.get("score") or 0.0))
-        return hits
+        for item in response.json().get("results", []):
+            hit = _image_hit(item) if images else _web_hit(item)
+            if hit is not None:
+                hits.append(hit)
+        return hits[:limit]
+
+
+def _web_hit(item: dict[str, Any]) -> Hit | None:
+    url = item.get("url")
+    return Hit(url, item.get("title") or url, item.get("content") or "", item.get("score") or 0.0) if url else None
+
+
+def _image_hit(item: dict[str, Any]) -> Hit | None:
+    """A SearxNG image result (its ``images.html`` template): ``img_src`` is the image, ``url`` the page showing
+    it, ``thumbnail_src`` (``thumbnail`` in newer engines) a small copy."""
+    image = item.get("img_src")
+    if not image or item.get("template", "images.html") != "images.html":
+        return None
+    page = item.get("url") or image
+    thumbnail = item.get("thumbnail_src") or item.get("thumbnail") or ""
+    mime_type = str(item.get("img_format") or "")
+    mime_type = mime_type if mime_type.startswith("image/") else ""  # some engines give "JPEG", not a type
+    snippet = item.get("content") or item.get("title") or ""
+    return Hit(page, item.get("title") or page, snippet, item.get("score") or 0.0, image, thumbnail, mime_type)
+
+
+def result_item(hit: Hit) -> dict[str, Any]:
+    """A google_search result item: url, title and snippet; an image also has ``image_url`` (its ``url`` is the
+    page that shows it), and ``thumbnail_url`` and ``mime_type`` where known."""
+    item: dict[str, Any] = {"url": hit.url, "title": hit.title, "snippet": hit.snippet}
+    if hit.image_url:
+        item["image_url"] = hit.image_url
+        item.update({k: v for k, v in (("thumbnail_url", hit.thumbnail_url), ("mime_type", hit.mime_type)) if v})
+    return item
 
 
 class GoogleSearch:
+    """One call runs one search type: the request's tool lists the types (``search_types``, web_search if none);
+    with more than one, the model picks one per call with its ``search_type`` argument (web_search if it names
+    none), and the call step shows it as the step's ``search_type``."""
+
     name = "google_search"
 
     def __init__(self, provider: SearchProvider, max_results: int) -> None:
@@ -85,26 +118,46 @@ class GoogleSearch:
         self.search_types = ["web_search"]
 
     def declaration(self) -> FunctionTool:
+        properties: dict[str, Any] = {"queries": _strings(3, 120)}
+        description = "Search for current or factual information. Returns titles, URLs and snippets."
+        if "image_search" in self.search_types:
+            description += " An image search returns images (image_url) with their captions and the pages they are on."
+        if len(self.search_types) > 1:
+            properties["search_type"] = {"type": "string", "enum": list(self.search_types)}
         return FunctionTool(
             name=self.name,
-            description="Search for current or factual information. Returns titles, URLs and snippets.",
-            parameters={"type": "object", "properties": {"queries": _strings(3, 120)}, "required": ["queries"]},
+            description=description,
+            parameters={"type": "object", "properties": properties, "required": ["queries"]},
         )
 
+    def search_type(self, arguments: dict[str, Any]) -> str:
+        """The search type a call runs: the one it names if the request allows it, else the default."""
+        named = arguments.get("search_type")
+        if named in self.search_types:
+            return str(named)
+        return "web_search" if "web_search" in self.search_types else self.search_types[0]
+
+    def call_step(self, arguments: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+        """What a call's step shows: its ``arguments`` (the queries), and ``search_type`` beside them."""
+        shown = {k: v for k, v in arguments.items() if k != "search_type"}
+        return shown, {"search_type": self.search_type(arguments)}
+
     async def run(self, arguments: dict[str, Any]) -> Outcome:
+        search_type = self.search_type(arguments)
         results: list[dict[str, Any]] = []
         seen: set[str] = set()
         try:
             for query in arguments.get("queries") or []:
-                for search_type in self.search_types:
-                    for hit in await self.provider.search(str(query), self.max_results, search_type):
-                        if hit.url not in seen:
-                            seen.add(hit.url)
-                            results.append({"url": hit.url, "title": hit.title, "snippet": hit.snippet})
+                for hit in await self.provider.search(str(query), self.max_results, search_type):
+                    key = hit.image_url or hit.url
+                    if key not in seen:
+                        seen.add(key)
+                        results.append(result_item(hit))
         except (httpx.HTTPError, OSError, ValueError, sqlite3.Error, Refused) as exc:
             return Outcome([{"error": f"search failed: {exc}"}], is_error=True)
         results = results[: self.max_results]
-        return Outcome(results, sources=[{"url": r["url"], "title": r["title"]} for r in results])
+        sources = {r["url"]: r["title"] for r in results}  # an image cites the page it is on
+        return Outcome(results, sources=[{"url": url, "title": title} for url, title in sources.items()])
 
 
 class CodeExecution:
