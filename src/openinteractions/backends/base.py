@@ -51,6 +51,7 @@ class ToolCall:
     tool: str
     id: str
     arguments: dict[str, Any]
+    fields: dict[str, Any] = field(default_factory=dict)  # of the step beside its arguments (search_type)
 
 
 @dataclass(frozen=True, slots=True)

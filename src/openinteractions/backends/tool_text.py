@@ -16,7 +16,8 @@ def server_result_text(step: ServerResultStep) -> str:
     for item in step.result:
         record = item.wire()
         if isinstance(step, GoogleSearchResultStep):
-            lines.append(f"- {record.get('title', '')} ({record.get('url', '')}): {record.get('snippet', '')}")
+            line = f"- {record.get('title', '')} ({record.get('url', '')}): {record.get('snippet', '')}"
+            lines.append(line + (f" [image: {record['image_url']}]" if record.get("image_url") else ""))
         elif isinstance(step, UrlContextResultStep):
             body = record.get("text") or record.get("error") or ""
             lines.append(f"## {record.get('title') or record.get('url', '')} [{record.get('status', '')}]\n{body}")

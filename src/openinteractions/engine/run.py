@@ -378,7 +378,10 @@ class Run:
             raise CannotContinue(f"the server stopped while it logged a call of {name}")
         if name not in self.job.tools:
             raise CannotContinue(f"the server stopped while {name} ran, and this server cannot run {name}")
-        self._interrupted = ServerCall(name, str(call.get("id", "")), arguments=dict(call.get("arguments") or {}))
+        arguments = dict(call.get("arguments") or {})
+        if call.get("search_type"):  # a google_search call shows the type it runs beside its arguments
+            arguments["search_type"] = call["search_type"]
+        self._interrupted = ServerCall(name, str(call.get("id", "")), arguments=arguments)
         writer.function_calls = function_calls(steps)
         writer.resume_at(len(state.types), None)
         rounds, _ = round_start(state.types, "url_context" in self.job.tools and bool(urls_in(self.job.inputs)))

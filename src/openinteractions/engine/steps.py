@@ -98,9 +98,9 @@ class StepWriter:
                 self._arguments.append(fragment)
                 if fragment:
                     await self._emit(ChunkEvent(self._next_index - 1, "arguments_delta", fragment))
-            case ToolCall(tool=tool, id=call_id, arguments=arguments):
+            case ToolCall(tool=tool, id=call_id, arguments=arguments, fields=fields):
                 await self._whole_step(
-                    {"type": f"{tool}_call", "id": call_id, "arguments": {}},
+                    {"type": f"{tool}_call", "id": call_id, "arguments": {}, **fields},
                     {"type": f"{tool}_call", "arguments": arguments},
                 )
             case ToolResult(tool=tool, call_id=call_id, result=result, is_error=is_error):

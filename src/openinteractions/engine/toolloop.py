@@ -21,7 +21,7 @@ from ..backends.base import Backend, GenerationRequest, ToolCall, ToolResult
 from ..ids import new_call_id
 from ..schema.content import UrlCitation
 from ..schema.steps import Step, UserInputStep
-from ..tools.builtin import ServerTool
+from ..tools.builtin import GoogleSearch, ServerTool
 from .assembler import Assembler
 from .steps import ServerCall, StepWriter
 
@@ -119,16 +119,17 @@ class ToolLoop:
 
     async def _execute(self, call: ServerCall, logged: bool = False) -> None:
         """Log the call step (unless ``logged`` already), run the tool, log its result step."""
-        shown = dict(call.arguments)
+        tool = self.tools[call.name]
+        shown, fields = tool.call_step(call.arguments) if isinstance(tool, GoogleSearch) else (dict(call.arguments), {})
         if call.name == "code_execution":
             shown.setdefault("language", "python")
         if not logged:
-            await self.writer.feed(ToolCall(tool=call.name, id=call.id, arguments=shown))
+            await self.writer.feed(ToolCall(tool=call.name, id=call.id, arguments=shown, fields=fields))
         loop = asyncio.get_running_loop()
         started = loop.time()
         try:
             async with asyncio.timeout(self.time_left):
-                outcome = await self.tools[call.name].run(call.arguments)
+                outcome = await tool.run(call.arguments)
         except TimeoutError:
             result: Any = "the time budget for server tools ran out" if call.name == "code_execution" else []
             await self.writer.feed(ToolResult(tool=call.name, call_id=call.id, result=result, is_error=True))
