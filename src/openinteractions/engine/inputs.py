@@ -73,15 +73,18 @@ class InputReader:
     async def given(self, steps: list[Step], caps: Capabilities, model: str, turn_start: int) -> list[Step]:
         """``steps`` as ``model`` is given them; ``turn_start``: where this request's own input begins."""
         jobs: dict[tuple[int, int], asyncio.Task[Content]] = {}
-        async with asyncio.TaskGroup() as group:
-            for n, step in enumerate(steps):
-                if not isinstance(step, UserInputStep):
-                    continue
-                for j, block in enumerate(step.content or []):
-                    if not isinstance(block, TextContent):
-                        history = n < turn_start
-                        where = Where(block.type, n if history else n - turn_start, j, history)
-                        jobs[n, j] = group.create_task(self._part(block, where, caps, model))
+        try:
+            async with asyncio.TaskGroup() as group:
+                for n, step in enumerate(steps):
+                    if not isinstance(step, UserInputStep):
+                        continue
+                    for j, block in enumerate(step.content or []):
+                        if not isinstance(block, TextContent):
+                            history = n < turn_start
+                            where = Where(block.type, n if history else n - turn_start, j, history)
+                            jobs[n, j] = group.create_task(self._part(block, where, caps, model))
+        except* ApiError as group:  # the first part refused (the others were cancelled, or refused too)
+            raise group.exceptions[0] from None
         if not jobs:
             return steps
         out = list(steps)

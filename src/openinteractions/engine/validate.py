@@ -85,27 +85,25 @@ def check_capabilities(
     if wants_json and not caps.structured_output:
         raise not_supported("structured output ('response_format' with JSON)", f"not supported by model {model!r}")
     for i, step in enumerate(inputs):
-        for j, kind, as_text in _block_types(step):
+        for where, kind, as_text in _block_types(step):
             if kind not in caps.input_modalities and not as_text:
                 takes = ", ".join(sorted(caps.input_modalities))
                 raise not_supported(
-                    f"{kind} input (input step {i}, content {j})",
-                    f"not supported by model {model!r} (it takes {takes})",
+                    f"{kind} input (input step {i}{where})", f"not supported by model {model!r} (it takes {takes})"
                 )
 
 
-def _block_types(step: Step) -> Iterator[tuple[int, str, bool]]:
-    """The content types a step gives the model, with their index and whether a model without that modality
-    can be given them as text (engine/inputs.py reads a user's documents and audio for it; a function's result
-    is passed as it is): its content, a function result's items (a thought's summary is not given to the
-    model)."""
+def _block_types(step: Step) -> Iterator[tuple[str, str, bool]]:
+    """The content types a step gives the model (its content, a function result's items; a thought's summary
+    is not given to the model), each with its place in the step, and whether a model without that modality can
+    be given it as text (engine/inputs.py reads a user's documents and audio for it)."""
     user = isinstance(step, UserInputStep)
     for j, block in enumerate(getattr(step, "content", None) or []):
-        yield j, block.type, user and block.type in READ_AS_TEXT
+        yield f", content {j}", block.type, user and block.type in READ_AS_TEXT
     if isinstance(step, FunctionResultStep) and isinstance(step.result, list):
-        for j, item in enumerate(step.result):
+        for item in step.result:
             if isinstance(item, dict) and item.get("type") in _MEDIA:
-                yield j, item["type"], False
+                yield "", item["type"], False
 
 
 def _check_generation_config(config: GenerationConfig | None, caps: Capabilities, model: str) -> None:
