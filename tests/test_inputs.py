@@ -10,6 +10,7 @@ names it.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import io
 import json
@@ -27,6 +28,13 @@ from google import genai
 from google.genai._interactions import BadRequestError
 
 from live import LiveServer, free_port
+from openinteractions.backends.base import Capabilities
+from openinteractions.config import InputsSettings, UrlContextSettings
+from openinteractions.engine.inputs import InputReader
+from openinteractions.engine.transcribe import TranscriptionFailed
+from openinteractions.engine.transcribe import _wav_pcm as wav_pcm
+from openinteractions.errors import ApiError
+from openinteractions.schema.steps import UserInputStep
 from test_openai_backend import Process, fake, openai_model, url
 
 ALL_MEDIA = ["text", "image", "audio", "video", "document"]
@@ -403,3 +411,61 @@ def test_by_default_a_wav_is_transcribed_offline(offline: genai.Client) -> None:
 def test_the_offline_transcriber_refuses_what_it_cannot_read(offline: genai.Client) -> None:
     message = refused(offline, "reader", {"type": "audio", "data": b64(b"ID3junk"), "mime_type": "audio/mp3"})
     assert "the audio part (input step 0, content 1): the built-in transcriber (PocketSphinx) reads WAV only" in message
+
+
+# ---- units: no server --------------------------------------------------------------------------------------
+
+
+def reader(**transcription: Any) -> InputReader:
+    settings = InputsSettings(max_pdf_pages=1, max_text_chars=100, transcription=transcription or {"backend": "none"})
+    return InputReader(settings, UrlContextSettings())
+
+
+def user(*blocks: dict[str, Any]) -> UserInputStep:
+    return UserInputStep.model_validate({"content": [{"type": "text", "text": "t"}, *blocks]})
+
+
+TEXT_ONLY = Capabilities()
+
+
+def test_audio_without_a_transcription_backend_is_a_400_that_says_what_to_configure() -> None:
+    part = {"type": "audio", "data": b64(wav(0.1)), "mime_type": "audio/wav"}
+    with pytest.raises(ApiError) as caught:
+        asyncio.run(reader().given([user(part)], TEXT_ONLY, "m", 0))
+    assert caught.value.http_status == 400
+    assert "the audio part (input step 0, content 1): model 'm' takes no audio input" in caught.value.message
+    assert "[inputs.transcription]" in caught.value.message
+
+
+def test_a_part_of_an_earlier_interaction_is_named_as_such() -> None:
+    steps = [user({"type": "video", "data": "AAAA", "mime_type": "video/mp4"}), user()]
+    with pytest.raises(ApiError, match=r"the video part \(step 0 of the previous interactions, content 1\)"):
+        asyncio.run(reader().given(steps, TEXT_ONLY, "m", 1))
+
+
+def test_only_the_parts_change_and_text_steps_are_kept_as_they_are() -> None:
+    steps: list[Any] = [user(), user({"type": "document", "data": b64(b"x" * 500), "mime_type": "text/plain"})]
+    given = asyncio.run(reader().given(steps, TEXT_ONLY, "m", 0))
+    assert given[0] is steps[0]
+    text = given[1].content[1].text
+    assert text.startswith("[Document (text/plain, cut at inputs.max_pdf_pages=1 / max_text_chars=100)]\n")
+    assert ("x" * 100 + "\n[End of document]") in text and "x" * 101 not in text
+    assert steps[1].content[1].type == "document"  # the request's own steps are not changed
+
+
+@pytest.mark.parametrize(("width", "channels", "rate"), [(1, 1, 8000), (2, 2, 44100), (2, 1, 16000)])
+def test_wav_of_any_common_shape_becomes_16khz_mono_pcm(width: int, channels: int, rate: int) -> None:
+    out = io.BytesIO()
+    with wave.open(out, "wb") as file:
+        file.setnchannels(channels)
+        file.setsampwidth(width)
+        file.setframerate(rate)
+        file.writeframes(b"\x80" * width * channels * rate)  # one second
+    pcm = wav_pcm(out.getvalue())
+    assert len(pcm) == 2 * 16000
+
+
+def test_a_file_that_is_not_wav_is_the_callers_fault() -> None:
+    with pytest.raises(TranscriptionFailed) as caught:
+        wav_pcm(b"ID3\x03 not a wav")
+    assert caught.value.client_fault
