@@ -469,3 +469,12 @@ def test_a_file_that_is_not_wav_is_the_callers_fault() -> None:
     with pytest.raises(TranscriptionFailed) as caught:
         wav_pcm(b"ID3\x03 not a wav")
     assert caught.value.client_fault
+
+
+def test_a_transcription_server_that_is_down_is_a_503_naming_the_part() -> None:
+    down = reader(backend="openai", base_url=f"http://127.0.0.1:{free_port()}/v1")
+    part = {"type": "audio", "data": b64(wav(0.1)), "mime_type": "audio/wav"}
+    with pytest.raises(ApiError) as caught:
+        asyncio.run(down.given([user(part)], TEXT_ONLY, "m", 0))
+    assert caught.value.http_status == 503
+    assert caught.value.message.startswith("the audio part (input step 0, content 1) could not be transcribed: ")
