@@ -12,7 +12,7 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 DEFAULT_DATA_DIR = Path("~/.local/share/openinteractions")
@@ -219,6 +219,39 @@ class WebhooksSettings(_Section):
         return networks
 
 
+class TranscriptionSettings(_Section):
+    """Speech → text, for audio parts sent to a model that takes no audio."""
+
+    # "pocketsphinx": offline, with the English model its package ships (WAV only; rough); "openai": an
+    # OpenAI-compatible POST {base_url}/audio/transcriptions (whisper.cpp, faster-whisper servers...); "none".
+    backend: Literal["pocketsphinx", "openai", "none"] = "pocketsphinx"
+    base_url: str | None = None  # e.g. "http://127.0.0.1:8178/v1"
+    model: str = "whisper-1"
+    api_key_env: str | None = None  # the name of an environment variable that holds the server's key
+    language: str | None = None  # ISO-639-1, passed on; unset: the server detects it
+    timeout_seconds: float = Field(default=120.0, gt=0)
+
+    @model_validator(mode="after")
+    def _server(self) -> TranscriptionSettings:
+        if self.backend == "openai" and not self.base_url:
+            raise ValueError("backend 'openai' needs base_url")
+        if self.base_url is not None and not re.match(r"https?://[^/@\s]+", self.base_url):
+            raise ValueError(f"base_url {self.base_url!r} is not an http(s) URL without credentials")
+        return self
+
+
+class InputsSettings(_Section):
+    """Image, audio, video and document parts of a request: limits, and how a text-only model gets them."""
+
+    max_part_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)  # one part's bytes, decoded or fetched
+    max_pdf_pages: int = Field(default=100, ge=1)  # pages of a PDF read (the rest are left out, and it says so)
+    max_text_chars: int = Field(default=200_000, ge=100)  # text extracted from one document or recording
+    # Parts given by an http(s) 'uri' are fetched by the server, under tools.url_context's address policy
+    # (allow_networks) and timeout; false: such parts are refused.
+    fetch_uris: bool = True
+    transcription: TranscriptionSettings = Field(default_factory=TranscriptionSettings)
+
+
 class AgentSettings(_Section):
     """One agent: the program it runs, the served model it thinks with, and its budgets."""
 
@@ -259,6 +292,7 @@ class Settings(BaseSettings):
     tools: ToolsSettings = Field(default_factory=ToolsSettings)
     models: dict[str, ModelSettings] = Field(default_factory=dict)
     webhooks: WebhooksSettings = Field(default_factory=WebhooksSettings)
+    inputs: InputsSettings = Field(default_factory=InputsSettings)
     # Agents by name, besides (or overriding) the built-in Deep Research names.
     agents: dict[str, AgentSettings] = Field(default_factory=dict)
     # Key for thought signatures; when unset one is generated once and kept in data_dir.

@@ -10,9 +10,10 @@ from ..backends.base import Capabilities
 from ..errors import failed_precondition, invalid_argument, not_supported
 from ..schema.generation import GenerationConfig, TextResponseFormat, ToolChoiceConfig
 from ..schema.requests import CONTENT_TYPES, CreateInteractionRequest
-from ..schema.steps import FunctionResultStep, Step
+from ..schema.steps import FunctionResultStep, Step, UserInputStep
 from ..schema.tools import SERVER_TOOL_TYPES, FunctionTool
 from .agents import check_agent_shape
+from .inputs import READ_AS_TEXT
 
 _HONOURED_THRESHOLDS = frozenset({"block_none", "off"})
 _MEDIA = CONTENT_TYPES - {"text"}
@@ -84,18 +85,25 @@ def check_capabilities(
     if wants_json and not caps.structured_output:
         raise not_supported("structured output ('response_format' with JSON)", f"not supported by model {model!r}")
     for i, step in enumerate(inputs):
-        for kind in _block_types(step):
-            if kind not in caps.input_modalities:
-                raise not_supported(f"{kind} input (input step {i})", f"not supported by model {model!r}")
+        for where, kind, as_text in _block_types(step):
+            if kind not in caps.input_modalities and not as_text:
+                takes = ", ".join(sorted(caps.input_modalities))
+                raise not_supported(
+                    f"{kind} input (input step {i}{where})", f"not supported by model {model!r} (it takes {takes})"
+                )
 
 
-def _block_types(step: Step) -> Iterator[str]:
-    """The content types a step gives the model: its content, a function result's items (a thought's summary
-    is not given to the model)."""
-    for block in getattr(step, "content", None) or []:
-        yield block.type
+def _block_types(step: Step) -> Iterator[tuple[str, str, bool]]:
+    """The content types a step gives the model (its content, a function result's items; a thought's summary
+    is not given to the model), each with its place in the step, and whether a model without that modality can
+    be given it as text (engine/inputs.py reads a user's documents and audio for it)."""
+    user = isinstance(step, UserInputStep)
+    for j, block in enumerate(getattr(step, "content", None) or []):
+        yield f", content {j}", block.type, user and block.type in READ_AS_TEXT
     if isinstance(step, FunctionResultStep) and isinstance(step.result, list):
-        yield from (item["type"] for item in step.result if isinstance(item, dict) and item.get("type") in _MEDIA)
+        for item in step.result:
+            if isinstance(item, dict) and item.get("type") in _MEDIA:
+                yield "", item["type"], False
 
 
 def _check_generation_config(config: GenerationConfig | None, caps: Capabilities, model: str) -> None:

@@ -67,6 +67,17 @@ def _text(content: Any) -> str:
     return "".join(block.text for block in content or [] if block.type == "text")
 
 
+def _user_text(step: UserInputStep) -> str:
+    """The model reads text only: a document or recording reaches it as text (engine/inputs.py); any other part
+    is refused rather than dropped unseen."""
+    for block in step.content or []:
+        if block.type != "text":
+            raise BackendError(
+                f"{block.type} input cannot be given to this model: it reads text only", "invalid_argument"
+            )
+    return _text(step.content)
+
+
 def _as_json(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
 
@@ -74,7 +85,7 @@ def _as_json(value: Any) -> str:
 def _message(step: Step) -> tuple[str, str] | None:
     """(role, text) for one history step; None for a thought (see above); a step it cannot carry is a 400."""
     if isinstance(step, UserInputStep):
-        return "user", _text(step.content)
+        return "user", _user_text(step)
     if isinstance(step, ModelOutputStep):
         return "assistant", _text(step.content)
     if isinstance(step, FunctionCallStep):

@@ -12,7 +12,7 @@ from typing import Any, Literal
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
-Modality = Literal["text", "image", "audio"]
+Modality = Literal["text", "image", "audio", "video", "document"]
 
 # Chat-completion fields the request mapper sets itself; ``extra_body`` may not override them.
 RESERVED_BODY_KEYS = frozenset(

@@ -1,11 +1,11 @@
 """A generation request → the body of a streaming ``POST /chat/completions``.
 
-History steps become chat messages: user input as ``user`` (text, or content parts with images as data URLs and
-audio as ``input_audio``), model output as ``assistant``, function calls as the ``tool_calls`` of an assistant
-message (consecutive calls, and the text just before them, in one message), function results as ``tool``
-messages that answer a ``tool_call_id``. Thoughts are not re-sent: their text lives in the signature, and old
-reasoning only crowds the context (as llama.cpp's backend does). Whatever cannot be expressed raises
-BackendError, which ``prepare`` turns into a 400.
+History steps become chat messages: user input as ``user`` (text, or content parts: images as ``image_url`` data
+URLs, audio as ``input_audio``, video as ``video_url`` and documents as ``file`` parts), model output as
+``assistant``, function calls as the ``tool_calls`` of an assistant message (consecutive calls, and the text just
+before them, in one message), function results as ``tool`` messages that answer a ``tool_call_id``. Thoughts
+are not re-sent: their text lives in the signature, and old reasoning only crowds the context (as llama.cpp's
+backend does). Whatever cannot be expressed raises BackendError, which ``prepare`` turns into a 400.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ...schema.content import AudioContent, ImageContent, TextContent
+from ...schema.content import AudioContent, DocumentContent, ImageContent, TextContent, VideoContent
 from ...schema.steps import (
     CodeExecutionCallStep,
     CodeExecutionResultStep,
@@ -33,7 +33,13 @@ from ..base import BackendError, GenerationRequest
 from ..tool_text import server_result_text
 from .options import OpenAIOptions
 
-_AUDIO_FORMATS = {"audio/wav": "wav", "audio/mp3": "mp3", "audio/mpeg": "mp3"}
+_AUDIO_FORMATS = {
+    "audio/wav": "wav",
+    "audio/x-wav": "wav",
+    "audio/wave": "wav",
+    "audio/mp3": "mp3",
+    "audio/mpeg": "mp3",
+}
 _EMPTY_PARAMETERS = {"type": "object", "properties": {}}
 
 
@@ -126,8 +132,10 @@ def _user_content(step: UserInputStep, i: int, options: OpenAIOptions) -> str | 
             parts.append({"type": "image_url", "image_url": _image(block, i)})
         elif isinstance(block, AudioContent):
             parts.append({"type": "input_audio", "input_audio": _audio(block, i)})
-        else:
-            raise _unsupported(block.type, i)
+        elif isinstance(block, VideoContent):  # vLLM's (and SGLang's) extension for video models
+            parts.append({"type": "video_url", "video_url": {"url": _media_url(block, i)}})
+        else:  # a document: OpenAI's file part (PDFs for vision models)
+            parts.append({"type": "file", "file": _file(block, i)})
     return parts
 
 
@@ -147,14 +155,27 @@ def _image(block: ImageContent, i: int) -> dict[str, str]:
 _DETAIL = {"low": "low", "high": "high", "ultra_high": "high"}
 
 
-def _media_url(block: ImageContent, i: int) -> str:
+def _media_url(block: ImageContent | VideoContent | DocumentContent, i: int) -> str:
+    """A data URL (engine/inputs.py inlines every part before a request is built; a ``uri`` is passed on only
+    where that did not run)."""
     if block.data is not None:
         if not block.mime_type:
-            raise BackendError(f"image input (history step {i}) needs 'mime_type' with 'data'", "invalid_argument")
+            raise BackendError(
+                f"{block.type} input (history step {i}) needs 'mime_type' with 'data'", "invalid_argument"
+            )
         return f"data:{block.mime_type};base64,{block.data}"
     if block.uri:
         return block.uri
-    raise BackendError(f"image input (history step {i}) has neither 'data' nor 'uri'", "invalid_argument")
+    raise BackendError(f"{block.type} input (history step {i}) has neither 'data' nor 'uri'", "invalid_argument")
+
+
+def _file(block: DocumentContent, i: int) -> dict[str, str]:
+    if block.data is None:
+        raise BackendError(
+            f"document input (history step {i}) must be inline 'data' for this model", "invalid_argument"
+        )
+    extension = (block.mime_type or "").split(";")[0].rsplit("/", 1)[-1] or "bin"
+    return {"filename": f"document.{extension}", "file_data": _media_url(block, i)}
 
 
 def _audio(block: AudioContent, i: int) -> dict[str, str]:
