@@ -37,6 +37,7 @@ from ..tools.toolbox import Toolbox
 from .agents import AgentRegistry
 from .ending import EndHook, no_end_hook
 from .history import chained_history
+from .inputs import InputReader
 from .recipe import RunRecipe
 from .replay import stored_pages
 from .research import ResearchProgram
@@ -81,6 +82,7 @@ class Executor:
         self._absent: dict[str, float] = {}  # servers named by leases and not alive, since when (loop time)
         self._slots: dict[str, ModelSlots] = {}  # per served model, with limits.max_runs_per_model
         self.agents = AgentRegistry(settings.agents, registry)
+        self.inputs = InputReader(settings.inputs, settings.tools.url_context)  # media parts → what a model takes
 
     # ---- starting a run -----------------------------------------------------------------------------
 
@@ -332,7 +334,11 @@ class Executor:
             limits = self.settings.limits
             history = await chained_history(self.store, recipe.owner, recipe.previous_interaction_id, self.clock(),
                                             limits.max_chain_length, limits.max_chain_bytes)  # fmt: skip
-        return self.prepare(recipe, history + inputs, inputs)
+        steps = history + inputs
+        route = self.registry.resolve(recipe.route)
+        if route is not None:  # (prepare says it is gone)
+            steps = await self.inputs.given(steps, route.backend.capabilities, route.name, len(history))
+        return self.prepare(recipe, steps, inputs)
 
     async def _fail(self, record: StoredInteraction, logged: list[bytes]) -> None:
         run = Run(_recovered_job(record), self.log, self.store, self.signer, self.clock, self.ended)

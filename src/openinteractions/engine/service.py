@@ -235,8 +235,10 @@ class InteractionService:
         if store:
             size = _stored_size(recipe.echo) + _json_size(recipe.request)  # the row keeps both
             await self._check_quota(owner, now, size)
+        caps = route.backend.capabilities
+        given = await self.executor.inputs.given(history + inputs, caps, route.name, len(history))
         try:
-            job = self.executor.prepare(recipe, history + inputs, inputs, req)
+            job = self.executor.prepare(recipe, given, inputs, req)
         except BackendError as exc:
             status = "FAILED_PRECONDITION" if exc.code == "failed_precondition" else "INVALID_ARGUMENT"
             raise ApiError(400, exc.message, status) from exc
