@@ -8,7 +8,7 @@ from typing import Literal, cast
 
 from ..backends.base import Capabilities
 from ..errors import failed_precondition, invalid_argument, not_supported
-from ..schema.generation import GenerationConfig, TextResponseFormat, ToolChoiceConfig
+from ..schema.generation import AudioResponseFormat, GenerationConfig, TextResponseFormat, ToolChoiceConfig
 from ..schema.requests import CONTENT_TYPES, CreateInteractionRequest
 from ..schema.steps import FunctionResultStep, Step
 from ..schema.tools import SERVER_TOOL_TYPES, FunctionTool
@@ -39,7 +39,7 @@ def check_request_shape(req: CreateInteractionRequest) -> None:
     if req.service_tier not in (None, "standard"):
         raise not_supported(f"'service_tier' {req.service_tier!r}", "not offered by this server (only 'standard')")
     for modality in req.response_modalities or []:
-        if modality != "text":
+        if modality not in ("text", "audio"):
             raise not_supported(f"'response_modalities' {modality!r}")
     for i, setting in enumerate(req.safety_settings or []):
         if setting.threshold not in _HONOURED_THRESHOLDS:
@@ -54,7 +54,7 @@ def text_response_format(req: CreateInteractionRequest) -> TextResponseFormat | 
     formats = req.response_format if isinstance(req.response_format, list) else [req.response_format]
     text_formats: list[TextResponseFormat] = []
     for fmt in formats:
-        if fmt is None:
+        if fmt is None or isinstance(fmt, AudioResponseFormat):  # audio: audio_output's
             continue
         if not isinstance(fmt, TextResponseFormat):
             raise not_supported(f"'response_format' of type {fmt.type!r} ({fmt.type} output)")
@@ -101,7 +101,7 @@ def _block_types(step: Step) -> Iterator[str]:
 def _check_generation_config(config: GenerationConfig | None, caps: Capabilities, model: str) -> None:
     if config is None:
         return
-    for name in config.model_fields_set:
+    for name in config.model_fields_set - {"speech_config"}:  # speech_config: audio_output's
         if getattr(config, name) is not None and name not in caps.generation_config:
             raise not_supported(f"'generation_config.{name}'", f"not supported by model {model!r}")
 
