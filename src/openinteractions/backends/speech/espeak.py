@@ -25,17 +25,17 @@ class EspeakSpeech:
         self._aliases = voices
         self._speed = words_per_minute
         self._known = _installed_voices(program)
-        if self._default not in self._known:
+        if self._default.split("+")[0] not in self._known:  # a voice, or a voice+variant ("en-us+f3")
             raise ValueError(f"[speech] voice {self._default!r} is not an espeak-ng voice (espeak-ng --voices)")
 
     def problem(self, choice: VoiceChoice) -> tuple[str, str] | None:
-        if choice.voice is not None and self._resolve(choice.voice) not in self._known:
+        if choice.voice is not None and self._resolve(choice.voice).split("+")[0] not in self._known:
             return "voice", f"espeak-ng has no voice {choice.voice!r} (its languages, e.g. 'en-us', or [speech.voices])"
         if choice.language is None:
             return None
         if choice.voice is None and choice.language.lower() not in self._known:
             return "language", f"espeak-ng does not speak {choice.language!r}"
-        if choice.voice is not None and not same_language(choice.language, self._resolve(choice.voice)):
+        if choice.voice is not None and not same_language(choice.language, self._resolve(choice.voice).split("+")[0]):
             return "language", f"voice {choice.voice!r} does not speak {choice.language!r}"
         return None
 
