@@ -176,7 +176,7 @@ def test_the_embedded_model_answer_is_spoken_on_the_default_install(tmp_path: Pa
         client = client_for(server)
         events = [dump(e) for e in client.interactions.create(
             model="gemini-3-flash-preview", input="Say something about the sea.", stream=True,
-            response_modalities=["text", "audio"], generation_config={"max_output_tokens": 40, "seed": 1},
+            response_modalities=["text", "audio"], generation_config={"max_output_tokens": 24, "seed": 1},
         )]  # fmt: skip
     finally:
         server.stop()
