@@ -28,6 +28,7 @@ from ..schema.requests import CreateInteractionRequest
 from ..schema.usage import ModalityTokens, Usage
 from .signatures import ThoughtSigner
 from .steps import Emit, StepWriter
+from .validate import asks_for_audio
 
 _SPEAKER_FIELDS = frozenset({"voice", "language", "speaker"})
 _SAMPLE_RATES = range(8_000, 48_001)
@@ -44,15 +45,12 @@ class SpeechPlan:
 
 def audio_output(req: CreateInteractionRequest, speech: Speech) -> SpeechPlan | None:
     """The audio the request asks for, or None; a 400 that names the field for what cannot be done."""
+    if not asks_for_audio(req):
+        return None  # a speech_config without audio output is validate.check_capabilities's 400
     formats = req.response_format if isinstance(req.response_format, list) else [req.response_format]
     audio_formats = [f for f in formats if isinstance(f, AudioResponseFormat)]
     modalities = req.response_modalities or []
     config = req.generation_config.speech_config if req.generation_config else None
-    if not audio_formats and "audio" not in modalities:
-        if config is not None:
-            raise invalid_argument("'generation_config.speech_config' needs audio output: response_modalities "
-                                   "['audio'] or a response_format of type 'audio'")  # fmt: skip
-        return None
     if len(audio_formats) > 1:
         raise invalid_argument("'response_format' lists more than one audio format")
     if speech.backend is None:

@@ -76,7 +76,7 @@ def check_capabilities(
     req: CreateInteractionRequest, caps: Capabilities, model: str, inputs: list[Step], tool_problem: ToolProblem
 ) -> None:
     """Checks against what the chosen backend implements, and what server tools this server can run."""
-    _check_generation_config(req.generation_config, caps, model)
+    _check_generation_config(req.generation_config, caps, model, asks_for_audio(req))
     functions = _check_tools(req, caps, model, tool_problem)
     _check_tool_choice(req.generation_config, functions)
     fmt = text_response_format(req)
@@ -98,10 +98,19 @@ def _block_types(step: Step) -> Iterator[str]:
         yield from (item["type"] for item in step.result if isinstance(item, dict) and item.get("type") in _MEDIA)
 
 
-def _check_generation_config(config: GenerationConfig | None, caps: Capabilities, model: str) -> None:
+def asks_for_audio(req: CreateInteractionRequest) -> bool:
+    """Audio output (engine/speaking.py): ``response_modalities`` or a ``response_format`` of type audio."""
+    formats = req.response_format if isinstance(req.response_format, list) else [req.response_format]
+    return "audio" in (req.response_modalities or []) or any(isinstance(f, AudioResponseFormat) for f in formats)
+
+
+def _check_generation_config(config: GenerationConfig | None, caps: Capabilities, model: str, audio: bool) -> None:
     if config is None:
         return
-    for name in config.model_fields_set - {"speech_config"}:  # speech_config: audio_output's
+    if config.speech_config is not None and not audio:
+        raise invalid_argument("'generation_config.speech_config' needs audio output: response_modalities "
+                               "['audio'] or a response_format of type 'audio'")  # fmt: skip
+    for name in config.model_fields_set - {"speech_config"}:  # spoken by the server, not the model
         if getattr(config, name) is not None and name not in caps.generation_config:
             raise not_supported(f"'generation_config.{name}'", f"not supported by model {model!r}")
 
