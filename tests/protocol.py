@@ -43,7 +43,7 @@ def check_stream(events: list[dict[str, Any]]) -> dict[str, Any]:
             assert types[-1] == "thought_signature" and types.count("thought_signature") == 1
             step["summary"] = "".join(d["content"]["text"] for d in step["deltas"] if d["type"] == "thought_summary")
         elif step["type"] == "model_output":
-            assert set(types) <= {"text", "text_annotation_delta", "image"}
+            assert set(types) <= {"text", "text_annotation_delta", "image", "audio"}
             step["text"] = "".join(d["text"] for d in step["deltas"] if d["type"] == "text")
         elif step["type"] == "function_call":
             fragments = "".join(d["arguments"] for d in step["deltas"])

@@ -269,6 +269,24 @@ class AgentSettings(_Section):
     time_budget_seconds: float = Field(default=600.0, gt=0)
 
 
+class SpeechSettings(_Section):
+    """Audio output: the text a model writes, spoken (``response_modalities: ["audio"]``)."""
+
+    # auto: Piper with its packaged voice where piper-tts is installed, else espeak-ng where it is, else none.
+    backend: Literal["auto", "piper", "espeak-ng", "openai", "none"] = "auto"
+    # The voice used when a request names none: piper, an .onnx file (default: the packaged en_US-joe-medium);
+    # espeak-ng, a voice or language ("en-us"); openai, the upstream's voice name ("alloy").
+    voice: str | None = None
+    # Names a request may give in speech_config.voice, each to a voice of the backend (as `voice` above), e.g.
+    # {kore = "en-us+f3"} so that requests written for Gemini's voices find one here.
+    voices: dict[str, str] = Field(default_factory=dict)
+    speed: float = Field(default=1.0, ge=0.25, le=4.0)  # speaking rate, 1: the voice's own
+    base_url: str | None = None  # openai: e.g. "http://127.0.0.1:8880/v1"
+    api_key: str | None = None
+    model: str = "tts-1"  # openai: the upstream's speech model
+    timeout_seconds: float = Field(default=60.0, gt=0)  # openai: one sentence's request
+
+
 class ModelSettings(BaseModel):
     """One served model. ``backend`` picks the implementation; the other keys are that backend's options."""
 
@@ -293,6 +311,7 @@ class Settings(BaseSettings):
     models: dict[str, ModelSettings] = Field(default_factory=dict)
     webhooks: WebhooksSettings = Field(default_factory=WebhooksSettings)
     inputs: InputsSettings = Field(default_factory=InputsSettings)
+    speech: SpeechSettings = Field(default_factory=SpeechSettings)
     # Agents by name, besides (or overriding) the built-in Deep Research names.
     agents: dict[str, AgentSettings] = Field(default_factory=dict)
     # Key for thought signatures; when unset one is generated once and kept in data_dir.

@@ -26,6 +26,7 @@ from pydantic import TypeAdapter
 from .. import logs
 from ..backends.base import Backend, GenerationRequest
 from ..backends.registry import BackendRegistry
+from ..backends.speech import build_speech
 from ..config import Settings
 from ..events.log import EventLog, StreamCut, cut_off
 from ..metrics import Metrics
@@ -44,6 +45,7 @@ from .research import ResearchProgram
 from .run import Job, Run
 from .signatures import InvalidSignature, ThoughtSigner
 from .slots import ModelSlots
+from .speaking import audio_output
 from .validate import text_response_format
 
 logger = logging.getLogger(__name__)
@@ -83,6 +85,7 @@ class Executor:
         self._slots: dict[str, ModelSlots] = {}  # per served model, with limits.max_runs_per_model
         self.agents = AgentRegistry(settings.agents, registry)
         self.inputs = InputReader(settings.inputs, settings.tools.url_context)  # media parts → what a model takes
+        self.speech = build_speech(settings.speech)  # audio output (engine/speaking.py)
 
     # ---- starting a run -----------------------------------------------------------------------------
 
@@ -113,7 +116,7 @@ class Executor:
         if req.generation_config is not None:
             generation.config = req.generation_config
         generation.plan = route.backend.prepare(generation)
-        return Job(recipe, route.backend, generation, inputs, tools)
+        return Job(recipe, route.backend, generation, inputs, tools, speech=audio_output(req, self.speech))
 
     def _agent_job(
         self, recipe: RunRecipe, model: str, backend: Backend, history: list[Step], inputs: list[Step]

@@ -50,6 +50,7 @@ from .resume import (
 )
 from .signatures import ThoughtSigner
 from .slots import ModelSlots
+from .speaking import SpeechPlan, speaking_writer, with_audio_usage
 from .steps import ServerCall, StepWriter
 from .toolloop import BudgetExceeded, ToolLoop, urls_in
 
@@ -71,6 +72,7 @@ class Job:
     inputs: list[Step]
     tools: dict[str, ServerTool] = field(default_factory=dict)
     program: Program | None = None  # an agent's program; None: the tool loop
+    speech: SpeechPlan | None = None  # audio output: the model's text is spoken (engine/speaking.py)
 
 
 @dataclass
@@ -226,7 +228,7 @@ class Run:
 
     async def execute(self, logged: list[bytes] | None = None) -> None:
         """Run the interaction; ``logged``: a run taken over after a crash, whose log so far this is."""
-        writer = StepWriter(self.emit, self._signer, self.spec.summaries)
+        writer = speaking_writer(self.job.speech, self.emit, self._signer, self.spec.summaries)
         tally = _Tally(usage=_report(self.usage_before))
         first_round = None
         try:
@@ -456,7 +458,10 @@ class Run:
         self._ending = True
         self.updated_at = self._clock()
         searches = self.assembler.count("google_search_result")  # searches that ran to a result
-        summary = self.summary(status, usage_model(tally.usage, _all_text(self.job.generation.history), searches))
+        usage = usage_model(tally.usage, _all_text(self.job.generation.history), searches)
+        if self.job.speech is not None:
+            usage = with_audio_usage(usage, self.assembler.steps())
+        summary = self.summary(status, usage)
         await self.emit(InteractionCompletedEvent(interaction=summary))
 
     async def _fail(self, code: str, message: str) -> None:

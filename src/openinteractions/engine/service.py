@@ -43,6 +43,7 @@ from .render import render_folded, render_record, render_run
 from .replay import stored_stream
 from .run import Job, Run
 from .signatures import SHARED_KEY_NAME, ThoughtSigner
+from .speaking import audio_output
 from .validate import check_capabilities, check_request_shape
 
 logger = logging.getLogger(__name__)
@@ -168,6 +169,7 @@ class InteractionService:
         if self.webhooks is not None:
             await self.webhooks.stop()
         await self.registry.aclose()
+        await self.executor.speech.aclose()
         self.toolbox.close()
         await self.store.close()
 
@@ -220,6 +222,7 @@ class InteractionService:
         if not inputs and req.previous_interaction_id is None:
             raise invalid_argument("'input' is required")
         check_capabilities(req, route.backend.capabilities, route.name, inputs, self.toolbox.problem)
+        audio_output(req, self.executor.speech)  # a 400 for audio this server cannot speak
         now = self.clock()
         history: list[Step] = []
         if req.previous_interaction_id is not None:

@@ -8,7 +8,7 @@ from typing import Literal, cast
 
 from ..backends.base import Capabilities
 from ..errors import failed_precondition, invalid_argument, not_supported
-from ..schema.generation import GenerationConfig, TextResponseFormat, ToolChoiceConfig
+from ..schema.generation import AudioResponseFormat, GenerationConfig, TextResponseFormat, ToolChoiceConfig
 from ..schema.requests import CONTENT_TYPES, CreateInteractionRequest
 from ..schema.steps import FunctionResultStep, Step, UserInputStep
 from ..schema.tools import SERVER_TOOL_TYPES, FunctionTool
@@ -40,7 +40,7 @@ def check_request_shape(req: CreateInteractionRequest) -> None:
     if req.service_tier not in (None, "standard"):
         raise not_supported(f"'service_tier' {req.service_tier!r}", "not offered by this server (only 'standard')")
     for modality in req.response_modalities or []:
-        if modality != "text":
+        if modality not in ("text", "audio"):
             raise not_supported(f"'response_modalities' {modality!r}")
     for i, setting in enumerate(req.safety_settings or []):
         if setting.threshold not in _HONOURED_THRESHOLDS:
@@ -55,7 +55,7 @@ def text_response_format(req: CreateInteractionRequest) -> TextResponseFormat | 
     formats = req.response_format if isinstance(req.response_format, list) else [req.response_format]
     text_formats: list[TextResponseFormat] = []
     for fmt in formats:
-        if fmt is None:
+        if fmt is None or isinstance(fmt, AudioResponseFormat):  # audio: audio_output's
             continue
         if not isinstance(fmt, TextResponseFormat):
             raise not_supported(f"'response_format' of type {fmt.type!r} ({fmt.type} output)")
@@ -77,7 +77,7 @@ def check_capabilities(
     req: CreateInteractionRequest, caps: Capabilities, model: str, inputs: list[Step], tool_problem: ToolProblem
 ) -> None:
     """Checks against what the chosen backend implements, and what server tools this server can run."""
-    _check_generation_config(req.generation_config, caps, model)
+    _check_generation_config(req.generation_config, caps, model, asks_for_audio(req))
     functions = _check_tools(req, caps, model, tool_problem)
     _check_tool_choice(req.generation_config, functions)
     fmt = text_response_format(req)
@@ -106,10 +106,19 @@ def _block_types(step: Step) -> Iterator[tuple[str, str, bool]]:
                 yield "", item["type"], False
 
 
-def _check_generation_config(config: GenerationConfig | None, caps: Capabilities, model: str) -> None:
+def asks_for_audio(req: CreateInteractionRequest) -> bool:
+    """Audio output (engine/speaking.py): ``response_modalities`` or a ``response_format`` of type audio."""
+    formats = req.response_format if isinstance(req.response_format, list) else [req.response_format]
+    return "audio" in (req.response_modalities or []) or any(isinstance(f, AudioResponseFormat) for f in formats)
+
+
+def _check_generation_config(config: GenerationConfig | None, caps: Capabilities, model: str, audio: bool) -> None:
     if config is None:
         return
-    for name in config.model_fields_set:
+    if config.speech_config is not None and not audio:
+        raise invalid_argument("'generation_config.speech_config' needs audio output: response_modalities "
+                               "['audio'] or a response_format of type 'audio'")  # fmt: skip
+    for name in config.model_fields_set - {"speech_config"}:  # spoken by the server, not the model
         if getattr(config, name) is not None and name not in caps.generation_config:
             raise not_supported(f"'generation_config.{name}'", f"not supported by model {model!r}")
 
