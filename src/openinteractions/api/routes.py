@@ -10,7 +10,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from ..engine.service import InteractionService
-from ..errors import invalid_argument, not_found
+from ..errors import ApiError, invalid_argument, not_found
 from ..schema.base import WireModel
 from .auth import Authenticator
 from .body import parse_bool, parse_create, query_flags, read_body
@@ -111,6 +111,20 @@ async def get_model(request: Request) -> Response:
     return JSONResponse(resource)
 
 
+async def live_interactions(request: Request) -> Response:
+    """The Live Interactions API (``client.interactions.live``, a WebSocket) is not served: a clear error in the
+    API's shape, authenticated like any call, instead of a 404 for an interaction named ``live``."""
+    _caller(request)
+    raise ApiError(501, "the Live Interactions API (WebSocket, interactions/live) is not served by this server; "
+                   "use interactions.create with stream=True")  # fmt: skip
+
+
+async def auth_tokens(request: Request) -> Response:
+    _caller(request)
+    raise ApiError(501, "ephemeral auth tokens (auth_tokens) belong to the Live API, which this server does not "
+                   "serve; authenticate with an API key")  # fmt: skip
+
+
 async def healthz(request: Request) -> Response:
     return JSONResponse({"status": "ok"})
 
@@ -124,6 +138,10 @@ async def interaction_resource(request: Request) -> Response | EventStreamRespon
 ROUTES = [
     Route("/healthz", healthz, methods=["GET"]),
     Route("/{version}/interactions", create_interaction, methods=["POST"]),
+    Route("/{version}/interactions/live", live_interactions, methods=["GET", "POST"]),
+    Route("/{version}/auth_tokens", auth_tokens, methods=["POST"]),
+    Route("/{version}/interactions/{id}/auth_tokens", auth_tokens, methods=["POST"]),
+    Route("/{version}/interactions/{id}/auth_tokens/{token}", auth_tokens, methods=["DELETE"]),
     Route("/{version}/interactions/{id}", interaction_resource, methods=["GET", "DELETE"]),
     Route("/{version}/interactions/{id}/cancel", cancel_interaction, methods=["POST"]),
     Route("/{version}/models", list_models, methods=["GET"]),

@@ -20,6 +20,7 @@ Status = Literal[
     "incomplete",
     "budget_exceeded",
     "requires_continuation",
+    "idle",  # in google-genai 3.6.1's schema; this server's runs never report it
 ]
 TERMINAL_STATUSES = frozenset({"requires_action", "completed", "failed", "cancelled", "incomplete", "budget_exceeded"})
 ServiceTier = Literal["flex", "standard", "priority", "deferred"]
