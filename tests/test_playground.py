@@ -54,6 +54,7 @@ SCRIPT = {
         rule([{"call": {"name": "get_weather", "arguments": {"city": "Paris"}, "chunks": 3}}], tool="get_weather"),
         rule([{"text": "The page says: "}, {"text_from_result": "{result}"}], last_step="url_context_result"),
         rule([{"text": "I remember: you said banana."}], input_contains="what did I say", turn=2),
+        rule([{"text": "Starting a long answer... "}, {"hang": True}], input_contains="forever"),
         rule([{"text": "Hello from the scripted model."}]),
     ]
 }
@@ -333,3 +334,55 @@ def test_settings_are_checked_then_sent(page: Page) -> None:
     turn = last_turn(page)
     expect(turn.locator(".status")).to_have_text("incomplete")  # the model stopped at 3 words
     expect(turn.locator(".step.model_output")).to_have_text("One. Two. Three.")
+
+
+def test_stop_cancels_a_running_answer(page: Page) -> None:
+    choose_model(page)
+    ask(page, "talk forever")
+    turn = last_turn(page)
+    expect(turn.locator(".step.model_output")).to_have_text("Starting a long answer...")
+    expect(turn.locator(".status")).to_have_text("in progress")
+    turn.locator("button.stop").click()
+    expect(turn.locator(".status")).to_have_text("cancelled")
+    expect(turn.locator("button.stop")).to_have_count(0)
+
+
+# A 1x1 PNG and a WAV of silence, as a model's image and audio deltas would carry them.
+PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8DwHwAFBQIAX8jx0gAAAABJRU5ErkJggg=="
+WAV = "UklGRiwAAABXQVZFZm10IBAAAAABAAEAQB8AAIA+AAACABAAZGF0YQgAAAAAAAAAAAAAAA=="
+
+
+def test_media_citations_and_unsafe_markdown_render(page: Page) -> None:
+    """The scripted backend writes no images or audio: these events are handed to the page's own timeline."""
+    page.evaluate(
+        """async ([png, wav]) => {
+        const { Turn } = await import('/playground/turn.js');
+        const turn = new Turn({ asked: 'draw', target: 'model x' });
+        document.getElementById('timeline').append(turn.root);
+        const text = 'See <img src=x onerror="window.pwned=1"> [a link](javascript:window.pwned=2) **here**';
+        for (const event of [
+            { event_type: 'interaction.created', interaction: { id: 'v1_media', status: 'in_progress' } },
+            { event_type: 'step.start', index: 0, step: { type: 'model_output' } },
+            { event_type: 'step.delta', index: 0, delta: { type: 'text', text } },
+            { event_type: 'step.delta', index: 0, delta: { type: 'text_annotation_delta', annotations: [
+                { type: 'url_citation', url: 'https://example.org/a', title: 'Source A', start_index: 0,
+                  end_index: 3 }] } },
+            { event_type: 'step.delta', index: 0, delta: { type: 'image', mime_type: 'image/png', data: png } },
+            { event_type: 'step.delta', index: 0, delta: { type: 'audio', mime_type: 'audio/wav', data: wav } },
+            { event_type: 'step.stop', index: 0 },
+            { event_type: 'interaction.completed', interaction: { id: 'v1_media', status: 'completed' } },
+        ]) turn.apply(event);
+    }""",
+        [PNG, WAV],
+    )
+    turn = page.locator(".turn[data-id=v1_media]")
+    expect(turn.locator(".status")).to_have_text("completed")
+    image = turn.locator("img.block.image")
+    expect(image).to_have_attribute("src", re.compile("^data:image/png;base64,"))
+    page.wait_for_function("() => document.querySelector('img.block.image').naturalWidth === 1")  # it decoded
+    expect(turn.locator("audio.block.audio")).to_have_attribute("src", re.compile("^data:audio/wav;base64,"))
+    expect(turn.locator(".citations a")).to_have_attribute("href", "https://example.org/a")
+    expect(turn.locator(".md strong")).to_have_text("here")
+    expect(turn.locator(".md [onerror]")).to_have_count(0)
+    assert turn.locator(".md a").get_attribute("href") in (None, "")  # the javascript: link lost its href
+    assert page.evaluate("window.pwned") is None

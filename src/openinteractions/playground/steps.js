@@ -199,7 +199,8 @@ class ToolCallView extends StepView {
     const args = this.step.arguments || {};
     const body = args.code !== undefined
       ? el("pre", { class: "args code" }, args.code)
-      : el("pre", { class: "args" }, pretty(args));
+      : el("div", { class: "args" }, ...Object.entries(args).map(([key, value]) =>
+        el("div", {}, el("span", { class: "arg-name" }, `${key}: `), el("code", {}, compact(value)))));
     this.root.replaceChildren(el("div", { class: "head" }, el("span", { class: "icon" }, "⚙"), el("b", {}, name)), body);
   }
 }
@@ -232,6 +233,12 @@ class InputView extends StepView {
   render() {
     this.root.replaceChildren(...(this.step.content || []).map(renderBlock));
   }
+}
+
+function compact(value) {
+  return Array.isArray(value) && value.every((item) => typeof item === "string")
+    ? value.join(", ")
+    : JSON.stringify(value);
 }
 
 function firstLine(text) {

@@ -114,7 +114,7 @@ export class Turn {
     const parts = [["in", usage.total_input_tokens], ["out", usage.total_output_tokens],
       ["thought", usage.total_thought_tokens], ["tool", usage.total_tool_use_tokens]]
       .filter(([, n]) => n).map(([name, n]) => `${n} ${name}`);
-    this.usage.textContent = parts.length ? `${parts.join(" · ")} tokens` : "";
+    this.usage.textContent = parts.length ? `tokens: ${parts.join(" · ")}` : "";
     this.outputTokens = usage.total_output_tokens || 0;
   }
 
