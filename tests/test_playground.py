@@ -334,6 +334,9 @@ def test_settings_are_checked_then_sent(page: Page) -> None:
     turn = last_turn(page)
     expect(turn.locator(".status")).to_have_text("incomplete")  # the model stopped at 3 words
     expect(turn.locator(".step.model_output")).to_have_text("One. Two. Three.")
+    page.check("#tool-code_execution")  # this server cannot run it: refused before the run, and the page says why
+    ask(page, "hello")
+    expect(last_turn(page).locator(".errors")).to_contain_text("code_execution")
 
 
 def test_stop_cancels_a_running_answer(page: Page) -> None:

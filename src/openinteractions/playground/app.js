@@ -92,6 +92,7 @@ async function stream(turn, open, created) {
 async function afterStream(turn, detached) {
   if (isRunning(turn.status) && !detached && turn.id && (turn.reconnects || 0) < RECONNECTS) {
     turn.reconnects = (turn.reconnects || 0) + 1; // the connection dropped: go on from the last event seen
+    await new Promise((resume) => setTimeout(resume, 500 * turn.reconnects));
     await attach(turn, false);
     return;
   }
