@@ -17,6 +17,8 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import Scope
 
+from ..errors import ApiError
+
 ASSETS = Path(__file__).resolve().parent.parent / "playground"
 
 _POLICY = "; ".join([
@@ -49,10 +51,13 @@ class _Assets(StaticFiles):
 
 
 async def index(request: Request) -> Response:
-    return FileResponse(ASSETS / "index.html", headers=_HEADERS)
+    page = ASSETS / "index.html"
+    if not page.is_file():  # an install without the package's data files: the API still serves
+        raise ApiError(404, "The playground's files are not installed with this package.")
+    return FileResponse(page, headers=_HEADERS)
 
 
 PLAYGROUND_ROUTES = [
     Route("/", index, methods=["GET"]),
-    Mount("/playground", _Assets(directory=ASSETS), name="playground"),
+    Mount("/playground", _Assets(directory=ASSETS, check_dir=False), name="playground"),
 ]
