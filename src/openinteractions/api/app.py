@@ -27,6 +27,7 @@ from ..webhooks import Webhooks
 from .auth import Authenticator
 from .guard import HostPolicy, RequestGuard
 from .observability import OBSERVABILITY_ROUTES, HttpMetrics
+from .playground import PLAYGROUND_ROUTES
 from .routes import ROUTES
 from .webhooks import WEBHOOK_ROUTES
 
@@ -94,7 +95,7 @@ def create_app(settings: Settings, config_dir: Path | None = None) -> Starlette:
             await service.stop()
 
     app = Starlette(
-        routes=ROUTES + WEBHOOK_ROUTES + OBSERVABILITY_ROUTES,
+        routes=ROUTES + WEBHOOK_ROUTES + OBSERVABILITY_ROUTES + PLAYGROUND_ROUTES,
         lifespan=lifespan,
         middleware=[Middleware(HttpMetrics, metrics=service.metrics), *_middleware(settings)],
         exception_handlers={
