@@ -175,10 +175,23 @@ class UrlContextSettings(_Section):
     max_chars: int = Field(default=20_000, ge=100)  # readable text given to the model per page
 
 
+class McpServerSettings(_Section):
+    enabled: bool = True
+    # Networks that MCP server URLs may reach although private or loopback, e.g. ["127.0.0.1/32"]. Empty: public
+    # addresses only, under the policy of url_context (its own allow_networks is not shared).
+    allow_networks: list[str] = Field(default_factory=list)
+    # One exchange with an MCP server (connect, initialize, then list its tools or call one); a call also counts
+    # against tools.time_budget_seconds.
+    timeout_seconds: float = Field(default=30.0, gt=0)
+    max_result_chars: int = Field(default=20_000, ge=100)  # of a tool's result, kept in its step and given the model
+    max_tools: int = Field(default=64, ge=1)  # tools of one server offered to the model (in the server's order)
+
+
 class ToolsSettings(_Section):
     google_search: SearchSettings = Field(default_factory=SearchSettings)
     code_execution: CodeExecutionSettings = Field(default_factory=CodeExecutionSettings)
     url_context: UrlContextSettings = Field(default_factory=UrlContextSettings)
+    mcp_server: McpServerSettings = Field(default_factory=McpServerSettings)
     max_rounds: int = Field(default=8, ge=1)  # model turns within one interaction that run server tools
     time_budget_seconds: float = Field(default=120.0, gt=0)  # time spent running server tools, per interaction
 

@@ -34,6 +34,7 @@ from ..schema.requests import CreateInteractionRequest
 from ..schema.steps import Step, ThoughtStep
 from ..schema.tools import FunctionTool
 from ..store.base import Store, StoredInteraction
+from ..tools.mcp import McpServers  # their tools are declared once listed, as the run starts (engine/toolloop.py)
 from ..tools.toolbox import Toolbox
 from .agents import AgentRegistry
 from .ending import EndHook, no_end_hook
@@ -107,8 +108,8 @@ class Executor:
             history=history,
             system_instruction=req.system_instruction,
             functions=[t for t in req.tools or [] if isinstance(t, FunctionTool)]
-            + [tool.declaration() for tool in tools.values()],
-            server_tools=list(tools),
+            + [tool.declaration() for tool in tools.values() if not isinstance(tool, McpServers)],
+            server_tools=[name for name, tool in tools.items() if not isinstance(tool, McpServers)],
             turn_start=len(history) - len(inputs),
             response_format=text_response_format(req),
             thought_text=self._thought_text,

@@ -34,6 +34,8 @@ from ..schema.steps import Step
 from ..schema.usage import GroundingToolCount, ModalityTokens, Usage
 from ..store.base import FinalState, Store, StoredInteraction
 from ..tools.builtin import ServerTool
+from ..tools.mcp import STEP as MCP_STEP
+from ..tools.mcp import McpServers, listed_first
 from .assembler import Assembler
 from .ending import EndHook, RunEnding, no_end_hook
 from .program import Program, ProgramRun
@@ -342,8 +344,7 @@ class Run:
             return await self._resume_program(state, writer, steps)
         if unanswered_call(state.types):
             return await self._rerun_tool(state, writer, steps)
-        pre_read = "url_context" in self.job.tools and bool(urls_in(self.job.inputs))
-        rounds, start = round_start(state.types, pre_read)
+        rounds, start = round_start(state.types, self._reads_first(steps))
         writer.function_calls = function_calls(steps)
         point = resume_point(steps, state, start)
         if continues(self._backend.capabilities, point):
@@ -376,6 +377,8 @@ class Run:
         it again first (its call, as logged), then goes on with the next round."""
         call = steps[-1] or {}
         name = state.types[-1].removesuffix("_call")
+        if name == MCP_STEP:  # logged under the server's and the tool's names: the function is the run's again
+            name = self._logged_mcp_call(call)
         if state.open_index is not None:  # cut inside the call step itself: its arguments may not all be there
             raise CannotContinue(f"the server stopped while it logged a call of {name}")
         if name not in self.job.tools:
@@ -386,9 +389,26 @@ class Run:
         self._interrupted = ServerCall(name, str(call.get("id", "")), arguments=arguments)
         writer.function_calls = function_calls(steps)
         writer.resume_at(len(state.types), None)
-        rounds, _ = round_start(state.types, "url_context" in self.job.tools and bool(urls_in(self.job.inputs)))
+        rounds, _ = round_start(state.types, self._reads_first(steps))
         self.job.generation.round = rounds
         return rounds
+
+    def _reads_first(self, steps: list[dict[str, Any] | None]) -> bool:
+        """The run's first server-tool steps are its own, not a round's: the prompt's URLs read, or MCP servers
+        that could not be listed."""
+        return ("url_context" in self.job.tools and bool(urls_in(self.job.inputs))) or listed_first(steps)
+
+    def _logged_mcp_call(self, call: dict[str, Any]) -> str:
+        servers = self.job.tools.get(McpServers.name)
+        found = (
+            servers.logged(call.get("server_name", ""), call.get("name", ""))
+            if isinstance(servers, McpServers)
+            else None
+        )
+        if found is None:
+            return MCP_STEP
+        self.job.tools[found[0]] = found[1]
+        return found[0]
 
     async def recover(self, code: str, message: str, logged: list[bytes]) -> None:
         """End a run that a previous process left and that cannot go on (its recipe is missing or names a

@@ -35,6 +35,7 @@ from .signatures import ThoughtSigner
 _step = TypeAdapter(Step)
 _delta_adapter = TypeAdapter(Delta)
 
+_DELTA_REPEATS = frozenset({"name", "server_name"})  # fields of a call step that its delta carries too (MCP's)
 Emit = Callable[[Event | ChunkEvent], Awaitable[Any]]
 
 
@@ -99,9 +100,10 @@ class StepWriter:
                 if fragment:
                     await self._emit(ChunkEvent(self._next_index - 1, "arguments_delta", fragment))
             case ToolCall(tool=tool, id=call_id, arguments=arguments, fields=fields):
+                repeated = {k: v for k, v in fields.items() if k in _DELTA_REPEATS}
                 await self._whole_step(
                     {"type": f"{tool}_call", "id": call_id, "arguments": {}, **fields},
-                    {"type": f"{tool}_call", "arguments": arguments},
+                    {"type": f"{tool}_call", "arguments": arguments, **repeated},
                 )
             case ToolResult(tool=tool, call_id=call_id, result=result, is_error=is_error):
                 empty: Any = "" if tool == "code_execution" else []

@@ -22,6 +22,7 @@ from ..ids import new_call_id
 from ..schema.content import UrlCitation
 from ..schema.steps import Step, UserInputStep
 from ..tools.builtin import GoogleSearch, ServerTool
+from ..tools.mcp import LISTING, STEP, McpServers, McpTool
 from .assembler import Assembler
 from .steps import ServerCall, StepWriter
 
@@ -81,6 +82,7 @@ class ToolLoop:
         ``interrupted``: that run's log stops at this server tool's call step: the tool runs again and its
         result is logged, then the round goes on (the other calls of its round, never logged, are left to the
         model, which sees every result so far)."""
+        await self._list_mcp_tools(ready, fresh=first_round is None)
         if first_round is None and "url_context" in self.tools and await self._read_urls_in(inputs, ready):
             self._next_round(0)
         if first_round is not None:
@@ -109,6 +111,26 @@ class ToolLoop:
             self._next_round(number + 1)
         raise BudgetExceeded(f"the model was still calling server tools after {self.max_rounds} rounds")
 
+    async def _list_mcp_tools(self, ready: Callable[[], Awaitable[None]], fresh: bool) -> None:
+        """The request's MCP servers are asked for their tools before the model starts. A server that could not
+        be listed shows as a failed tools/list call, first (a run taken over has it in its log already)."""
+        servers = self.tools.pop(McpServers.name, None)
+        if not isinstance(servers, McpServers):
+            return
+        failures = await servers.load()
+        self.tools.update(servers.tools)
+        self.writer.server_tools = frozenset(self.tools)
+        self.generation.functions = [*self.generation.functions, *(t.declaration() for t in servers.tools.values())]
+        self.generation.server_tools = [*self.generation.server_tools, *servers.tools]
+        self.generation.plan = self.backend.prepare(self.generation)
+        if fresh and failures:
+            await ready()
+            for server, problem in failures.items():
+                call_id, fields = new_call_id(), {"name": LISTING, "server_name": server}
+                await self.writer.feed(ToolCall(tool=STEP, id=call_id, arguments={}, fields=fields))
+                await self.writer.feed(ToolResult(tool=STEP, call_id=call_id, result={"error": problem}, is_error=True))
+            self._next_round(0)
+
     async def _read_urls_in(self, inputs: list[Step], ready: Callable[[], Awaitable[None]]) -> bool:
         """URLs in the prompt are read before the model starts, as a url_context call of the server's own."""
         urls = urls_in(inputs)
@@ -120,11 +142,16 @@ class ToolLoop:
     async def _execute(self, call: ServerCall, logged: bool = False) -> None:
         """Log the call step (unless ``logged`` already), run the tool, log its result step."""
         tool = self.tools[call.name]
-        shown, fields = tool.call_step(call.arguments) if isinstance(tool, GoogleSearch) else (dict(call.arguments), {})
+        shown: dict[str, Any]
+        fields: dict[str, Any]
+        if isinstance(tool, GoogleSearch | McpTool):  # steps that show more than the call's arguments
+            shown, fields = tool.call_step(call.arguments)
+        else:
+            shown, fields = dict(call.arguments), {}
         if call.name == "code_execution":
             shown.setdefault("language", "python")
         if not logged:
-            await self.writer.feed(ToolCall(tool=call.name, id=call.id, arguments=shown, fields=fields))
+            await self.writer.feed(ToolCall(tool=tool.name, id=call.id, arguments=shown, fields=fields))
         loop = asyncio.get_running_loop()
         started = loop.time()
         try:
@@ -132,11 +159,11 @@ class ToolLoop:
                 outcome = await tool.run(call.arguments)
         except TimeoutError:
             result: Any = "the time budget for server tools ran out" if call.name == "code_execution" else []
-            await self.writer.feed(ToolResult(tool=call.name, call_id=call.id, result=result, is_error=True))
+            await self.writer.feed(ToolResult(tool=tool.name, call_id=call.id, result=result, is_error=True))
             raise BudgetExceeded("server tools used up tools.time_budget_seconds") from None
         self.time_left -= loop.time() - started
         await self.writer.feed(
-            ToolResult(tool=call.name, call_id=call.id, result=outcome.result, is_error=outcome.is_error)
+            ToolResult(tool=tool.name, call_id=call.id, result=outcome.result, is_error=outcome.is_error)
         )
         for source in outcome.sources or []:
             self.sources.setdefault(source["url"], source["title"])

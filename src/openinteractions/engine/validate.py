@@ -5,13 +5,15 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator
 from typing import Literal, cast
+from urllib.parse import urlsplit
 
 from ..backends.base import Capabilities
 from ..errors import failed_precondition, invalid_argument, not_supported
 from ..schema.generation import AudioResponseFormat, GenerationConfig, TextResponseFormat, ToolChoiceConfig
 from ..schema.requests import CONTENT_TYPES, CreateInteractionRequest
 from ..schema.steps import FunctionResultStep, Step, UserInputStep
-from ..schema.tools import SERVER_TOOL_TYPES, FunctionTool
+from ..schema.tools import SERVER_TOOL_TYPES, FunctionTool, McpServerTool
+from ..tools.mcp import FUNCTION_PREFIX, server_name
 from .agents import check_agent_shape
 from .inputs import READ_AS_TEXT
 
@@ -79,7 +81,7 @@ def check_capabilities(
     """Checks against what the chosen backend implements, and what server tools this server can run."""
     _check_generation_config(req.generation_config, caps, model, asks_for_audio(req))
     functions = _check_tools(req, caps, model, tool_problem)
-    _check_tool_choice(req.generation_config, functions)
+    _check_tool_choice(req.generation_config, functions, any(isinstance(t, McpServerTool) for t in req.tools or []))
     fmt = text_response_format(req)
     wants_json = fmt is not None and (fmt.mime_type == "application/json" or fmt.schema_ is not None)
     if wants_json and not caps.structured_output:
@@ -139,6 +141,8 @@ def _check_tools(
             if tool.type in server:
                 raise invalid_argument(f"'tools[{i}]': the {tool.type!r} tool is listed twice")
             server.add(tool.type)
+        elif isinstance(tool, McpServerTool):
+            server.add(_check_mcp_server(tool, i, server, tool_problem))
         else:
             raise not_supported(f"the {tool.type!r} tool (tools[{i}])")
     if (functions or server) and not caps.function_calling:
@@ -146,7 +150,26 @@ def _check_tools(
     for function in functions:
         if function.name in server:
             raise invalid_argument(f"function {function.name!r} has the name of a server tool sent with it")
+        if str(function.name).startswith(FUNCTION_PREFIX) and any(s.startswith(FUNCTION_PREFIX) for s in server):
+            raise invalid_argument(f"function {function.name!r}: names that start with {FUNCTION_PREFIX!r} are "
+                                   "the functions of the request's MCP servers")  # fmt: skip
     return functions
+
+
+def _check_mcp_server(tool: McpServerTool, i: int, server: set[str], tool_problem: ToolProblem) -> str:
+    """The server's name among the request's server tools (as FUNCTION_PREFIX + name)."""
+    problem = tool_problem("mcp_server")
+    if problem is not None:
+        raise not_supported(f"the 'mcp_server' tool (tools[{i}])", f"unavailable on this server: {problem}")
+    url = urlsplit(tool.url or "")
+    if url.scheme not in ("http", "https") or not url.hostname:
+        raise invalid_argument(f"'tools[{i}].url' must be an http or https URL (the MCP server's streamable HTTP "
+                               "endpoint)")  # fmt: skip
+    name = FUNCTION_PREFIX + server_name(tool)
+    if name in server:
+        raise invalid_argument(f"'tools[{i}]': the MCP server name {server_name(tool)!r} is used twice: give each "
+                               "mcp_server tool its own 'name'")  # fmt: skip
+    return name
 
 
 def _check_function(tool: FunctionTool, i: int, seen: set[str]) -> FunctionTool:
@@ -165,17 +188,18 @@ def _check_function(tool: FunctionTool, i: int, seen: set[str]) -> FunctionTool:
     return tool
 
 
-def _check_tool_choice(config: GenerationConfig | None, functions: list[FunctionTool]) -> None:
+def _check_tool_choice(config: GenerationConfig | None, functions: list[FunctionTool], mcp: bool) -> None:
+    """``mcp``: the request names MCP servers, whose functions are known once listed (FUNCTION_PREFIX...)."""
     choice = config.tool_choice if config else None
     if choice is None:
         return
     names = {f.name for f in functions}
     if isinstance(choice, ToolChoiceConfig):
         for name in choice.allowed_tools.tools or []:
-            if name not in names:
+            if name not in names and not (mcp and name.startswith(FUNCTION_PREFIX)):
                 raise invalid_argument(f"'generation_config.tool_choice.allowed_tools' names unknown function {name!r}")
         mode = choice.allowed_tools.mode
     else:
         mode = choice
-    if mode in ("any", "validated") and not functions:
+    if mode in ("any", "validated") and not functions and not mcp:
         raise failed_precondition(f"'generation_config.tool_choice' {mode!r} needs at least one function tool")

@@ -146,6 +146,7 @@ class McpServerToolResultDelta(WireModel):
     result: dict[str, Any] | list[Any] | str
     name: str | None = None
     server_name: str | None = None
+    is_error: bool | None = None  # not in the API's schema: a failed call, or a server that did not answer
 
 
 Delta = Annotated[

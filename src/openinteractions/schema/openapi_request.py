@@ -35,7 +35,6 @@ _NEVER_FIELDS = ("agent", "agent_config", "cached_content", "continuation_token"
 _NEVER_TOOLS = (
     "FileSearchTool",
     "GoogleMapsTool",
-    "McpServerTool",
     "ComputerUseTool",
     "RetrievalTool",
     "ToolSearchTool",

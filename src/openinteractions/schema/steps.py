@@ -166,6 +166,7 @@ class McpServerToolResultStep(WireModel):
     name: str | None = None
     server_name: str | None = None
     result: dict[str, Any] | list[Any] | str
+    is_error: bool | None = None  # not in the API's schema: a failed call, or a server that did not answer
 
 
 Step = Annotated[

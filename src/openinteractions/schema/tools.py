@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import Field, field_serializer
 
 from .base import WireModel
 
+REDACTED = "[redacted]"
 ToolMode = Literal["auto", "any", "none", "validated"]
 
 
@@ -60,6 +61,13 @@ class McpServerTool(WireModel):
     url: str | None = None
     headers: Annotated[dict[str, str], Field(max_length=64)] | None = None
     allowed_tools: Annotated[list[AllowedTools], Field(max_length=64)] | None = None
+    defer_loading: bool | None = None
+
+    @field_serializer("headers")
+    def _redacted(self, headers: dict[str, str] | None) -> dict[str, str] | None:
+        """Headers carry credentials: every dump (the echoed resource, the stored request) shows their names only.
+        The run reads them from the parsed request; tools/mcp.py sends none of the redacted ones."""
+        return None if headers is None else dict.fromkeys(headers, REDACTED)
 
 
 class ComputerUseTool(WireModel):

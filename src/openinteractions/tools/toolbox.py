@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..config import CodeExecutionSettings, SearchSettings, ToolsSettings
-from ..schema.tools import GoogleSearchTool, Tool
+from ..schema.tools import GoogleSearchTool, McpServerTool, Tool
 from .builtin import CodeExecution, GoogleSearch, LocalSearch, SearxngSearch, ServerTool, UrlContext
+from .mcp import Endpoint, McpConnector, McpServers
 from .net import AddressPolicy, SafeFetcher
 from .reader import DocumentReader
 from .sandbox import Sandbox, SandboxLimits, SandboxUnavailable
@@ -32,6 +33,9 @@ class Toolbox:
             self._url = UrlContext(fetcher, url.max_chars)
         else:
             self.unavailable["url_context"] = "disabled by tools.url_context.enabled = false"
+        self._mcp = McpConnector(settings.mcp_server) if settings.mcp_server.enabled else None
+        if self._mcp is None:
+            self.unavailable["mcp_server"] = "disabled by tools.mcp_server.enabled = false"
 
     def _code_execution(self, code: CodeExecutionSettings) -> CodeExecution | None:
         if not code.enabled:
@@ -76,6 +80,9 @@ class Toolbox:
                 selected["code_execution"] = self._code
             elif tool.type == "url_context" and self._url is not None:
                 selected["url_context"] = self._url
+        servers = [Endpoint.of(tool) for tool in tools if isinstance(tool, McpServerTool)]
+        if servers and self._mcp is not None:
+            selected[McpServers.name] = McpServers(self._mcp, servers)  # its tools are listed as the run starts
         return selected
 
     def charts(self) -> CodeExecution | None:

@@ -20,6 +20,8 @@ from ...schema.steps import (
     FunctionResultStep,
     GoogleSearchCallStep,
     GoogleSearchResultStep,
+    McpServerToolCallStep,
+    McpServerToolResultStep,
     ModelOutputStep,
     Step,
     ThoughtStep,
@@ -29,7 +31,7 @@ from ...schema.steps import (
 )
 from ...schema.tools import FunctionTool
 from ..base import BackendError
-from ..tool_text import server_result_text
+from ..tool_text import mcp_call_function, mcp_result_text, server_result_text
 
 # Used when a GGUF carries no chat template.
 CHATML = (
@@ -98,6 +100,11 @@ def _message(step: Step) -> tuple[str, str] | None:
         return "assistant", json.dumps([{"name": step.type.removesuffix("_call"), "arguments": arguments}])
     if isinstance(step, GoogleSearchResultStep | UrlContextResultStep | CodeExecutionResultStep):
         return "user", f"{step.type.removesuffix('_result')} returned:\n{server_result_text(step)}"
+    if isinstance(step, McpServerToolCallStep):
+        return "assistant", json.dumps([{"name": mcp_call_function(step), "arguments": step.arguments}])
+    if isinstance(step, McpServerToolResultStep):
+        outcome = "failed with" if step.is_error else "returned"
+        return "user", f"The MCP tool {outcome}:\n{mcp_result_text(step)}"
     if isinstance(step, ThoughtStep):
         return None
     raise BackendError(f"a {step.type} step cannot be sent to this model", "invalid_argument")

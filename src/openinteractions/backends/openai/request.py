@@ -21,6 +21,8 @@ from ...schema.steps import (
     FunctionResultStep,
     GoogleSearchCallStep,
     GoogleSearchResultStep,
+    McpServerToolCallStep,
+    McpServerToolResultStep,
     ModelOutputStep,
     Step,
     ThoughtStep,
@@ -30,7 +32,7 @@ from ...schema.steps import (
 )
 from ...schema.tools import FunctionTool
 from ..base import BackendError, GenerationRequest
-from ..tool_text import server_result_text
+from ..tool_text import mcp_call_function, mcp_result_text, server_result_text
 from .options import OpenAIOptions
 
 _AUDIO_FORMATS = {
@@ -89,6 +91,13 @@ def _append(messages: list[dict[str, Any]], step: Step, i: int, options: OpenAIO
         _append_call(messages, step.id, step.type.removesuffix("_call"), arguments)
     elif isinstance(step, GoogleSearchResultStep | UrlContextResultStep | CodeExecutionResultStep):
         content = server_result_text(step)
+        messages.append({"role": "tool", "tool_call_id": step.call_id, "content": content})
+        if step.is_error:
+            messages[-1]["content"] = f"Error: {content}"
+    elif isinstance(step, McpServerToolCallStep):
+        _append_call(messages, step.id, mcp_call_function(step), step.arguments)
+    elif isinstance(step, McpServerToolResultStep):
+        content = mcp_result_text(step)
         messages.append({"role": "tool", "tool_call_id": step.call_id, "content": content})
         if step.is_error:
             messages[-1]["content"] = f"Error: {content}"
