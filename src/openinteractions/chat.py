@@ -9,14 +9,16 @@ the line; Ctrl-D or ``/exit`` ends the chat, ``/new`` starts a new conversation.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import signal
 import sys
-from collections.abc import Iterator
 from typing import Any, TextIO
 
 import httpx
+
+from .egress import Egress, OriginPolicy
 
 _SERVER_TOOLS = ("google_search", "code_execution", "url_context")
 
@@ -38,10 +40,14 @@ class Chat:
     def __init__(self, args: argparse.Namespace, screen: Screen) -> None:
         self.args = args
         self.screen = screen
-        headers = {"x-goog-api-key": args.api_key} if args.api_key else {}
-        self.http = httpx.Client(base_url=args.url.rstrip("/"), headers=headers, timeout=httpx.Timeout(30, read=None))
+        self.egress = Egress("chat", OriginPolicy([args.url]))  # the one server it talks to, like any connection
         self.previous: str | None = None
         self.current: str | None = None
+
+    def _http(self) -> httpx.AsyncClient:
+        headers = {"x-goog-api-key": self.args.api_key} if self.args.api_key else {}
+        return self.egress.client(base_url=self.args.url.rstrip("/"), headers=headers,
+                                  timeout=httpx.Timeout(30, read=None))  # fmt: skip
 
     def request(self, text: str) -> dict[str, Any]:
         body: dict[str, Any] = {"input": text, "stream": True}
@@ -63,22 +69,27 @@ class Chat:
         """One question and its streamed answer; a Ctrl-C meanwhile cancels the run."""
         self.current = None
         try:
-            with self.http.stream("POST", "/v1beta/interactions", json=self.request(text)) as response:
-                if response.status_code != 200:
-                    response.read()
-                    self.screen.write(f"error {response.status_code}: {_message(response.text)}\n", "red")
-                    return
-                for event in _events(response.iter_lines()):
-                    self.show(event)
+            asyncio.run(self._stream(text))
         except KeyboardInterrupt:
-            self.cancel()
+            asyncio.run(self._cancel())
         self.screen.write("\n")
 
-    def cancel(self) -> None:
+    async def _stream(self, text: str) -> None:
+        async with self._http() as http, http.stream("POST", "/v1beta/interactions", json=self.request(text)) as r:
+            if r.status_code != 200:
+                await r.aread()
+                self.screen.write(f"error {r.status_code}: {_message(r.text)}\n", "red")
+                return
+            async for line in r.aiter_lines():
+                if line.startswith("data: ") and line != "data: [DONE]":
+                    self.show(json.loads(line[6:]))
+
+    async def _cancel(self) -> None:
         if self.current is None:
             self.screen.write("\n[stopped before the server answered]\n", "dim")
             return
-        answer = self.http.post(f"/v1beta/interactions/{self.current}/cancel")
+        async with self._http() as http:
+            answer = await http.post(f"/v1beta/interactions/{self.current}/cancel")
         status = answer.json().get("status") if answer.status_code == 200 else f"error {answer.status_code}"
         self.screen.write(f"\n[cancelled: {status}]", "dim")
         self.previous = self.current  # what was said so far stays in the conversation
@@ -130,12 +141,6 @@ class Chat:
         usage = interaction.get("usage") or {}
         tokens = f"{usage.get('total_input_tokens', 0)} in, {usage.get('total_output_tokens', 0)} out"
         self.screen.write(f"\n[{status}; {tokens}]", "dim")
-
-
-def _events(lines: Iterator[str]) -> Iterator[dict[str, Any]]:
-    for line in lines:
-        if line.startswith("data: ") and line != "data: [DONE]":
-            yield json.loads(line[6:])
 
 
 def _message(text: str) -> str:

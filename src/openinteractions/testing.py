@@ -20,7 +20,6 @@ chaining, streaming and server tools are the server's own. See docs/testing.md.
 from __future__ import annotations
 
 import json
-import socket
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -59,14 +58,14 @@ class InteractionsServer:
         from .config import Settings
 
         self.api_key = api_key
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.port = 0  # the port the system picks when it starts (no race with another process for a "free" one)
+        self.url = ""
         self._models = models
         self._settings = Settings.model_validate({
             "models": {name: {"backend": "scripted"} for name in models},
             "auth": {"api_keys": [api_key]},
             "store": {"data_dir": str(data_dir)},
-            "server": {"host": "127.0.0.1", "port": self.port, "log_level": "warning"},
+            "server": {"host": "127.0.0.1", "port": 0, "log_level": "warning"},
         })  # fmt: skip
         self._data_dir = data_dir
         self._server: Any = None
@@ -80,7 +79,7 @@ class InteractionsServer:
 
         app = create_app(self._settings, self._data_dir)
         self._service = app.state.service
-        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", access_log=False,
+        config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", access_log=False,
                                 ws="none", proxy_headers=False)  # fmt: skip
         self._server = ApiServer(config, self._service)  # stopping it cancels the runs still going
         self._thread = threading.Thread(target=self._server.run, name="openinteractions-testing", daemon=True)
@@ -89,6 +88,8 @@ class InteractionsServer:
             if not self._thread.is_alive():
                 raise RuntimeError("the OpenInteractions test server did not start (see the log above)")
             self._thread.join(0.01)
+        self.port = self._server.servers[0].sockets[0].getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
         return self
 
     def stop(self) -> None:
@@ -121,13 +122,6 @@ class InteractionsServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def dumps(rules: list[dict[str, Any]]) -> str:
