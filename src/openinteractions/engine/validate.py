@@ -140,6 +140,10 @@ def _check_tools(
                 raise not_supported(f"the {tool.type!r} tool (tools[{i}])", f"unavailable on this server: {problem}")
             if tool.type in server:
                 raise invalid_argument(f"'tools[{i}]': the {tool.type!r} tool is listed twice")
+            if "enterprise_web_search" in (getattr(tool, "search_types", None) or []):
+                raise not_supported(f"'tools[{i}].search_types' 'enterprise_web_search'",
+                                    "not offered by this server (no enterprise index: web_search and image_search "
+                                    "search the local index or SearxNG)")  # fmt: skip
             server.add(tool.type)
         elif isinstance(tool, McpServerTool):
             server.add(_check_mcp_server(tool, i, server, tool_problem))
