@@ -33,6 +33,8 @@ def toml_value(value: Any) -> str:
         return json.dumps(str(value))
     if isinstance(value, list):
         return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):  # an inline table
+        return "{" + ", ".join(f"{json.dumps(str(k))} = {toml_value(v)}" for k, v in value.items()) + "}"
     raise TypeError(value)
 
 

@@ -196,6 +196,16 @@ class ToolsSettings(_Section):
     time_budget_seconds: float = Field(default=120.0, gt=0)  # time spent running server tools, per interaction
 
 
+class TelemetrySettings(_Section):
+    # An OpenTelemetry collector's OTLP/HTTP endpoint, e.g. "http://127.0.0.1:4318" (traces go to
+    # <endpoint>/v1/traces); unset: no traces are made at all.
+    otlp_endpoint: str | None = None
+    headers: dict[str, str] = Field(default_factory=dict)  # sent with each export (a collector's credentials)
+    service_name: str = "openinteractions"
+    timeout_seconds: float = Field(default=10.0, gt=0)  # one export
+    export_delay_seconds: float = Field(default=5.0, gt=0)  # spans are batched this long before they are sent
+
+
 class WebhooksSettings(_Section):
     # Networks webhook URIs may reach although private or loopback, e.g. ["127.0.0.1/32"]; empty: public
     # addresses only, under the same policy as url_context (tools.url_context.allow_networks is not shared).
@@ -323,6 +333,7 @@ class Settings(BaseSettings):
     tools: ToolsSettings = Field(default_factory=ToolsSettings)
     models: dict[str, ModelSettings] = Field(default_factory=dict)
     webhooks: WebhooksSettings = Field(default_factory=WebhooksSettings)
+    telemetry: TelemetrySettings = Field(default_factory=TelemetrySettings)
     inputs: InputsSettings = Field(default_factory=InputsSettings)
     speech: SpeechSettings = Field(default_factory=SpeechSettings)
     # Agents by name, besides (or overriding) the built-in Deep Research names.

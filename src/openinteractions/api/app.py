@@ -26,7 +26,7 @@ from ..tools.toolbox import Toolbox
 from ..webhooks import Webhooks
 from .auth import Authenticator
 from .guard import HostPolicy, RequestGuard
-from .observability import OBSERVABILITY_ROUTES, HttpMetrics
+from .observability import OBSERVABILITY_ROUTES, HttpMetrics, HttpTraces
 from .playground import PLAYGROUND_ROUTES
 from .routes import ROUTES
 from .webhooks import WEBHOOK_ROUTES
@@ -97,7 +97,7 @@ def create_app(settings: Settings, config_dir: Path | None = None) -> Starlette:
     app = Starlette(
         routes=ROUTES + WEBHOOK_ROUTES + OBSERVABILITY_ROUTES + PLAYGROUND_ROUTES,
         lifespan=lifespan,
-        middleware=[Middleware(HttpMetrics, metrics=service.metrics), *_middleware(settings)],
+        middleware=[*_observers(service), *_middleware(settings)],
         exception_handlers={
             ApiError: _api_error,
             HTTPException: _http_error,
@@ -114,6 +114,14 @@ def create_app(settings: Settings, config_dir: Path | None = None) -> Starlette:
     app.state.auth = Authenticator(settings.auth.api_keys)
     app.state.open_metrics = settings.server.open_metrics
     return app
+
+
+def _observers(service: InteractionService) -> list[Middleware]:
+    """Outermost: what counts and traces every request, those the guard refuses included."""
+    observers = [Middleware(HttpMetrics, metrics=service.metrics)]
+    if service.telemetry.tracer is not None:
+        observers.append(Middleware(HttpTraces, tracer=service.telemetry.tracer))
+    return observers
 
 
 def _middleware(settings: Settings) -> list[Middleware]:

@@ -12,6 +12,7 @@ import time
 from collections.abc import Awaitable
 from typing import Any
 
+from opentelemetry.trace import SpanKind, Tracer
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -65,6 +66,38 @@ class HttpMetrics:
             if counter is None:
                 counter = self._counters[key] = self.metrics.requests.labels(key[0], route, str(status))
             counter.inc()
+
+
+class HttpTraces:
+    """A span per request (``<method> <route>``), current while the request is handled, so that the run a create
+    starts is its child. Only installed where a collector is configured."""
+
+    def __init__(self, app: ASGIApp, tracer: Tracer) -> None:
+        self.app = app
+        self.tracer = tracer
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        status = 500
+
+        def traced(message: Message) -> Awaitable[None]:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            return send(message)
+
+        with self.tracer.start_as_current_span(scope["method"], kind=SpanKind.SERVER) as span:
+            try:
+                await self.app(scope, receive, traced)
+            finally:
+                route = getattr(scope.get("route"), "path", None)
+                span.update_name(f"{scope['method']} {route}" if route else scope["method"])
+                span.set_attribute("http.request.method", scope["method"])
+                span.set_attribute("http.response.status_code", status)
+                if route:
+                    span.set_attribute("http.route", route)
 
 
 async def metrics(request: Request) -> Response:

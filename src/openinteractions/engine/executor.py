@@ -34,6 +34,7 @@ from ..schema.requests import CreateInteractionRequest
 from ..schema.steps import Step, ThoughtStep
 from ..schema.tools import FunctionTool
 from ..store.base import Store, StoredInteraction
+from ..telemetry import Telemetry
 from ..tools.mcp import McpServers  # their tools are declared once listed, as the run starts (engine/toolloop.py)
 from ..tools.toolbox import Toolbox
 from .agents import AgentRegistry
@@ -66,10 +67,12 @@ class Executor:
         clock: Callable[[], float],
         ended: EndHook = no_end_hook,
         metrics: Metrics | None = None,
+        telemetry: Telemetry | None = None,
     ) -> None:
         self.settings = settings
         self.ended = ended  # called as each run ends (webhooks)
         self.metrics = metrics or Metrics()
+        self.telemetry = telemetry  # a span per run, where a collector is configured
         self.store = store
         self.log = log
         self.registry = registry
@@ -150,6 +153,8 @@ class Executor:
             run.slots = self._slots.setdefault(job.recipe.route, ModelSlots(limit))
         self.log.open(run.id, durable=job.recipe.store, frames=logged)
         self.runs[run.id] = run
+        if self.telemetry is not None:  # in the creating request's context: its span is the run's parent
+            run.span = self.telemetry.run_span(run.id, job.recipe.agent or job.recipe.route, job.recipe.created_at)
         token = logs.interaction_id.set(run.id)  # the task copies the context: all it logs names the interaction
         try:
             run.task = asyncio.create_task(run.execute(logged), name=f"run {run.id}")
@@ -178,6 +183,8 @@ class Executor:
         model = spec.agent or spec.route
         seconds = max(0.0, run.updated_at - spec.created_at)
         status = summary.get("status", "failed")
+        if self.telemetry is not None:
+            self.telemetry.end_run(run.span, status, summary.get("usage"), self.log.length(run.id))
         self.metrics.run_ended(model, route.backend_name if route else "", status, summary.get("usage"), seconds,
                                self.log.length(run.id))  # fmt: skip
         if status == "failed":

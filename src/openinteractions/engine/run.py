@@ -159,6 +159,7 @@ class Run:
         self.lost = False  # another server runs it now: this one stops without writing anything more
         self.cancel_at_start = False  # taken over with a cancel asked for: it ends cancelled at once
         self.usage_before: str | None = None  # taken over: the usage its earlier rounds had (JSON)
+        self.span: Any = None  # its trace span, where telemetry is on (set and ended by the executor)
 
     def lose(self) -> None:
         """Another server took this run over (it took this one for dead): stop now and write nothing more."""

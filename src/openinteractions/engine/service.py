@@ -29,6 +29,7 @@ from ..schema.requests import CreateInteractionRequest, InputShapeError, normali
 from ..schema.steps import Step
 from ..store.base import Store, StoredInteraction
 from ..store.replicas import CANCEL_CHANNEL
+from ..telemetry import Telemetry
 from ..tools.toolbox import Toolbox
 from ..webhooks import Webhooks
 from .agents import agent_not_found, check_agent_program
@@ -94,10 +95,13 @@ class InteractionService:
         self.clock = clock
         ended = webhooks.interaction_ended if webhooks is not None else no_end_hook
         self.metrics = Metrics()
+        self.telemetry = Telemetry(settings.telemetry)
         self.metrics.watch_runs(lambda: list(self.executor.runs.values()))
         if webhooks is not None:
             webhooks.deliverer.attempted = lambda outcome: self.metrics.deliveries.labels(outcome).inc()
-        self.executor = Executor(settings, store, log, registry, signer, toolbox, clock, ended, self.metrics)
+        self.executor = Executor(
+            settings, store, log, registry, signer, toolbox, clock, ended, self.metrics, self.telemetry
+        )
         self.remote = RemoteRuns(store, self._stored_log)
         self._counts = OwnerUsage(store.usage, _COUNT_REFRESH_SECONDS)
         limits = settings.limits
@@ -172,6 +176,7 @@ class InteractionService:
         await self.executor.speech.aclose()
         self.toolbox.close()
         await self.store.close()
+        self.telemetry.shutdown()
 
     # ---- create -------------------------------------------------------------------------------------
 
