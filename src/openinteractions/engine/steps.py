@@ -36,6 +36,8 @@ _step = TypeAdapter(Step)
 _delta_adapter = TypeAdapter(Delta)
 
 Emit = Callable[[Event | ChunkEvent], Awaitable[Any]]
+# Server tools whose steps the spec keeps bare: the call step carries only its id, the result no is_error.
+_BARE_STEPS = frozenset({"file_search"})
 
 
 @dataclass
@@ -99,15 +101,17 @@ class StepWriter:
                 if fragment:
                     await self._emit(ChunkEvent(self._next_index - 1, "arguments_delta", fragment))
             case ToolCall(tool=tool, id=call_id, arguments=arguments, fields=fields):
+                shown = {} if tool in _BARE_STEPS else {"arguments": arguments}
                 await self._whole_step(
-                    {"type": f"{tool}_call", "id": call_id, "arguments": {}, **fields},
-                    {"type": f"{tool}_call", "arguments": arguments},
+                    {"type": f"{tool}_call", "id": call_id, **{k: {} for k in shown}, **fields},
+                    {"type": f"{tool}_call", **shown},
                 )
             case ToolResult(tool=tool, call_id=call_id, result=result, is_error=is_error):
                 empty: Any = "" if tool == "code_execution" else []
+                error = {} if tool in _BARE_STEPS else {"is_error": is_error}
                 await self._whole_step(
                     {"type": f"{tool}_result", "call_id": call_id, "result": empty},
-                    {"type": f"{tool}_result", "result": result, "is_error": is_error},
+                    {"type": f"{tool}_result", "result": result, **error},
                 )
             case StepBreak():
                 await self.close()

@@ -8,10 +8,11 @@ from typing import Literal, cast
 
 from ..backends.base import Capabilities
 from ..errors import failed_precondition, invalid_argument, not_supported
+from ..filestores.tool import check_tool as check_file_search
 from ..schema.generation import AudioResponseFormat, GenerationConfig, TextResponseFormat, ToolChoiceConfig
 from ..schema.requests import CONTENT_TYPES, CreateInteractionRequest
 from ..schema.steps import FunctionResultStep, Step, UserInputStep
-from ..schema.tools import SERVER_TOOL_TYPES, FunctionTool
+from ..schema.tools import SERVER_TOOL_TYPES, FileSearchTool, FunctionTool
 from .agents import check_agent_shape
 from .inputs import READ_AS_TEXT
 
@@ -139,6 +140,8 @@ def _check_tools(
             if tool.type in server:
                 raise invalid_argument(f"'tools[{i}]': the {tool.type!r} tool is listed twice")
             server.add(tool.type)
+            if isinstance(tool, FileSearchTool):
+                check_file_search(tool, i)
         else:
             raise not_supported(f"the {tool.type!r} tool (tools[{i}])")
     if (functions or server) and not caps.function_calling:
