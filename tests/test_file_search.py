@@ -6,10 +6,13 @@ found. A generated corpus measures recall@5 of BM25 alone and of BM25 fused with
 from __future__ import annotations
 
 import asyncio
+import json
 import random
+import threading
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 import pytest
@@ -226,6 +229,39 @@ def test_a_deleted_document_is_no_longer_found(server: LiveServer, files: dict[s
         alice.file_search_stores.get(name=store)
 
 
+def test_a_resumable_upload_in_several_requests(server: LiveServer, library: dict[str, str]) -> None:
+    """As Google's: bytes at the offsets announced, ``active`` until the request that finalises; the upload URL
+    is the credential (no key); a wrong offset is refused."""
+    data = b"Puffins nest in burrows on the cliffs of Skomer island. " * 40
+    start = httpx.post(
+        f"{server.url}/upload/v1beta/{library['store']}:uploadToFileSearchStore",
+        headers={"x-goog-api-key": ALICE, "x-goog-upload-protocol": "resumable", "x-goog-upload-command": "start",
+                 "x-goog-upload-header-content-length": str(len(data)),
+                 "x-goog-upload-header-content-type": "text/plain"},
+        json={"displayName": "puffins.txt"},
+        timeout=60,
+    )  # fmt: skip
+    assert start.status_code == 200 and start.headers["x-goog-upload-status"] == "active"
+    url = start.headers["x-goog-upload-url"]
+    half = len(data) // 2
+
+    def send(offset: int, part: bytes, command: str) -> httpx.Response:
+        headers = {"x-goog-upload-command": command, "x-goog-upload-offset": str(offset)}
+        return httpx.post(url, headers=headers, content=part, timeout=60)
+
+    assert send(0, data[:half], "upload").headers["x-goog-upload-status"] == "active"
+    assert send(half + 1, data[half:], "upload, finalize").status_code == 400
+    final = send(half, data[half:], "upload, finalize")
+    assert final.headers["x-goog-upload-status"] == "final"
+    operation = final.json()
+    assert operation["done"] and operation["response"]["sizeBytes"] == str(len(data))
+    alice = client(server)
+    document = alice.file_search_stores.documents.get(name=operation["response"]["documentName"])
+    assert (document.display_name, document.size_bytes) == ("puffins.txt", len(data))
+    assert send(0, data, "upload, finalize").status_code == 404  # finished: the URL is spent
+    alice.file_search_stores.documents.delete(name=str(document.name), config={"force": True})
+
+
 # ---- units ---------------------------------------------------------------------------------------------------
 
 
@@ -298,3 +334,71 @@ def test_recall_at_5_of_bm25_and_fused(tmp_path: Path) -> None:
     print(f"\nrecall@5 on {len(pairs)} generated passages: BM25 {bm25:.2f}, BM25+{stores.embedding_model} {fused:.2f}")
     assert fused >= bm25 - 0.02
     assert bm25 > 0.3  # the event's word narrows BM25 to a few passages
+
+
+# ---- an OpenAI-compatible /v1/embeddings server ------------------------------------------------------------
+
+
+class Embeddings(BaseHTTPRequestHandler):
+    """Hashed bag-of-words vectors: texts sharing words point the same way."""
+
+    asked: ClassVar[list[dict[str, Any]]] = []
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["content-length"])))
+        self.asked.append({"path": self.path, "auth": self.headers.get("authorization"), **body})
+        data = [{"index": i, "embedding": self.vector(text)} for i, text in enumerate(body["input"])]
+        answer = json.dumps({"object": "list", "data": data, "model": body["model"]}).encode()
+        self.send_response(200)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(answer)))
+        self.end_headers()
+        self.wfile.write(answer)
+
+    @staticmethod
+    def vector(text: str) -> list[float]:
+        vector = [0.0] * 32
+        for word in text.lower().split():
+            vector[sum(word.encode()) % 32] += 1.0
+        return vector
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+async def _upload(stores: FileStores, store: str, text: str, name: str) -> dict[str, Any]:
+    token = await stores.start_upload("o", store, {"displayName": name}, len(text), "text/plain", "")
+    operation = await stores.upload_bytes(token, 0, text.encode(), finalize=True)
+    assert operation is not None
+    return operation
+
+
+def test_embeddings_from_an_openai_compatible_server(tmp_path: Path) -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Embeddings)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/v1"
+    settings = FileSearchSettings(embeddings="openai", embeddings_url=url, embeddings_model="bge-m3",
+                                  embeddings_api_key="secret")  # fmt: skip
+    stores = FileStores(settings, tmp_path)
+
+    async def scenario() -> None:
+        store = await stores.create_store("o", {})
+        assert store["embeddingModel"] == "bge-m3"
+        assert (await _upload(stores, store["name"], "The heron waits in the reeds.", "heron"))["done"]
+        found = await stores.search("o", [store["name"]], "heron reeds", 3, None)
+        assert [f.document_title for f in found] == ["heron"]
+        server.shutdown()
+        server.server_close()  # the embeddings server is gone: the upload fails, and says why
+        failed = await _upload(stores, store["name"], "Another bird.", "wren")
+        assert failed["done"] and "embeddings server failed" in failed["error"]["message"]
+        documents = (await stores.list_documents("o", store["name"], None, None))["documents"]
+        assert [d["state"] for d in documents] == ["STATE_ACTIVE", "STATE_FAILED"]
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        stores.close()
+    asked = Embeddings.asked
+    assert [a["path"] for a in asked] == ["/v1/embeddings", "/v1/embeddings"]
+    assert {a["model"] for a in asked} == {"bge-m3"} and asked[0]["auth"] == "Bearer secret"
+    assert asked[1]["input"] == ["heron reeds"]

@@ -97,7 +97,8 @@ class FileSearch:
     async def run(self, arguments: dict[str, Any]) -> Outcome:
         items: list[dict[str, Any]] = []
         seen: set[str] = set()
-        for query in arguments.get("queries") or []:
+        queries = arguments.get("queries") or ([arguments["query"]] if arguments.get("query") else [])
+        for query in queries if isinstance(queries, list) else [queries]:
             found = await self.stores.search(self.owner, self.store_names, str(query), self.top_k, self.metadata_filter)
             for chunk in found:
                 item = result_item(chunk)
