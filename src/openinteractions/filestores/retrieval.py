@@ -5,6 +5,7 @@ is in). Fusing ranks, not scores, needs no calibration between two scales that h
 from __future__ import annotations
 
 import asyncio
+import json
 from array import array
 from collections.abc import Sequence
 
@@ -68,7 +69,5 @@ class Retrieval:
 
 
 def _loads(text: str) -> list[dict[str, object]]:
-    import json
-
     value = json.loads(text)
     return value if isinstance(value, list) else []

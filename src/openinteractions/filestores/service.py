@@ -5,9 +5,12 @@ that the file_search tool runs. Every method takes the caller's owner; another o
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import secrets
+import shutil
 import sqlite3
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,13 +22,15 @@ from ..errors import ApiError, failed_precondition, invalid_argument, not_found
 from .catalog import Catalog, Found
 from .chunking import chunk_document
 from .embeddings import EmbeddingError, embedder_for
-from .metadata_filter import FilterError, parse
+from .metadata_filter import parse
 from .retrieval import Retrieval
 
 STORE_PREFIX = "fileSearchStores/"
 _UPLOAD_RESPONSE = "type.googleapis.com/google.ai.generativelanguage.v1beta.UploadToFileSearchStoreResponse"
 _MAX_PAGE = 100
-_MAX_UPLOADS = 64  # resumable uploads in flight (each holds its bytes in memory until it is finalised)
+_MAX_UPLOADS = 64  # resumable uploads in flight, of all owners
+_MAX_UPLOADS_PER_OWNER = 8
+_UPLOAD_SECONDS = 3600.0  # an upload not finalised by then is dropped
 
 
 def now() -> str:
@@ -50,7 +55,10 @@ class Upload:
     display_name: str
     metadata: list[dict[str, Any]]
     chunking: tuple[int, int]
-    data: bytearray = field(default_factory=bytearray)
+    path: Path  # its bytes so far, spooled to disk rather than held in memory
+    received: int = 0
+    started: float = field(default_factory=time.monotonic)
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # one request of an upload at a time
 
 
 class FileStores:
@@ -60,6 +68,9 @@ class FileStores:
         self.embedder, self.embedder_problem = embedder_for(settings)
         self.retrieval = Retrieval(self.catalog, self.embedder, settings.rrf_k)
         self._uploads: dict[str, Upload] = {}
+        self._spool = data_dir / "file_search_uploads"
+        shutil.rmtree(self._spool, ignore_errors=True)  # uploads do not outlive the process that took them
+        self._spool.mkdir(parents=True)
         self._tasks: set[asyncio.Task[None]] = set()
 
     def close(self) -> None:
@@ -141,36 +152,48 @@ class FileStores:
         if size > self.settings.max_file_bytes:
             raise ApiError(413, f"the file is {size} bytes; at most {self.settings.max_file_bytes} "
                                 "(tools.file_search.max_file_bytes)")  # fmt: skip
-        if len(self._uploads) >= _MAX_UPLOADS:
-            raise ApiError(429, "too many uploads in progress; try again shortly")
+        self._drop_stale_uploads()
+        mine = sum(1 for u in self._uploads.values() if u.owner == owner)
+        if len(self._uploads) >= _MAX_UPLOADS or mine >= _MAX_UPLOADS_PER_OWNER:
+            raise ApiError(429, "too many uploads in progress; finish one or try again shortly")
+        token = secrets.token_urlsafe(24)
         upload = Upload(
             owner, store, size, _string(body, "mimeType", 255) or mime_type or "text/plain",
             _string(body, "displayName", 512) or file_name, _metadata(body.get("customMetadata")),
-            self._chunking(body.get("chunkingConfig")),
+            self._chunking(body.get("chunkingConfig")), self._spool / secrets.token_hex(16),
         )  # fmt: skip
-        token = secrets.token_urlsafe(24)
+        upload.path.touch()
         self._uploads[token] = upload
         return token
-
-    def upload_owner(self, token: str) -> str | None:
-        upload = self._uploads.get(token)
-        return upload.owner if upload else None
 
     async def upload_bytes(self, token: str, offset: int, data: bytes, finalize: bool) -> dict[str, Any] | None:
         """A chunk of a resumable upload; the operation once it is finalised."""
         upload = self._uploads.get(token)
         if upload is None:
             raise not_found("no such upload (it finished, failed or was never started)")
-        if offset != len(upload.data):
-            raise invalid_argument(f"the upload is at offset {len(upload.data)}, not {offset}")
-        if len(upload.data) + len(data) > upload.size:
-            del self._uploads[token]
-            raise invalid_argument(f"the upload sent more than the {upload.size} bytes it announced")
-        upload.data += data
-        if not finalize:
-            return None
-        del self._uploads[token]
-        return await self._ingest(upload, bytes(upload.data))
+        async with upload.lock:
+            if offset != upload.received:
+                raise invalid_argument(f"the upload is at offset {upload.received}, not {offset}")
+            if upload.received + len(data) > upload.size:
+                self._drop_upload(token)
+                raise invalid_argument(f"the upload sent more than the {upload.size} bytes it announced")
+            await asyncio.to_thread(_append, upload.path, data)
+            upload.received += len(data)
+            if not finalize:
+                return None
+            content = await asyncio.to_thread(upload.path.read_bytes)
+            self._drop_upload(token)
+        return await self._ingest(upload, content)
+
+    def _drop_upload(self, token: str) -> None:
+        upload = self._uploads.pop(token, None)
+        if upload is not None:
+            upload.path.unlink(missing_ok=True)
+
+    def _drop_stale_uploads(self) -> None:
+        oldest = time.monotonic() - _UPLOAD_SECONDS
+        for token in [t for t, u in self._uploads.items() if u.started < oldest]:
+            self._drop_upload(token)
 
     async def _ingest(self, upload: Upload, data: bytes) -> dict[str, Any]:
         document = f"{upload.store}/documents/{_new_id(upload.display_name)}"
@@ -235,13 +258,9 @@ class FileStores:
         return await self.retrieval.search([r["name"] for r in rows], embedded, query, top_k, predicate)
 
 
-def check_filter(metadata_filter: str) -> str | None:
-    """Why ``metadata_filter`` cannot be read, or None."""
-    try:
-        parse(metadata_filter)
-    except FilterError as exc:
-        return str(exc)
-    return None
+def _append(path: Path, data: bytes) -> None:
+    with path.open("ab") as file:
+        file.write(data)
 
 
 def _store_resource(row: sqlite3.Row, counts: dict[str, int]) -> dict[str, Any]:
@@ -257,8 +276,6 @@ def _store_resource(row: sqlite3.Row, counts: dict[str, int]) -> dict[str, Any]:
 
 
 def _document_resource(row: sqlite3.Row) -> dict[str, Any]:
-    import json
-
     resource = {"name": row["name"], "displayName": row["display_name"], "state": row["state"],
                 "sizeBytes": str(row["size_bytes"]), "mimeType": row["mime_type"],
                 "createTime": row["create_time"], "updateTime": row["update_time"]}  # fmt: skip
