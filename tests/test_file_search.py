@@ -26,6 +26,8 @@ from openinteractions.config import FileSearchSettings
 from openinteractions.filestores.chunking import chunk_document
 from openinteractions.filestores.metadata_filter import FilterError, parse
 from openinteractions.filestores.service import FileStores
+from openinteractions.filestores.tool import FileSearch
+from openinteractions.schema.tools import FileSearchTool
 from protocol import check_stream
 from test_inputs import pdf
 from test_tools import MODEL, call, rounds
@@ -393,6 +395,13 @@ def test_embeddings_from_an_openai_compatible_server(tmp_path: Path) -> None:
         assert failed["done"] and "embeddings server failed" in failed["error"]["message"]
         documents = (await stores.list_documents("o", store["name"], None, None))["documents"]
         assert [d["state"] for d in documents] == ["STATE_ACTIVE", "STATE_FAILED"]
+        found = await stores.search("o", [store["name"]], "heron reeds", 3, None)  # BM25 alone, meanwhile
+        assert [f.document_title for f in found] == ["heron"]
+        tool = FileSearch(stores, "o", FileSearchTool(file_search_store_names=[store["name"]]))
+        assert (await tool.run({"queries": ["heron"]})).result[0]["title"] == "heron"
+        await stores.delete_store("o", store["name"], force=True)  # gone before the model's call: an error result
+        outcome = await tool.run({"queries": ["heron"]})
+        assert outcome.is_error and "no such file search store" in outcome.result[0]["error"]
 
     try:
         asyncio.run(scenario())

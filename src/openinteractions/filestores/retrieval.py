@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from array import array
 from collections.abc import Sequence
 
 from .catalog import Catalog, Found
-from .embeddings import Embedder
+from .embeddings import Embedder, EmbeddingError
 from .metadata_filter import Predicate, metadata_dict
+
+logger = logging.getLogger(__name__)
 
 
 def fuse(rankings: Sequence[Sequence[int]], k: int) -> list[int]:
@@ -63,8 +66,12 @@ class Retrieval:
         if semantic and self.embedder is not None and embedded:
             rows_with_vectors = await asyncio.to_thread(self.catalog.vectors, embedded, documents)
             if rows_with_vectors:
-                vector = await self.embedder.query(query)
-                rankings.append(by_cosine(vector, rows_with_vectors, pool))
+                try:
+                    vector = await self.embedder.query(query)
+                except EmbeddingError as exc:  # the embeddings server is down: words alone still find something
+                    logger.warning("file_search: BM25 only for this query: %s", exc)
+                else:
+                    rankings.append(by_cosine(vector, rows_with_vectors, pool))
         return await asyncio.to_thread(self.catalog.found, fuse(rankings, self.rrf_k)[:top_k])
 
 

@@ -5,9 +5,10 @@ on (those that share the most words with it)."""
 from __future__ import annotations
 
 import re
+import sqlite3
 from typing import Any
 
-from ..errors import invalid_argument
+from ..errors import ApiError, invalid_argument
 from ..schema.content import FileCitation
 from ..schema.tools import FileSearchTool, FunctionTool
 from ..tools.builtin import Outcome
@@ -99,7 +100,13 @@ class FileSearch:
         seen: set[str] = set()
         queries = arguments.get("queries") or ([arguments["query"]] if arguments.get("query") else [])
         for query in queries if isinstance(queries, list) else [queries]:
-            found = await self.stores.search(self.owner, self.store_names, str(query), self.top_k, self.metadata_filter)
+            try:
+                found = await self.stores.search(
+                    self.owner, self.store_names, str(query), self.top_k, self.metadata_filter
+                )
+            except (ApiError, sqlite3.Error, FilterError) as exc:  # a store deleted since the request came, say
+                message = exc.message if isinstance(exc, ApiError) else str(exc)
+                return Outcome([{"error": f"file search failed: {message}"}], is_error=True)
             for chunk in found:
                 item = result_item(chunk)
                 if item["chunk"] not in seen:
