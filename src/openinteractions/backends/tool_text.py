@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from ..filestores.tool import result_text as file_search_text
 from ..schema.steps import (
     CodeExecutionResultStep,
+    FileSearchResultStep,
     GoogleSearchResultStep,
     McpServerToolCallStep,
     McpServerToolResultStep,
@@ -14,10 +16,12 @@ from ..schema.steps import (
 )
 from ..tools.mcp import function_name
 
-ServerResultStep = GoogleSearchResultStep | UrlContextResultStep | CodeExecutionResultStep
+ServerResultStep = GoogleSearchResultStep | UrlContextResultStep | CodeExecutionResultStep | FileSearchResultStep
 
 
 def server_result_text(step: ServerResultStep) -> str:
+    if isinstance(step, FileSearchResultStep):
+        return file_search_text([item.wire() for item in step.result or []])
     if isinstance(step.result, str):
         return step.result
     lines = []

@@ -105,7 +105,7 @@ class Executor:
             raise LookupError(f"the model {recipe.route!r} is no longer served")
         if recipe.agent is not None:
             return self._agent_job(recipe, route.name, route.backend, history, inputs)
-        tools = self.toolbox.for_request(req.tools or [])
+        tools = self.toolbox.for_request(req.tools or [], recipe.owner)
         generation = GenerationRequest(
             model=route.name,
             history=history,

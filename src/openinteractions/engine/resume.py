@@ -22,7 +22,7 @@ from .assembler import Assembler
 _event: TypeAdapter[Any] = TypeAdapter(Event)
 _step: TypeAdapter[Any] = TypeAdapter(Step)
 _TOOL_STEPS = ("_call", "_result")
-_SERVER_TOOLS = ("google_search", "code_execution", "url_context")
+_SERVER_TOOLS = ("google_search", "code_execution", "url_context", "file_search")
 
 
 @dataclass

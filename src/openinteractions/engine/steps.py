@@ -37,6 +37,8 @@ _delta_adapter = TypeAdapter(Delta)
 
 _DELTA_REPEATS = frozenset({"name", "server_name"})  # fields of a call step that its delta carries too (MCP's)
 Emit = Callable[[Event | ChunkEvent], Awaitable[Any]]
+# Server tools whose steps the spec keeps bare: the call step carries only its id, the result no is_error.
+_BARE_STEPS = frozenset({"file_search"})
 
 
 @dataclass
@@ -101,15 +103,17 @@ class StepWriter:
                     await self._emit(ChunkEvent(self._next_index - 1, "arguments_delta", fragment))
             case ToolCall(tool=tool, id=call_id, arguments=arguments, fields=fields):
                 repeated = {k: v for k, v in fields.items() if k in _DELTA_REPEATS}
+                shown = {} if tool in _BARE_STEPS else {"arguments": arguments}
                 await self._whole_step(
-                    {"type": f"{tool}_call", "id": call_id, "arguments": {}, **fields},
-                    {"type": f"{tool}_call", "arguments": arguments, **repeated},
+                    {"type": f"{tool}_call", "id": call_id, **{k: {} for k in shown}, **fields},
+                    {"type": f"{tool}_call", **shown, **repeated},
                 )
             case ToolResult(tool=tool, call_id=call_id, result=result, is_error=is_error):
                 empty: Any = "" if tool == "code_execution" else []
+                error = {} if tool in _BARE_STEPS else {"is_error": is_error}
                 await self._whole_step(
                     {"type": f"{tool}_result", "call_id": call_id, "result": empty},
-                    {"type": f"{tool}_result", "result": result, "is_error": is_error},
+                    {"type": f"{tool}_result", "result": result, **error},
                 )
             case StepBreak():
                 await self.close()

@@ -18,6 +18,7 @@ from typing import Any
 from pydantic import TypeAdapter
 
 from ..backends.base import Backend, GenerationRequest, ToolCall, ToolResult
+from ..filestores.tool import file_citations
 from ..ids import new_call_id
 from ..schema.content import UrlCitation
 from ..schema.steps import Step, UserInputStep
@@ -65,6 +66,7 @@ class ToolLoop:
         self.max_rounds = max_rounds
         self.time_left = time_budget  # tool time only: the model's own time is the run's timeout
         self.sources: dict[str, str] = {}  # url -> title, of everything the model was given
+        self.chunks: list[dict[str, Any]] = []  # the file_search result items the model was given
         self._base = list(generation.history if base is None else base)
         self._round_done = round_done  # called once a round that called server tools has generated
         writer.server_tools = frozenset(tools)
@@ -167,11 +169,15 @@ class ToolLoop:
         )
         for source in outcome.sources or []:
             self.sources.setdefault(source["url"], source["title"])
+        if call.name == "file_search" and not outcome.is_error:
+            self.chunks.extend(outcome.result)
 
     def _recall_sources(self) -> None:
         """A run taken over after a crash: what the logged tool results gave the model is cited as before."""
         for step in self.assembler.steps():
             kind = step.get("type")
+            if kind == "file_search_result":
+                self.chunks.extend(step.get("result") or [])
             if kind not in ("google_search_result", "url_context_result") or step.get("is_error"):
                 continue
             for item in step.get("result") or []:
@@ -188,14 +194,16 @@ class ToolLoop:
     async def _cite(self) -> None:
         """An answer given after search results or pages is grounded on them: it cites each source it was
         given, over the whole text."""
-        if not self.sources or self.writer.open_step != "model_output":
+        if not (self.sources or self.chunks) or self.writer.open_step != "model_output":
             return
         content = self.assembler.steps()[-1].get("content") or []
         text = content[-1].get("text", "") if content and content[-1].get("type") == "text" else ""
         if not text:
             return
         end = len(text.encode())  # offsets in bytes of UTF-8, as Gemini's grounding segments count them
-        citations = [
+        citations: list[Any] = [
             UrlCitation(url=url, title=title, start_index=0, end_index=end) for url, title in self.sources.items()
         ]
+        if self.chunks:
+            citations += file_citations(text, self.chunks, end)
         await self.writer.annotate(citations)

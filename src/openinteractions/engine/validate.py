@@ -9,10 +9,11 @@ from urllib.parse import urlsplit
 
 from ..backends.base import Capabilities
 from ..errors import failed_precondition, invalid_argument, not_supported
+from ..filestores.tool import check_tool as check_file_search
 from ..schema.generation import AudioResponseFormat, GenerationConfig, TextResponseFormat, ToolChoiceConfig
 from ..schema.requests import CONTENT_TYPES, CreateInteractionRequest
 from ..schema.steps import FunctionResultStep, Step, UserInputStep
-from ..schema.tools import SERVER_TOOL_TYPES, FunctionTool, McpServerTool
+from ..schema.tools import SERVER_TOOL_TYPES, FileSearchTool, FunctionTool, McpServerTool
 from ..tools.mcp import FUNCTION_PREFIX, server_name
 from .agents import check_agent_shape
 from .inputs import READ_AS_TEXT
@@ -145,6 +146,8 @@ def _check_tools(
                                     "not offered by this server (no enterprise index: web_search and image_search "
                                     "search the local index or SearxNG)")  # fmt: skip
             server.add(tool.type)
+            if isinstance(tool, FileSearchTool):
+                check_file_search(tool, i)
         elif isinstance(tool, McpServerTool):
             server.add(_check_mcp_server(tool, i, server, tool_problem))
         else:

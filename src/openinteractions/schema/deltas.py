@@ -134,6 +134,17 @@ class GoogleMapsResultDelta(WireModel):
     signature: str | None = None
 
 
+class FileSearchCallDelta(WireModel):
+    type: Literal["file_search_call"] = "file_search_call"
+    signature: str | None = None
+
+
+class FileSearchResultDelta(WireModel):
+    type: Literal["file_search_result"] = "file_search_result"
+    result: list[OpenRecord]
+    signature: str | None = None
+
+
 class McpServerToolCallDelta(WireModel):
     type: Literal["mcp_server_tool_call"] = "mcp_server_tool_call"
     name: str
@@ -168,6 +179,8 @@ Delta = Annotated[
     | GoogleSearchResultDelta
     | GoogleMapsCallDelta
     | GoogleMapsResultDelta
+    | FileSearchCallDelta
+    | FileSearchResultDelta
     | McpServerToolCallDelta
     | McpServerToolResultDelta,
     Field(discriminator="type"),

@@ -33,7 +33,6 @@ InteractionInput = (
 
 _NEVER_FIELDS = ("agent", "agent_config", "cached_content", "continuation_token", "environment")
 _NEVER_TOOLS = (
-    "FileSearchTool",
     "GoogleMapsTool",
     "ComputerUseTool",
     "RetrievalTool",
@@ -88,6 +87,16 @@ def _narrow_tools(tools: dict[str, Any]) -> None:
     union["oneOf"] = [member for member in union["oneOf"] if member["$ref"] not in refs]
     union["discriminator"]["mapping"] = {k: v for k, v in union["discriminator"]["mapping"].items() if v not in refs}
     for member in union["oneOf"]:
+        if member["$ref"] == _REF.format(model="FileSearchTool"):
+            member["required"] = [*member["required"], "file_search_store_names"]
+            member["properties"] = {
+                "file_search_store_names": {
+                    "type": "array",
+                    "minItems": 1,
+                    "items": {"type": "string", "pattern": "^fileSearchStores/"},
+                },
+                "top_k": _nullable({"type": "integer", "minimum": 1, "maximum": 100}),
+            }
         if member["$ref"] == _REF.format(model="FunctionTool"):
             member["required"] = [*member["required"], "name"]
             member["properties"] = {

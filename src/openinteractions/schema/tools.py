@@ -109,4 +109,4 @@ Tool = Annotated[
     Field(discriminator="type"),
 ]
 
-SERVER_TOOL_TYPES = frozenset({"google_search", "code_execution", "url_context"})
+SERVER_TOOL_TYPES = frozenset({"google_search", "code_execution", "url_context", "file_search"})

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
-from ..config import CodeExecutionSettings, SearchSettings, ToolsSettings
-from ..schema.tools import GoogleSearchTool, McpServerTool, Tool
+from ..config import CodeExecutionSettings, FileSearchSettings, SearchSettings, ToolsSettings
+from ..errors import not_found
+from ..filestores import FileSearch, FileStores
+from ..schema.tools import FileSearchTool, GoogleSearchTool, McpServerTool, Tool
 from .builtin import CodeExecution, GoogleSearch, LocalSearch, SearxngSearch, ServerTool, UrlContext
 from .mcp import Endpoint, McpConnector, McpServers
 from .net import AddressPolicy, SafeFetcher
 from .reader import DocumentReader
 from .sandbox import Sandbox, SandboxLimits, SandboxUnavailable
 from .search_index import LocalIndex
+
+logger = logging.getLogger(__name__)
 
 
 class Toolbox:
@@ -36,6 +41,16 @@ class Toolbox:
         self._mcp = McpConnector(settings.mcp_server) if settings.mcp_server.enabled else None
         if self._mcp is None:
             self.unavailable["mcp_server"] = "disabled by tools.mcp_server.enabled = false"
+        self.file_stores = self._file_stores(settings.file_search, data_dir)
+
+    def _file_stores(self, settings: FileSearchSettings, data_dir: Path) -> FileStores | None:
+        if not settings.enabled:
+            self.unavailable["file_search"] = "disabled by tools.file_search.enabled = false"
+            return None
+        stores = FileStores(settings, data_dir)
+        if stores.embedder_problem:
+            logger.warning("file_search: BM25 only, no embeddings: %s", stores.embedder_problem)
+        return stores
 
     def _code_execution(self, code: CodeExecutionSettings) -> CodeExecution | None:
         if not code.enabled:
@@ -69,7 +84,8 @@ class Toolbox:
         """Why this server cannot run ``tool_type``, or None if it can."""
         return self.unavailable.get(tool_type)
 
-    def for_request(self, tools: list[Tool]) -> dict[str, ServerTool]:
+    def for_request(self, tools: list[Tool], owner: str = "public") -> dict[str, ServerTool]:
+        """The server tools of one request by ``owner``; a file search store it cannot use is a 404."""
         selected: dict[str, ServerTool] = {}
         for tool in tools:
             if isinstance(tool, GoogleSearchTool) and self._search is not None:
@@ -80,6 +96,11 @@ class Toolbox:
                 selected["code_execution"] = self._code
             elif tool.type == "url_context" and self._url is not None:
                 selected["url_context"] = self._url
+            elif isinstance(tool, FileSearchTool) and self.file_stores is not None:
+                missing = self.file_stores.missing_store(owner, tool.file_search_store_names or [])
+                if missing is not None:
+                    raise not_found(f"no such file search store: {missing}")
+                selected["file_search"] = FileSearch(self.file_stores, owner, tool)
         servers = [Endpoint.of(tool) for tool in tools if isinstance(tool, McpServerTool)]
         if servers and self._mcp is not None:
             selected[McpServers.name] = McpServers(self._mcp, servers)  # its tools are listed as the run starts
@@ -110,3 +131,5 @@ class Toolbox:
     def close(self) -> None:
         if self.index is not None:
             self.index.close()
+        if self.file_stores is not None:
+            self.file_stores.close()

@@ -16,6 +16,8 @@ from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 from ...schema.steps import (
     CodeExecutionCallStep,
     CodeExecutionResultStep,
+    FileSearchCallStep,
+    FileSearchResultStep,
     FunctionCallStep,
     FunctionResultStep,
     GoogleSearchCallStep,
@@ -98,7 +100,9 @@ def _message(step: Step) -> tuple[str, str] | None:
     if isinstance(step, GoogleSearchCallStep | UrlContextCallStep | CodeExecutionCallStep):
         arguments = step.arguments.model_dump(exclude_none=True, exclude={"language"})
         return "assistant", json.dumps([{"name": step.type.removesuffix("_call"), "arguments": arguments}])
-    if isinstance(step, GoogleSearchResultStep | UrlContextResultStep | CodeExecutionResultStep):
+    if isinstance(step, FileSearchCallStep):  # the spec's call step keeps no arguments
+        return "assistant", json.dumps([{"name": "file_search", "arguments": {}}])
+    if isinstance(step, GoogleSearchResultStep | UrlContextResultStep | CodeExecutionResultStep | FileSearchResultStep):
         return "user", f"{step.type.removesuffix('_result')} returned:\n{server_result_text(step)}"
     if isinstance(step, McpServerToolCallStep):
         return "assistant", json.dumps([{"name": mcp_call_function(step), "arguments": step.arguments}])

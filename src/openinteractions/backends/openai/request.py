@@ -17,6 +17,8 @@ from ...schema.content import AudioContent, DocumentContent, ImageContent, TextC
 from ...schema.steps import (
     CodeExecutionCallStep,
     CodeExecutionResultStep,
+    FileSearchCallStep,
+    FileSearchResultStep,
     FunctionCallStep,
     FunctionResultStep,
     GoogleSearchCallStep,
@@ -89,6 +91,10 @@ def _append(messages: list[dict[str, Any]], step: Step, i: int, options: OpenAIO
         # Server tools are offered to the model as functions named after them; their calls replay as such.
         arguments = step.arguments.model_dump(exclude_none=True, exclude={"language"})
         _append_call(messages, step.id, step.type.removesuffix("_call"), arguments)
+    elif isinstance(step, FileSearchCallStep):  # the spec's call step keeps no arguments
+        _append_call(messages, step.id, "file_search", {})
+    elif isinstance(step, FileSearchResultStep):
+        messages.append({"role": "tool", "tool_call_id": step.call_id, "content": server_result_text(step)})
     elif isinstance(step, GoogleSearchResultStep | UrlContextResultStep | CodeExecutionResultStep):
         content = server_result_text(step)
         messages.append({"role": "tool", "tool_call_id": step.call_id, "content": content})

@@ -1,0 +1,342 @@
+"""``FileStores``: the fileSearchStores resource of every owner, in the shapes of Google's REST API (camelCase, as
+google-genai reads them): stores, their documents, uploads and the operations that index them, and the search
+that the file_search tool runs. Every method takes the caller's owner; another owner's store is not found."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import secrets
+import shutil
+import sqlite3
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from ..config import FileSearchSettings
+from ..engine.documents import Unreadable
+from ..errors import ApiError, failed_precondition, invalid_argument, not_found
+from .catalog import Catalog, Found
+from .chunking import chunk_document
+from .embeddings import EmbeddingError, embedder_for
+from .metadata_filter import parse
+from .retrieval import Retrieval
+
+STORE_PREFIX = "fileSearchStores/"
+_UPLOAD_RESPONSE = "type.googleapis.com/google.ai.generativelanguage.v1beta.UploadToFileSearchStoreResponse"
+_MAX_PAGE = 100
+_MAX_UPLOADS = 64  # resumable uploads in flight, of all owners
+_MAX_UPLOADS_PER_OWNER = 8
+_UPLOAD_SECONDS = 3600.0  # an upload not finalised by then is dropped
+
+
+def now() -> str:
+    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def _new_id(display_name: str = "") -> str:
+    """``my-notes-k3j9x0q2lm7a``: the display name's slug, then random."""
+    slug = re.sub(r"[^a-z0-9]+", "-", display_name.lower()).strip("-")[:40]
+    suffix = "".join(secrets.choice("abcdefghijklmnopqrstuvwxyz0123456789") for _ in range(12))
+    return f"{slug}-{suffix}" if slug else suffix
+
+
+@dataclass
+class Upload:
+    """A resumable upload: started with the document's settings, its bytes arriving in order."""
+
+    owner: str
+    store: str
+    size: int
+    mime_type: str
+    display_name: str
+    metadata: list[dict[str, Any]]
+    chunking: tuple[int, int]
+    path: Path  # its bytes so far, spooled to disk rather than held in memory
+    received: int = 0
+    started: float = field(default_factory=time.monotonic)
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # one request of an upload at a time
+
+
+class FileStores:
+    def __init__(self, settings: FileSearchSettings, data_dir: Path) -> None:
+        self.settings = settings
+        self.catalog = Catalog(data_dir / "file_search.db")
+        self.embedder, self.embedder_problem = embedder_for(settings)
+        self.retrieval = Retrieval(self.catalog, self.embedder, settings.rrf_k)
+        self._uploads: dict[str, Upload] = {}
+        self._spool = data_dir / "file_search_uploads"
+        shutil.rmtree(self._spool, ignore_errors=True)  # uploads do not outlive the process that took them
+        self._spool.mkdir(parents=True)
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        self.catalog.close()
+
+    @property
+    def embedding_model(self) -> str:
+        return self.embedder.name if self.embedder is not None else "bm25"
+
+    # ---- stores ------------------------------------------------------------------------------------------------
+
+    async def create_store(self, owner: str, body: dict[str, Any]) -> dict[str, Any]:
+        display_name = _string(body, "displayName", 512)
+        if await asyncio.to_thread(self.catalog.store_count, owner) >= self.settings.max_stores_per_owner:
+            raise ApiError(429, f"at most {self.settings.max_stores_per_owner} file search stores per key "
+                                "(tools.file_search.max_stores_per_owner)")  # fmt: skip
+        name = STORE_PREFIX + _new_id(display_name)
+        await asyncio.to_thread(self.catalog.add_store, name, owner, display_name, self.embedding_model, now())
+        return await self.get_store(owner, name)
+
+    async def get_store(self, owner: str, name: str) -> dict[str, Any]:
+        row = await self._store(owner, name)
+        counts = await asyncio.to_thread(self.catalog.document_counts, row["name"])
+        return _store_resource(row, counts)
+
+    async def list_stores(self, owner: str, page_size: int | None, page_token: str | None) -> dict[str, Any]:
+        offset, size = _page(page_size, page_token)
+        rows = await asyncio.to_thread(self.catalog.stores, owner, offset, size + 1)
+        stores = [_store_resource(r, await asyncio.to_thread(self.catalog.document_counts, r["name"])) for r in rows]
+        return _listing("fileSearchStores", stores, offset, size)
+
+    async def delete_store(self, owner: str, name: str, force: bool) -> None:
+        row = await self._store(owner, name)
+        counts = await asyncio.to_thread(self.catalog.document_counts, row["name"])
+        if not force and any(v for k, v in counts.items() if k != "size_bytes"):
+            raise failed_precondition(f"{name} has documents: delete them first, or pass force=true")
+        await asyncio.to_thread(self.catalog.remove_store, row["name"])
+
+    async def _store(self, owner: str, name: str) -> sqlite3.Row:
+        row = await asyncio.to_thread(self.catalog.store, owner, name)
+        if row is None:
+            raise not_found(f"no such file search store: {name}")
+        return row
+
+    # ---- documents ---------------------------------------------------------------------------------------------
+
+    async def get_document(self, owner: str, name: str) -> dict[str, Any]:
+        return _document_resource(await self._document(owner, name))
+
+    async def list_documents(self, owner: str, store: str, size: int | None, token: str | None) -> dict[str, Any]:
+        await self._store(owner, store)
+        offset, limit = _page(size, token)
+        rows = await asyncio.to_thread(self.catalog.documents, store, offset, limit + 1)
+        return _listing("documents", [_document_resource(r) for r in rows], offset, limit)
+
+    async def delete_document(self, owner: str, name: str, force: bool) -> None:
+        row = await self._document(owner, name)
+        chunks = await asyncio.to_thread(self.catalog.chunk_count, row["name"])
+        if chunks and not force:
+            raise failed_precondition(f"{name} has chunks: pass force=true to delete it with them")
+        await asyncio.to_thread(self.catalog.remove_document, row["name"])
+
+    async def _document(self, owner: str, name: str) -> sqlite3.Row:
+        store, _, _ = name.partition("/documents/")
+        await self._store(owner, store)
+        row = await asyncio.to_thread(self.catalog.document, store, name)
+        if row is None:
+            raise not_found(f"no such document: {name}")
+        return row
+
+    # ---- uploads and operations --------------------------------------------------------------------------------
+
+    async def start_upload(self, owner: str, store: str, body: dict[str, Any], size: int, mime_type: str,
+                           file_name: str) -> str:  # fmt: skip
+        """A resumable upload's first request; the token that its upload URL carries."""
+        await self._store(owner, store)
+        if size > self.settings.max_file_bytes:
+            raise ApiError(413, f"the file is {size} bytes; at most {self.settings.max_file_bytes} "
+                                "(tools.file_search.max_file_bytes)")  # fmt: skip
+        self._drop_stale_uploads()
+        mine = sum(1 for u in self._uploads.values() if u.owner == owner)
+        if len(self._uploads) >= _MAX_UPLOADS or mine >= _MAX_UPLOADS_PER_OWNER:
+            raise ApiError(429, "too many uploads in progress; finish one or try again shortly")
+        token = secrets.token_urlsafe(24)
+        upload = Upload(
+            owner, store, size, _string(body, "mimeType", 255) or mime_type or "text/plain",
+            _string(body, "displayName", 512) or file_name, _metadata(body.get("customMetadata")),
+            self._chunking(body.get("chunkingConfig")), self._spool / secrets.token_hex(16),
+        )  # fmt: skip
+        upload.path.touch()
+        self._uploads[token] = upload
+        return token
+
+    async def upload_bytes(self, token: str, offset: int, data: bytes, finalize: bool) -> dict[str, Any] | None:
+        """A chunk of a resumable upload; the operation once it is finalised."""
+        upload = self._uploads.get(token)
+        if upload is None:
+            raise not_found("no such upload (it finished, failed or was never started)")
+        async with upload.lock:
+            if offset != upload.received:
+                raise invalid_argument(f"the upload is at offset {upload.received}, not {offset}")
+            if upload.received + len(data) > upload.size:
+                self._drop_upload(token)
+                raise invalid_argument(f"the upload sent more than the {upload.size} bytes it announced")
+            await asyncio.to_thread(_append, upload.path, data)
+            upload.received += len(data)
+            if not finalize:
+                return None
+            content = await asyncio.to_thread(upload.path.read_bytes)
+            self._drop_upload(token)
+        return await self._ingest(upload, content)
+
+    def _drop_upload(self, token: str) -> None:
+        upload = self._uploads.pop(token, None)
+        if upload is not None:
+            upload.path.unlink(missing_ok=True)
+
+    def _drop_stale_uploads(self) -> None:
+        oldest = time.monotonic() - _UPLOAD_SECONDS
+        for token in [t for t, u in self._uploads.items() if u.started < oldest]:
+            self._drop_upload(token)
+
+    async def _ingest(self, upload: Upload, data: bytes) -> dict[str, Any]:
+        document = f"{upload.store}/documents/{_new_id(upload.display_name)}"
+        operation = f"{upload.store}/upload/operations/{_new_id()}"
+        await asyncio.to_thread(self.catalog.add_document, document, upload.store, upload.display_name,
+                                upload.mime_type, len(data), upload.metadata, now())  # fmt: skip
+        response = {"@type": _UPLOAD_RESPONSE, "parent": upload.store, "documentName": document,
+                    "mimeType": upload.mime_type, "sizeBytes": str(len(data))}  # fmt: skip
+        await asyncio.to_thread(self.catalog.put_operation, operation, upload.owner, {"name": operation, "done": False})
+        task = asyncio.create_task(self._index(upload, data, document, operation, response))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        await asyncio.wait({task}, timeout=self.settings.wait_seconds)
+        return await self.get_operation(upload.owner, operation)
+
+    async def _index(self, upload: Upload, data: bytes, document: str, operation: str,
+                     response: dict[str, Any]) -> None:  # fmt: skip
+        body: dict[str, Any] = {"name": operation, "done": True, "response": response}
+        try:
+            tokens, overlap = upload.chunking
+            chunks = await asyncio.to_thread(chunk_document, data, upload.mime_type, tokens, overlap)
+            store = await asyncio.to_thread(self.catalog.store, upload.owner, upload.store)
+            vectors = None
+            if self.embedder is not None and store is not None and store["embedding_model"] == self.embedder.name:
+                vectors = await self.embedder.passages([chunk.text for chunk in chunks])
+            await asyncio.to_thread(self.catalog.activate, document, chunks, vectors, now())
+        except (Unreadable, EmbeddingError) as exc:
+            await asyncio.to_thread(self.catalog.fail, document, str(exc), now())
+            body = {"name": operation, "done": True, "error": {"code": 3, "message": str(exc)}}
+        await asyncio.to_thread(self.catalog.put_operation, operation, upload.owner, body)
+
+    async def get_operation(self, owner: str, name: str) -> dict[str, Any]:
+        body = await asyncio.to_thread(self.catalog.operation, owner, name)
+        if body is None:
+            raise not_found(f"no such operation: {name}")
+        return body
+
+    def _chunking(self, config: Any) -> tuple[int, int]:
+        """(tokens per chunk, overlap) from a request's ``chunkingConfig`` or the settings."""
+        tokens, overlap = self.settings.chunk_tokens, self.settings.chunk_overlap_tokens
+        if config is None:
+            return tokens, min(overlap, tokens - 1)
+        space = config.get("whiteSpaceConfig") if isinstance(config, dict) else None
+        if not isinstance(space, dict):
+            raise invalid_argument("chunkingConfig takes whiteSpaceConfig {maxTokensPerChunk, maxOverlapTokens}")
+        tokens = _whole(space.get("maxTokensPerChunk", tokens), "maxTokensPerChunk", 1, 2048)
+        return tokens, _whole(
+            space.get("maxOverlapTokens", min(overlap, tokens - 1)), "maxOverlapTokens", 0, tokens - 1
+        )
+
+    # ---- search ------------------------------------------------------------------------------------------------
+
+    def missing_store(self, owner: str, names: list[str]) -> str | None:
+        """The first of ``names`` that is not a store of ``owner``'s (a quick lookup, on the caller's thread)."""
+        return next((name for name in names if self.catalog.store(owner, name) is None), None)
+
+    async def search(self, owner: str, names: list[str], query: str, top_k: int,
+                     metadata_filter: str | None) -> list[Found]:  # fmt: skip
+        rows = [await self._store(owner, name) for name in dict.fromkeys(names)]
+        predicate = parse(metadata_filter) if metadata_filter else None
+        embedded = [r["name"] for r in rows if self.embedder and r["embedding_model"] == self.embedder.name]
+        return await self.retrieval.search([r["name"] for r in rows], embedded, query, top_k, predicate)
+
+
+def _append(path: Path, data: bytes) -> None:
+    with path.open("ab") as file:
+        file.write(data)
+
+
+def _store_resource(row: sqlite3.Row, counts: dict[str, int]) -> dict[str, Any]:
+    resource = {"name": row["name"], "createTime": row["create_time"], "updateTime": row["update_time"],
+                "embeddingModel": row["embedding_model"],
+                "activeDocumentsCount": str(counts.get("STATE_ACTIVE", 0)),
+                "pendingDocumentsCount": str(counts.get("STATE_PENDING", 0)),
+                "failedDocumentsCount": str(counts.get("STATE_FAILED", 0)),
+                "sizeBytes": str(counts.get("size_bytes", 0))}  # fmt: skip
+    if row["display_name"]:
+        resource["displayName"] = row["display_name"]
+    return resource
+
+
+def _document_resource(row: sqlite3.Row) -> dict[str, Any]:
+    resource = {"name": row["name"], "displayName": row["display_name"], "state": row["state"],
+                "sizeBytes": str(row["size_bytes"]), "mimeType": row["mime_type"],
+                "createTime": row["create_time"], "updateTime": row["update_time"]}  # fmt: skip
+    metadata = json.loads(row["metadata"])
+    if metadata:
+        resource["customMetadata"] = metadata
+    if row["error"]:
+        resource["error"] = {"code": 3, "message": row["error"]}
+    return resource
+
+
+def _page(page_size: int | None, page_token: str | None) -> tuple[int, int]:
+    size = _MAX_PAGE if page_size is None or page_size <= 0 else min(page_size, _MAX_PAGE)
+    if page_token and not page_token.isdigit():
+        raise invalid_argument(f"'pageToken' {page_token!r} is not one this server gave")
+    return int(page_token or 0), size
+
+
+def _listing(key: str, items: list[dict[str, Any]], offset: int, size: int) -> dict[str, Any]:
+    listing: dict[str, Any] = {key: items[:size]}
+    if len(items) > size:
+        listing["nextPageToken"] = str(offset + size)
+    return listing
+
+
+def _string(body: dict[str, Any], key: str, limit: int) -> str:
+    value = body.get(key)
+    if value is None:
+        return ""
+    if not isinstance(value, str) or len(value) > limit:
+        raise invalid_argument(f"'{key}' must be a string of at most {limit} characters")
+    return value
+
+
+def _whole(value: Any, key: str, low: int, high: int) -> int:
+    if isinstance(value, str) and value.isdigit():
+        value = int(value)
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise invalid_argument(f"'{key}' must be a whole number from {low} to {high}")
+    return value
+
+
+def _metadata(entries: Any) -> list[dict[str, Any]]:
+    """``customMetadata``: at most 20 entries of key and one of stringValue, stringListValue, numericValue."""
+    if entries is None:
+        return []
+    if not isinstance(entries, list) or len(entries) > 20:
+        raise invalid_argument("'customMetadata' must be a list of at most 20 entries")
+    checked = []
+    for i, entry in enumerate(entries):
+        values = [k for k in ("stringValue", "stringListValue", "numericValue") if k in (entry or {})]
+        if not isinstance(entry, dict) or not isinstance(entry.get("key"), str) or len(values) != 1:
+            raise invalid_argument(f"'customMetadata[{i}]' needs a key and one of stringValue, stringListValue, "
+                                   "numericValue")  # fmt: skip
+        value = entry[values[0]]
+        valid = {
+            "stringValue": isinstance(value, str),
+            "numericValue": isinstance(value, int | float) and not isinstance(value, bool),
+            "stringListValue": isinstance(value, dict) and all(isinstance(v, str) for v in value.get("values", [])),
+        }[values[0]]
+        if not valid:
+            raise invalid_argument(f"'customMetadata[{i}].{values[0]}' has the wrong type")
+        checked.append({"key": entry["key"], values[0]: value})
+    return checked
