@@ -74,7 +74,7 @@ class InterleavedBackend:
 
     def prepare(self, request: GenerationRequest) -> _Plan:
         if request.image_format is None:
-            inner = dataclasses.replace(request, plan=None)
+            inner = dataclasses.replace(request, history=described(request.history, request.thought_text), plan=None)
             inner.plan = self.text.prepare(inner)
             return _Plan(inner, None)
         try:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import math
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -44,6 +45,9 @@ class DiffusersBackend:
     def __init__(self, options: DiffusersOptions) -> None:
         import torch
         from diffusers import DiffusionPipeline
+        from diffusers.utils import logging as diffusers_logging
+
+        diffusers_logging.disable_progress_bar()  # a server's log is no terminal
 
         if not (options.path / "model_index.json").is_file():
             raise ValueError(f"{options.path} is not a diffusers pipeline folder (it has no model_index.json)")
@@ -118,7 +122,7 @@ def _native_size(pipeline: Any) -> tuple[int, int]:
     sample = int(getattr(config, "sample_size", 0) or 64)
     levels = len(getattr(config, "block_out_channels", None) or ()) if getattr(pipeline, "unet", None) else 0
     multiple = factor * (2 ** (levels - 1) if levels else 2)
-    return sample * factor, multiple
+    return sample * factor, math.lcm(8, multiple)  # diffusers' pipelines check for multiples of 8
 
 
 def create(options: dict[str, Any], base_dir: Path) -> DiffusersBackend:
