@@ -21,14 +21,16 @@ from typing import Any
 import pytest
 
 pytest.importorskip("diffusers")
-from PIL import Image  # noqa: E402
+from PIL import Image
 
-from live import FIXTURES, LiveServer, sse_events  # noqa: E402
-from protocol import check_stream  # noqa: E402
-from test_images_pipeline import build_tiny_pipeline  # noqa: E402
+from live import FIXTURES, LiveServer, sse_events
+from protocol import check_stream
+from test_images_pipeline import build_tiny_pipeline
 
 SEEDS = Path(__file__).parent
-SEED_INPUT = "Search for the history of the Colosseum and write a short illustrated story about a gladiator named Marcus."
+SEED_INPUT = (
+    "Search for the history of the Colosseum and write a short illustrated story about a gladiator named Marcus."
+)
 PARTS = [
     {"text": "# Marcus of the Flavian Amphitheatre\n\nThe Colosseum opened in 80 AD. "},
     {"image": "a gladiator named Marcus in the Colosseum's hypogeum, torchlight, oil painting"},
@@ -62,7 +64,11 @@ def writer_script(folder: Path) -> Path:
 
 def image_server(workdir: Path, images: dict[str, Any]) -> LiveServer:
     sections = {
-        "models.writer": {"backend": "scripted", "script": writer_script(workdir), "record": workdir / "requests.jsonl"},
+        "models.writer": {
+            "backend": "scripted",
+            "script": writer_script(workdir),
+            "record": workdir / "requests.jsonl",
+        },
         "images.drawer": images,
         "models.illustrated": {
             "backend": "interleaved",
@@ -111,7 +117,9 @@ def check_seed_output(out: str) -> None:
     pieces = out.split("\n[Image chunk: ")
     assert len(pieces) == 3, out
     assert pieces[0] == TEXT.split("Marcus waited")[0]
-    for piece, text in zip(pieces[1:], ["Marcus waited below the arena floor.\n\n", "Then the gates opened."]):
+    for piece, text in zip(
+        pieces[1:], ["Marcus waited below the arena floor.\n\n", "Then the gates opened."], strict=True
+    ):
         size, _, rest = piece.partition(" bytes]")
         assert int(size) > 100
         assert rest == text
@@ -170,8 +178,9 @@ def test_the_js_seed_runs_unchanged_with_a_diffusers_pipeline(diffusers_server: 
 
 
 def test_images_are_interleaved_as_the_seed_lays_them_out(diffusers_server: LiveServer) -> None:
-    events = stream(diffusers_server, input=SEED_INPUT, tools=[{"type": "google_search", "search_types": ["web_search", "image_search"]}],
-                    response_format=[{"type": "text"}, {"type": "image"}], generation_config={"seed": 3})  # fmt: skip
+    search = {"type": "google_search", "search_types": ["web_search", "image_search"]}
+    events = stream(diffusers_server, input=SEED_INPUT, tools=[search], generation_config={"seed": 3},
+                    response_format=[{"type": "text"}, {"type": "image"}])  # fmt: skip
     check_stream(events)
     assert layout(events) == [
         "google_search_call:google_search_call",
@@ -193,7 +202,11 @@ def test_images_are_interleaved_as_the_seed_lays_them_out(diffusers_server: Live
 def test_a_stored_interaction_returns_its_images_and_the_next_turn_sees_their_descriptions(
     diffusers_server: LiveServer,
 ) -> None:
-    body = {"model": "gemini-3.1-flash-image-preview", "input": "Draw the Colosseum", "response_format": {"type": "image"}}
+    body = {
+        "model": "gemini-3.1-flash-image-preview",
+        "input": "Draw the Colosseum",
+        "response_format": {"type": "image"},
+    }
     with diffusers_server.http(timeout=120) as http:
         created = http.post("/v1beta/interactions", json=body).json()
         fetched = http.get(f"/v1beta/interactions/{created['id']}").json()
@@ -213,7 +226,7 @@ def test_a_stored_interaction_returns_its_images_and_the_next_turn_sees_their_de
 @pytest.mark.parametrize(
     "body, named",
     [
-        ({"generation_config": {"image_config": {"aspect_ratio": "7:3"}}}, "'generation_config.image_config.aspect_ratio'"),
+        ({"generation_config": {"image_config": {"aspect_ratio": "7:3"}}}, "'generation_config.image_config.aspect"),
         ({"generation_config": {"image_config": {"image_size": "2K"}}}, "'generation_config.image_config.image_size'"),
         ({"generation_config": {"image_config": {"style": "noir"}}}, "'generation_config.image_config.style'"),
         ({"response_format": [{"type": "image", "mime_type": "image/gif"}]}, "'response_format.mime_type'"),
@@ -248,8 +261,12 @@ def test_image_config_without_image_output_and_images_from_a_text_model_are_400s
 
 
 def test_aspect_ratio_and_size_are_honoured(diffusers_server: LiveServer) -> None:
-    events = stream(diffusers_server, response_format=[{"type": "image", "aspect_ratio": "16:9", "mime_type": "image/jpeg"}])
-    assert [(mime, image.format, image.size) for mime, image in images_in(events)] == [("image/jpeg", "JPEG", (88, 48))] * 2
+    events = stream(
+        diffusers_server, response_format=[{"type": "image", "aspect_ratio": "16:9", "mime_type": "image/jpeg"}]
+    )
+    assert [(mime, image.format, image.size) for mime, image in images_in(events)] == [
+        ("image/jpeg", "JPEG", (88, 48))
+    ] * 2
 
 
 class _ImagesApi(BaseHTTPRequestHandler):
@@ -257,7 +274,7 @@ class _ImagesApi(BaseHTTPRequestHandler):
 
     requests: list[tuple[dict[str, Any], str | None]] = []
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers["content-length"])))
         type(self).requests.append((body, self.headers.get("authorization")))
         if self.path != "/v1/images/generations":
@@ -305,8 +322,13 @@ def test_the_seed_runs_through_an_openai_compatible_images_api(
     assert {auth for _, auth in _ImagesApi.requests} == {"Bearer upstream-key-1"}
     assert [body["size"] for body in bodies[2:]] == ["1536x1024"] * 2
     # the upstream's PNG, re-encoded where the request asked for JPEG (the default here), as it is where PNG
-    assert [(mime, image.format, image.size) for mime, image in images_in(events)] == [("image/png", "PNG", (1536, 1024))] * 2
-    assert refused == (400, "'response_format.aspect_ratio': this model's image backend draws only 1024x1024, 1536x1024")
+    assert [(mime, image.format, image.size) for mime, image in images_in(events)] == [
+        ("image/png", "PNG", (1536, 1024))
+    ] * 2
+    assert refused == (
+        400,
+        "'response_format.aspect_ratio': this model's image backend draws only 1024x1024, 1536x1024",
+    )
 
 
 def stream_status(server: LiveServer, image_format: dict[str, Any]) -> tuple[int, str]:

@@ -12,8 +12,8 @@ import pytest
 
 pytest.importorskip("diffusers")
 
-from openinteractions.backends.images import ImageRequest  # noqa: E402
-from openinteractions.backends.images.diffusers import DiffusersOptions, DiffusersBackend  # noqa: E402
+from openinteractions.backends.images import ImageRequest
+from openinteractions.backends.images.diffusers import DiffusersBackend, DiffusersOptions
 
 _BYTES = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
 
@@ -68,7 +68,11 @@ def build_tiny_pipeline(folder: Path, sample_size: int = 32) -> Path:
         num_attention_heads=4, num_hidden_layers=3, vocab_size=1000, max_position_embeddings=77,
     )  # fmt: skip
     scheduler = DDIMScheduler(
-        beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False, set_alpha_to_one=False,
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        clip_sample=False,
+        set_alpha_to_one=False,
         steps_offset=1,
     )
     write_tokenizer(folder / "_tokenizer")

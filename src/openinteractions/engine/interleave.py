@@ -191,4 +191,3 @@ def paired_backend(
         known = ", ".join(sorted(images.names())) or "none: add an [images.<name>] section"
         raise ValueError(f"model {name!r}: images {parsed.images!r} is not an [images] backend ({known})")
     return InterleavedBackend(text, drawer, parsed.max_images)
-

@@ -58,9 +58,8 @@ class DiffusersBackend:
         self.options = options
         self._torch = torch
         self._device = device
-        self.pipeline: Any = DiffusionPipeline.from_pretrained(
-            options.path, local_files_only=True, dtype=getattr(torch, dtype)
-        ).to(device)
+        load: Any = DiffusionPipeline.from_pretrained  # untyped
+        self.pipeline: Any = load(options.path, local_files_only=True, dtype=getattr(torch, dtype)).to(device)
         self.pipeline.set_progress_bar_config(disable=True)
         self.limits = options.limits(*_native_size(self.pipeline))
         self._stoppable = "callback_on_step_end" in inspect.signature(self.pipeline.__call__).parameters
