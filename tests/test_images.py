@@ -336,3 +336,30 @@ def stream_status(server: LiveServer, image_format: dict[str, Any]) -> tuple[int
     with server.http() as http:
         response = http.post("/v1beta/interactions", json=body)
     return response.status_code, response.json()["error"]["message"].split(" (its sizes)")[0]
+
+
+def test_the_embedded_llama_cpp_model_writes_the_parts_under_its_grammar(tmp_path: Path, pipeline: Path) -> None:
+    """The real text side: SmolLM2 decodes the parts' JSON under the schema's grammar, seeded; its text streams and
+    its image descriptions are drawn by the tiny pipeline."""
+    sections = {
+        "models.smollm2-135m-instruct": {"backend": "llamacpp", "parallel": 1, "context_size": 2048},
+        "images.drawer": {"backend": "diffusers", "path": pipeline, "steps": 2},
+        "models.illustrated": {"backend": "interleaved", "text": "smollm2-135m-instruct", "images": "drawer"},
+    }
+    live = LiveServer(tmp_path, sections).start()
+    try:
+        events = stream(live, model="illustrated", input="Write a very short illustrated story about a cat.",
+                        response_format=[{"type": "text"}, {"type": "image"}],
+                        generation_config={"seed": 1, "max_output_tokens": 300})  # fmt: skip
+    finally:
+        live.stop()
+    check_stream(events)
+    shown = layout(events)
+    assert shown[0] == "model_output:text"
+    assert "thought:thought_signature" in shown and "model_output:image,text" in shown
+    drawn = images_in(events)
+    assert drawn and all((mime, image.format, image.size) == ("image/jpeg", "JPEG", (64, 64)) for mime, image in drawn)
+    text = "".join(e["delta"].get("text", "") for e in events if e["event_type"] == "step.delta")
+    assert len(text.split()) > 10 and "{" not in text  # the parts' text, not their JSON
+    usage = events[-1]["interaction"]["usage"]
+    assert {"modality": "image", "tokens": 1120 * len(drawn)} in usage["output_tokens_by_modality"]
