@@ -90,7 +90,8 @@ def _fixed_size(
     limits: ImageLimits, width: int, height: int, ratio: tuple[str, str] | None, size: tuple[str, str] | None
 ) -> tuple[int, int]:
     """An upstream with a fixed list of sizes: the one of the same aspect ratio (within 3 %) nearest in area."""
-    wanted = width / height
+    w, h = (int(n) for n in (ratio[1] if ratio is not None else "1:1").split(":"))
+    wanted = w / h  # as asked: the rounded sides of a small image stray from it
     same = [s for s in limits.sizes if abs(s[0] / s[1] - wanted) / wanted <= 0.03]
     if not same:
         drawn = ", ".join(f"{w}x{h}" for w, h in limits.sizes)
