@@ -27,11 +27,11 @@ from ..backends.base import (
     Finish,
     GenerationRequest,
     ImageChunk,
+    ImageUsageReport,
     ModelEvent,
     StepBreak,
     TextChunk,
     ThoughtChunk,
-    UsageReport,
 )
 from ..backends.images import ImageBackend, ImageBackends, ImageRequest
 from ..backends.images.sizing import ImageOptionError, ImageShape, image_shape, image_tokens
@@ -134,7 +134,7 @@ class InterleavedBackend:
             drawn += isinstance(piece, Image)
         tokens = image_tokens(shape.width, shape.height) * min(drawn, self.max_images)
         if tokens:
-            yield UsageReport(output_tokens=tokens, image_output_tokens=tokens)
+            yield ImageUsageReport(output_tokens=tokens, image_output_tokens=tokens)
         yield finish
 
     async def _piece(
