@@ -363,3 +363,8 @@ def test_the_embedded_llama_cpp_model_writes_the_parts_under_its_grammar(tmp_pat
     assert len(text.split()) > 10 and "{" not in text  # the parts' text, not their JSON
     usage = events[-1]["interaction"]["usage"]
     assert {"modality": "image", "tokens": 1120 * len(drawn)} in usage["output_tokens_by_modality"]
+
+
+def test_response_modalities_image_asks_for_images_too(diffusers_server: LiveServer) -> None:
+    events = stream(diffusers_server, response_modalities=["text", "image"])
+    assert [(mime, image.size) for mime, image in images_in(events)] == [("image/png", (64, 64))] * 2
