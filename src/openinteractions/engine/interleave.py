@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 from collections.abc import AsyncGenerator, Mapping
+from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any
 
@@ -107,8 +108,9 @@ class InterleavedBackend:
         plan = request.plan if isinstance(request.plan, _Plan) else self.prepare(request)
         plan.inner.round, plan.inner.resume = request.round, request.resume
         if plan.shape is None:
-            async for event in self.text.generate(plan.inner):
-                yield event
+            async with aclosing(self.text.generate(plan.inner)) as events:
+                async for event in events:
+                    yield event
             return
         async for event in self._interleave(plan.inner, plan.shape, request.config.seed):
             yield event
@@ -118,16 +120,17 @@ class InterleavedBackend:
     ) -> AsyncGenerator[ModelEvent, None]:
         reader = PartsReader()
         drawn, finish = 0, Finish("stop")
-        async for event in self.text.generate(inner):
-            if isinstance(event, TextChunk):
-                for piece in reader.feed(event.text):
-                    async for out in self._piece(piece, drawn, shape, seed):
-                        yield out
-                    drawn += isinstance(piece, Image)
-            elif isinstance(event, Finish):
-                finish = event  # after the last part
-            else:
-                yield event
+        async with aclosing(self.text.generate(inner)) as events:  # a cancelled run frees the text model at once
+            async for event in events:
+                if isinstance(event, TextChunk):
+                    for piece in reader.feed(event.text):
+                        async for out in self._piece(piece, drawn, shape, seed):
+                            yield out
+                        drawn += isinstance(piece, Image)
+                elif isinstance(event, Finish):
+                    finish = event  # after the last part
+                else:
+                    yield event
         for piece in reader.close():
             async for out in self._piece(piece, drawn, shape, seed):
                 yield out
