@@ -350,6 +350,18 @@ class ModelSettings(BaseModel):
         return dict(self.model_extra or {})
 
 
+class ImageSettings(BaseModel):
+    """One image generation backend (``[images.<name>]``), paired with a text model by a ``[models]`` entry with
+    ``backend = "interleaved"``. ``backend`` picks the implementation; the other keys are its options."""
+
+    model_config = ConfigDict(extra="allow")
+
+    backend: Literal["diffusers", "openai"]
+
+    def options(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="OPENINTERACTIONS_", env_nested_delimiter="__", extra="forbid")
 
@@ -359,6 +371,7 @@ class Settings(BaseSettings):
     limits: LimitsSettings = Field(default_factory=LimitsSettings)
     tools: ToolsSettings = Field(default_factory=ToolsSettings)
     models: dict[str, ModelSettings] = Field(default_factory=dict)
+    images: dict[str, ImageSettings] = Field(default_factory=dict)  # image generation backends by name
     webhooks: WebhooksSettings = Field(default_factory=WebhooksSettings)
     telemetry: TelemetrySettings = Field(default_factory=TelemetrySettings)
     inputs: InputsSettings = Field(default_factory=InputsSettings)

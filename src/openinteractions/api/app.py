@@ -44,7 +44,7 @@ def build_service(settings: Settings, config_dir: Path) -> InteractionService:
     # A stored interaction's events are appended to the store's events table; readers see them once committed.
     log = MemoryEventLog(limits.max_events_per_interaction, limits.max_event_log_bytes, sink=store.append_event)
     store.watch_events(log.committed, log.failed)
-    registry = BackendRegistry.from_settings(settings.models or default_models(), config_dir)
+    registry = BackendRegistry.from_settings(settings.models or default_models(), config_dir, settings.images)
     # Without a configured key, the one kept in the database (shared by every replica) replaces this at start.
     candidate = candidate_key(data_dir)
     signer = ThoughtSigner((settings.signing_key or candidate).encode())

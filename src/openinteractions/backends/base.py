@@ -9,7 +9,7 @@ from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-from ..schema.generation import GenerationConfig, TextResponseFormat
+from ..schema.generation import GenerationConfig, ImageResponseFormat, TextResponseFormat
 from ..schema.steps import ModelOutputStep, Step, ThoughtStep
 from ..schema.tools import FunctionTool
 
@@ -63,12 +63,27 @@ class ToolResult:
 
 
 @dataclass(frozen=True, slots=True)
+class ImageChunk:
+    """A generated image in the model output: base64 ``data`` in ``mime_type``."""
+
+    data: str
+    mime_type: str
+
+
+@dataclass(frozen=True, slots=True)
 class UsageReport:
     input_tokens: int = 0
     output_tokens: int = 0
     thought_tokens: int = 0
     cached_tokens: int = 0
     tool_use_tokens: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ImageUsageReport(UsageReport):
+    """Usage of generated images: ``image_output_tokens`` of its ``output_tokens`` count images."""
+
+    image_output_tokens: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +102,7 @@ ModelEvent = (
     ForeignEvent
     | TextChunk
     | ThoughtChunk
+    | ImageChunk
     | StepBreak
     | CallStart
     | CallArguments
@@ -117,6 +133,7 @@ class Capabilities:
 
     generation_config: frozenset[str] = frozenset()
     input_modalities: frozenset[str] = frozenset({"text"})
+    output_modalities: frozenset[str] = frozenset({"text"})
     function_calling: bool = False
     structured_output: bool = False
     test_double: bool = False
@@ -158,6 +175,7 @@ class GenerationRequest:
     server_tools: list[str] = field(default_factory=list)
     config: GenerationConfig = field(default_factory=GenerationConfig)
     response_format: TextResponseFormat | None = None
+    image_format: ImageResponseFormat | None = None  # image output asked for (a model paired with images)
     thought_text: Callable[[ThoughtStep], str] = lambda step: ""
     plan: Any = None  # what the backend's prepare() decided, kept for generate()
     turn_start: int = 0  # where this interaction's own input begins in history

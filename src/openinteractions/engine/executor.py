@@ -48,7 +48,7 @@ from .run import Job, Run
 from .signatures import InvalidSignature, ThoughtSigner
 from .slots import ModelSlots
 from .speaking import audio_output
-from .validate import text_response_format
+from .validate import image_response_format, text_response_format
 
 logger = logging.getLogger(__name__)
 _steps = TypeAdapter(list[Step])
@@ -115,6 +115,7 @@ class Executor:
             server_tools=[name for name, tool in tools.items() if not isinstance(tool, McpServers)],
             turn_start=len(history) - len(inputs),
             response_format=text_response_format(req),
+            image_format=image_response_format(req),
             thought_text=self._thought_text,
         )
         if req.generation_config is not None:

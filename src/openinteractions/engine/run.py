@@ -17,7 +17,15 @@ from typing import Any
 from pydantic import TypeAdapter
 
 from .. import jsontext
-from ..backends.base import Backend, BackendError, Finish, GenerationRequest, UsageReport, continues
+from ..backends.base import (
+    Backend,
+    BackendError,
+    Finish,
+    GenerationRequest,
+    ImageUsageReport,
+    UsageReport,
+    continues,
+)
 from ..events.log import EventLog, LogLimitExceeded, LogWriteFailed
 from ..ids import rfc3339_from_epoch
 from ..schema.errors import StreamError
@@ -81,8 +89,11 @@ class Job:
 class _Tally:
     usage: UsageReport | None = None
     finish: str = "stop"
+    images: int = 0  # of the output tokens, those of generated images
 
     def add(self, report: UsageReport) -> None:
+        if isinstance(report, ImageUsageReport):
+            self.images += report.image_output_tokens
         if self.usage is None:
             self.usage = report
             return
@@ -96,7 +107,7 @@ class _Tally:
         )
 
 
-def usage_model(report: UsageReport | None, text_only: bool = True, searches: int = 0) -> Usage | None:
+def usage_model(report: UsageReport | None, text_only: bool = True, searches: int = 0, images: int = 0) -> Usage | None:
     """``text_only``: every input was text, so all input tokens are text tokens. Otherwise the backends do
     not say how the input splits by modality, and no breakdown is given rather than a wrong one."""
     if report is None:
@@ -108,6 +119,7 @@ def usage_model(report: UsageReport | None, text_only: bool = True, searches: in
         input_tokens_by_modality=[ModalityTokens(modality="text", tokens=report.input_tokens)] if text_only else None,
         total_cached_tokens=report.cached_tokens,
         total_output_tokens=report.output_tokens,
+        output_tokens_by_modality=_output_modalities(report.output_tokens, images),
         total_tool_use_tokens=report.tool_use_tokens,
         total_thought_tokens=report.thought_tokens,
         grounding_tool_count=[GroundingToolCount(type="google_search", count=searches)] if searches else None,
@@ -232,7 +244,7 @@ class Run:
     async def execute(self, logged: list[bytes] | None = None) -> None:
         """Run the interaction; ``logged``: a run taken over after a crash, whose log so far this is."""
         writer = speaking_writer(self.job.speech, self.emit, self._signer, self.spec.summaries)
-        tally = _Tally(usage=_report(self.usage_before))
+        tally = _Tally(usage=_report(self.usage_before), images=_image_tokens(self.usage_before))
         first_round = None
         try:
             if logged is None and (self.slots is None or self._take_slot()):
@@ -445,7 +457,7 @@ class Run:
     def _save_usage(self, tally: _Tally) -> None:
         """Between rounds, a stored run keeps its usage so far: a run taken over after a crash counts it."""
         if self.spec.store and tally.usage is not None and self._inserted is not None:
-            usage = usage_model(tally.usage, _all_text(self.job.generation.history))
+            usage = usage_model(tally.usage, _all_text(self.job.generation.history), images=tally.images)
             if usage is not None:
                 self._store.save_usage(self.id, jsontext.dumps(usage.wire()))
 
@@ -479,7 +491,7 @@ class Run:
         self._ending = True
         self.updated_at = self._clock()
         searches = self.assembler.count("google_search_result")  # searches that ran to a result
-        usage = usage_model(tally.usage, _all_text(self.job.generation.history), searches)
+        usage = usage_model(tally.usage, _all_text(self.job.generation.history), searches, tally.images)
         if self.job.speech is not None:
             usage = with_audio_usage(usage, self.assembler.steps())
         summary = self.summary(status, usage)
@@ -579,6 +591,21 @@ def _report(usage: str | None) -> UsageReport | None:
     u = Usage.model_validate_json(usage)
     return UsageReport(u.total_input_tokens or 0, u.total_output_tokens or 0, u.total_thought_tokens or 0,
                        u.total_cached_tokens or 0, u.total_tool_use_tokens or 0)  # fmt: skip
+
+
+def _image_tokens(usage: str | None) -> int:
+    """The image output tokens of the usage a run saved between its rounds."""
+    if not usage:
+        return 0
+    by_modality = Usage.model_validate_json(usage).output_tokens_by_modality or []
+    return sum(m.tokens for m in by_modality if m.modality == "image")
+
+
+def _output_modalities(output: int, images: int) -> list[ModalityTokens] | None:
+    """Only where images were generated: the output tokens of the text, and those of the images."""
+    if not images:
+        return None
+    return [ModalityTokens(modality="text", tokens=output - images), ModalityTokens(modality="image", tokens=images)]
 
 
 def _tokens(report: UsageReport | None) -> int:

@@ -19,6 +19,7 @@ from ..backends.base import (
     CallArguments,
     CallStart,
     ForeignEvent,
+    ImageChunk,
     ModelEvent,
     StepBreak,
     TextChunk,
@@ -115,6 +116,8 @@ class StepWriter:
                     {"type": f"{tool}_result", "call_id": call_id, "result": empty},
                     {"type": f"{tool}_result", "result": result, **error},
                 )
+            case ImageChunk(data=data, mime_type=mime_type):
+                await self.media(ImageDelta(data=data, mime_type=mime_type))
             case StepBreak():
                 await self.close()
             case ForeignEvent(payload=payload):

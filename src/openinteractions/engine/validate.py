@@ -10,7 +10,13 @@ from urllib.parse import urlsplit
 from ..backends.base import Capabilities
 from ..errors import failed_precondition, invalid_argument, not_supported
 from ..filestores.tool import check_tool as check_file_search
-from ..schema.generation import AudioResponseFormat, GenerationConfig, TextResponseFormat, ToolChoiceConfig
+from ..schema.generation import (
+    AudioResponseFormat,
+    GenerationConfig,
+    ImageResponseFormat,
+    TextResponseFormat,
+    ToolChoiceConfig,
+)
 from ..schema.requests import CONTENT_TYPES, CreateInteractionRequest
 from ..schema.steps import FunctionResultStep, Step, UserInputStep
 from ..schema.tools import SERVER_TOOL_TYPES, FileSearchTool, FunctionTool, McpServerTool
@@ -43,7 +49,7 @@ def check_request_shape(req: CreateInteractionRequest) -> None:
     if req.service_tier not in (None, "standard"):
         raise not_supported(f"'service_tier' {req.service_tier!r}", "not offered by this server (only 'standard')")
     for modality in req.response_modalities or []:
-        if modality not in ("text", "audio"):
+        if modality not in ("text", "audio", "image"):
             raise not_supported(f"'response_modalities' {modality!r}")
     for i, setting in enumerate(req.safety_settings or []):
         if setting.threshold not in _HONOURED_THRESHOLDS:
@@ -58,7 +64,7 @@ def text_response_format(req: CreateInteractionRequest) -> TextResponseFormat | 
     formats = req.response_format if isinstance(req.response_format, list) else [req.response_format]
     text_formats: list[TextResponseFormat] = []
     for fmt in formats:
-        if fmt is None or isinstance(fmt, AudioResponseFormat):  # audio: audio_output's
+        if fmt is None or isinstance(fmt, AudioResponseFormat | ImageResponseFormat):  # audio_output's, image's
             continue
         if not isinstance(fmt, TextResponseFormat):
             raise not_supported(f"'response_format' of type {fmt.type!r} ({fmt.type} output)")
@@ -76,6 +82,37 @@ def text_response_format(req: CreateInteractionRequest) -> TextResponseFormat | 
     return text_formats[0] if text_formats else None
 
 
+def image_response_format(req: CreateInteractionRequest) -> ImageResponseFormat | None:
+    """The image output asked for: an image ``response_format``, or ``"image"`` in ``response_modalities``."""
+    formats = req.response_format if isinstance(req.response_format, list) else [req.response_format]
+    images = [fmt for fmt in formats if isinstance(fmt, ImageResponseFormat)]
+    if len(images) > 1:
+        raise invalid_argument("'response_format' lists more than one image format")
+    if images:
+        return images[0]
+    return ImageResponseFormat() if "image" in (req.response_modalities or []) else None
+
+
+def _check_image_output(req: CreateInteractionRequest, caps: Capabilities, model: str) -> None:
+    image = image_response_format(req)
+    if image is not None and "image" not in caps.output_modalities:
+        raise failed_precondition(
+            f"image output ('response_format' of type 'image') needs an image backend, and model {model!r} has none: "
+            'configure one as [images.<name>] (backend = "diffusers" with a pipeline folder as path, or backend = '
+            '"openai" with the base_url of an OpenAI-compatible images API) and serve a model that pairs it with a '
+            'text model: [models.<name>] with backend = "interleaved", text = "<a served model>", images = '
+            '"<the [images] name>" (see docs/backends.md)'
+        )
+    config = req.generation_config
+    if image is None and config is not None and config.image_config is not None:
+        raise invalid_argument(
+            "'generation_config.image_config' needs image output: add {\"type\": \"image\"} to 'response_format'"
+        )
+    fmt = text_response_format(req)
+    if image is not None and fmt is not None and (fmt.mime_type == "application/json" or fmt.schema_ is not None):
+        raise not_supported("structured output ('response_format' with JSON) together with image output")
+
+
 def check_capabilities(
     req: CreateInteractionRequest, caps: Capabilities, model: str, inputs: list[Step], tool_problem: ToolProblem
 ) -> None:
@@ -83,6 +120,7 @@ def check_capabilities(
     _check_generation_config(req.generation_config, caps, model, asks_for_audio(req))
     functions = _check_tools(req, caps, model, tool_problem)
     _check_tool_choice(req.generation_config, functions, any(isinstance(t, McpServerTool) for t in req.tools or []))
+    _check_image_output(req, caps, model)
     fmt = text_response_format(req)
     wants_json = fmt is not None and (fmt.mime_type == "application/json" or fmt.schema_ is not None)
     if wants_json and not caps.structured_output:
