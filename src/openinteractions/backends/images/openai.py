@@ -9,16 +9,16 @@ from __future__ import annotations
 
 import base64
 import binascii
-import os
 import re
 from pathlib import Path
 from typing import Any
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from ...egress import Egress, OriginPolicy, Refused
 from ..base import BackendError
+from ..openai.options import UpstreamKey, check_extra_body
 from . import GeneratedImage, ImageRequest
 from .encoding import convert, sniff
 from .sizing import MIME_TYPES, ImageLimits
@@ -28,13 +28,9 @@ _RESERVED = frozenset({"prompt", "model", "n", "size", "response_format"})
 _ERROR_BODY = 2000
 
 
-class OpenAIImagesOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class OpenAIImagesOptions(UpstreamKey):
     base_url: str  # the API root, ending with /v1
     model: str | None = None  # sent as "model" when set
-    api_key: SecretStr | None = None
-    api_key_env: str | None = None  # the name of an environment variable that holds the key
     # The sizes the upstream draws ("1024x1024", "1536x1024", ...); empty: any width x height it is sent.
     sizes: list[str] = Field(default_factory=list)
     default_size: int = Field(default=1024, ge=8)
@@ -64,28 +60,13 @@ class OpenAIImagesOptions(BaseModel):
     @field_validator("extra_body")
     @classmethod
     def _extra(cls, body: dict[str, Any]) -> dict[str, Any]:
-        clash = sorted(_RESERVED & body.keys())
-        if clash:
-            raise ValueError(f"extra_body may not set {', '.join(clash)}: they come from the request")
-        return body
+        return check_extra_body(body, _RESERVED)
 
     @model_validator(mode="after")
     def _check(self) -> OpenAIImagesOptions:
-        if self.api_key is not None and self.api_key_env is not None:
-            raise ValueError("set api_key or api_key_env, not both")
         if self.mime_type not in MIME_TYPES:
             raise ValueError(f"mime_type {self.mime_type!r} is not one of {', '.join(MIME_TYPES)}")
         return self
-
-    def key(self) -> str | None:
-        if self.api_key is not None:
-            return self.api_key.get_secret_value() or None
-        if self.api_key_env is not None:
-            value = os.environ.get(self.api_key_env)
-            if not value:
-                raise ValueError(f"api_key_env: the environment variable {self.api_key_env} is not set")
-            return value
-        return None
 
     def limits(self) -> ImageLimits:
         sizes = tuple((int(m[1]), int(m[2])) for m in (_SIZE.fullmatch(s) for s in self.sizes) if m)

@@ -7,7 +7,7 @@ configures it. The API key never appears in an error message, a log line or a ``
 from __future__ import annotations
 
 import os
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
@@ -36,13 +36,42 @@ RESERVED_BODY_KEYS = frozenset(
 )
 
 
-class OpenAIOptions(BaseModel):
+def check_extra_body(body: dict[str, Any], reserved: frozenset[str] | set[str]) -> dict[str, Any]:
+    """``extra_body`` of an OpenAI-compatible request: anything but the fields the request sets itself."""
+    clash = sorted(reserved & body.keys())
+    if clash:
+        raise ValueError(f"extra_body may not set {', '.join(clash)}: they come from the request")
+    return body
+
+
+class UpstreamKey(BaseModel):
+    """The key an OpenAI-compatible upstream wants: given, or named by an environment variable."""
+
     model_config = ConfigDict(extra="forbid")
 
-    # Where: one or more base URLs that end before /chat/completions, e.g. "http://10.0.0.5:8000/v1".
-    base_urls: list[str] = Field(min_length=1)
     api_key: SecretStr | None = None
     api_key_env: str | None = None  # the name of an environment variable that holds the key
+
+    @model_validator(mode="after")
+    def _one_key(self) -> Self:
+        if self.api_key is not None and self.api_key_env is not None:
+            raise ValueError("set api_key or api_key_env, not both")
+        return self
+
+    def key(self) -> str | None:
+        if self.api_key is not None:
+            return self.api_key.get_secret_value() or None
+        if self.api_key_env is not None:
+            value = os.environ.get(self.api_key_env)
+            if not value:
+                raise ValueError(f"api_key_env: the environment variable {self.api_key_env} is not set")
+            return value
+        return None
+
+
+class OpenAIOptions(UpstreamKey):
+    # Where: one or more base URLs that end before /chat/completions, e.g. "http://10.0.0.5:8000/v1".
+    base_urls: list[str] = Field(min_length=1)
     model: str | None = None  # the upstream's model name; by default the name this server serves it under
 
     # What the model can do. A request that needs more is a 400, never a field quietly dropped.
@@ -107,26 +136,7 @@ class OpenAIOptions(BaseModel):
     @field_validator("extra_body")
     @classmethod
     def _extra(cls, body: dict[str, Any]) -> dict[str, Any]:
-        clash = sorted(RESERVED_BODY_KEYS & body.keys())
-        if clash:
-            raise ValueError(f"extra_body may not set {', '.join(clash)}: they come from the request")
-        return body
-
-    @model_validator(mode="after")
-    def _key(self) -> OpenAIOptions:
-        if self.api_key is not None and self.api_key_env is not None:
-            raise ValueError("set api_key or api_key_env, not both")
-        return self
-
-    def key(self) -> str | None:
-        if self.api_key is not None:
-            return self.api_key.get_secret_value() or None
-        if self.api_key_env is not None:
-            value = os.environ.get(self.api_key_env)
-            if not value:
-                raise ValueError(f"api_key_env: the environment variable {self.api_key_env} is not set")
-            return value
-        return None
+        return check_extra_body(body, RESERVED_BODY_KEYS)
 
 
 def parse_options(options: dict[str, Any]) -> OpenAIOptions:
