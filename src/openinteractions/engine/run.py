@@ -519,6 +519,7 @@ class Run:
             # Queued in the same step as the finish below, so that both commit in one transaction.
             self._ended(RunEnding(self.spec.owner, self.id, status, config, self.assembler.errors))
             if self._inserted is not None:
+                self._log.release(self.id)  # events a reader's hold kept back: the result must cover them
                 final = self.final_state()
                 await _landed(self._store.finish(self.id, final, self._log.frames(self.id)), ending=True)
                 self.stored = True

@@ -9,6 +9,11 @@ committed with every other write) and readers see an event only once the store r
 client ever receives an event that a crash could lose. The frames kept here are the cache readers are served
 from; the table is the truth a run continues from after a crash. A ``store: false`` log is memory only, and
 its events are visible at once.
+
+While every reader of a durable log holds its next chunk back (``coalesce``), the events appended meanwhile are
+held back from the store too, and handed to it when a hold ends: nobody could see them before then, and one
+commit then covers one write to the client rather than one commit per burst of events. A log without readers,
+or with one that waits without a hold, hands each event over at once.
 """
 
 from __future__ import annotations
@@ -89,6 +94,8 @@ class EventLog(Protocol):
 
     def frames(self, interaction_id: str) -> list[bytes]: ...
 
+    def release(self, interaction_id: str) -> None: ...
+
     def close(self, interaction_id: str) -> None: ...
 
     def drop(self, interaction_id: str, stored: StoredRest | None = None) -> None: ...
@@ -100,22 +107,35 @@ class EventLog(Protocol):
 
 class _Log:
     __slots__ = (
-        "broken", "closed", "durable", "frames", "last_delta", "max_bytes", "max_events", "size", "stored",
-        "visible", "waiters",
+        "broken", "closed", "frames", "holding", "id", "last_delta", "max_bytes", "max_events", "readers", "sink",
+        "size", "stored", "sunk", "visible", "waiters",
     )  # fmt: skip
 
-    def __init__(self, max_events: int, max_bytes: int, durable: bool, frames: list[bytes]) -> None:
+    def __init__(self, interaction_id: str, max_events: int, max_bytes: int, sink: Sink | None, frames: list[bytes]):
+        self.id = interaction_id
         self.max_events = max_events
         self.max_bytes = max_bytes
         self.frames = frames
         self.size = sum(map(len, frames))
-        self.visible = len(frames)  # frames readers may see: with durable, those committed
-        self.durable = durable
+        self.visible = len(frames)  # frames readers may see: with a sink (durable), those committed
+        self.sink = sink
+        self.sunk = len(frames)  # frames handed to the sink
+        self.readers = 0  # readers following the log
+        self.holding = 0  # of them, those holding their next chunk back
         self.broken: BaseException | None = None
         self.closed = False
         self.stored: StoredRest | None = None  # set when the log is dropped and its frames released
         self.last_delta = -1  # the position of the latest step.delta frame
         self.waiters: list[asyncio.Future[bool]] = []  # True: woken by an event; False: by the heartbeat
+
+    def release(self) -> None:
+        """Hand the frames held back to the sink."""
+        sink = self.sink
+        if sink is not None:
+            frames, interaction_id = self.frames, self.id
+            for seq in range(self.sunk + 1, len(frames) + 1):
+                sink(interaction_id, seq, frames[seq - 1])
+            self.sunk = len(frames)
 
     def notify(self) -> None:
         if self.waiters:
@@ -154,8 +174,8 @@ class MemoryEventLog:
     def open(self, interaction_id: str, *, durable: bool = False, frames: list[bytes] | None = None) -> None:
         """``durable``: appends go to the sink and are seen once committed. ``frames``: a log that continues,
         whose events so far are durable already."""
-        durable = durable and self._sink is not None
-        self._logs[interaction_id] = _Log(self._max_events, self._max_bytes, durable, frames or [])
+        sink = self._sink if durable else None
+        self._logs[interaction_id] = _Log(interaction_id, self._max_events, self._max_bytes, sink, frames or [])
 
     def has(self, interaction_id: str) -> bool:
         return interaction_id in self._logs
@@ -194,11 +214,17 @@ class MemoryEventLog:
             log.last_delta = len(log.frames)
         log.frames.append(data)
         log.size += len(data)
-        if log.durable:
-            self._sink(interaction_id, seq, data)  # type: ignore[misc]
-        else:
+        if log.sink is None:
             log.visible = seq
             log.notify()
+        elif not log.holding or log.holding < log.readers:  # else the hold's end hands it over
+            log.release()
+
+    def release(self, interaction_id: str) -> None:
+        """Hand every event held back to the store: before the run's result, which must cover them all."""
+        log = self._logs.get(interaction_id)
+        if log is not None:
+            log.release()
 
     def extend(self, interaction_id: str, frames: list[bytes]) -> None:
         """Add events committed elsewhere (a mirror of a run on another replica): readers see them at once."""
@@ -269,36 +295,51 @@ async def _follow(log: _Log, after: int, offset: int, heartbeat: float, coalesce
     position = after
     loop = asyncio.get_running_loop()
     held_until = 0.0
-    while True:
-        count = log.visible  # 0 once the log is dropped and stored
-        if held_until and position < count and not log.closed:
-            remaining = held_until - loop.time()
-            if remaining > _TICK / 2:  # more may come, or the end
-                await _wait(log, loop, max(remaining, _TICK))  # a shorter wait would spin until the clock moves
-                continue
-        if position < count:
-            if count - position == 1:
-                chunk, end = log.frames[position], count
-            else:
-                chunk, end = _chunk(log.frames, position, count)
-            if end < count:  # more to send at once
+    log.readers += 1
+    try:
+        while True:
+            if held_until and not log.closed:
+                remaining = held_until - loop.time()
+                if remaining > _TICK / 2:  # more may come, or the end
+                    await _hold(log, loop, max(remaining, _TICK))  # a shorter wait would spin until the clock moves
+                    continue
                 held_until = 0.0
-            elif log.closed:
-                yield chunk + DONE
+                log.release()  # what came during the hold goes to the store now, and out once committed
+            count = log.visible  # 0 once the log is dropped and stored
+            if position < count:
+                if count - position == 1:
+                    chunk, end = log.frames[position], count
+                else:
+                    chunk, end = _chunk(log.frames, position, count)
+                if end < count:  # more to send at once
+                    held_until = 0.0
+                elif log.closed:
+                    yield chunk + DONE
+                    return
+                else:
+                    held_until = loop.time() + coalesce if coalesce and log.last_delta >= position else 0.0
+                position = end
+                offset += len(chunk)
+                yield chunk
+                continue
+            if log.stored is not None:
+                async with aclosing(log.stored(offset)) as rest:
+                    async for chunk in rest:
+                        yield chunk
                 return
-            else:
-                held_until = loop.time() + coalesce if coalesce and log.last_delta >= position else 0.0
-            position = end
-            offset += len(chunk)
-            yield chunk
-            continue
-        if log.stored is not None:
-            async with aclosing(log.stored(offset)) as rest:
-                async for chunk in rest:
-                    yield chunk
-            return
-        if log.closed:
-            yield DONE
-            return
-        if not await _wait(log, loop, heartbeat):
-            yield b""
+            if log.closed:
+                yield DONE
+                return
+            if not await _wait(log, loop, heartbeat):
+                yield b""
+    finally:
+        log.readers -= 1
+
+
+async def _hold(log: _Log, loop: asyncio.AbstractEventLoop, seconds: float) -> None:
+    """Hold the next chunk back: while every reader holds, appends wait for the hold's end to be stored."""
+    log.holding += 1
+    try:
+        await _wait(log, loop, seconds)
+    finally:
+        log.holding -= 1

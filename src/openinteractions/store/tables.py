@@ -72,6 +72,9 @@ events = Table(
     Column("interaction_id", String(64), primary_key=True),
     Column("seq", Integer, primary_key=True, autoincrement=False),
     Column("frame", LargeBinary, nullable=False),
+    # SQLite: one b-tree keyed by (interaction_id, seq), not a table plus its key's index, so that a commit of
+    # events writes one page less (a database made before is rebuilt at start, see _events_without_rowid).
+    sqlite_with_rowid=False,
 )
 # Secrets every replica must share (the thought-signing key when none is configured), made by the first server.
 server_secrets = Table(
@@ -148,3 +151,22 @@ def create_or_migrate(engine: Engine) -> None:
             if name not in present:
                 conn.execute(text(f"ALTER TABLE interactions ADD COLUMN {name} {sql_type}"))
         conn.execute(text(_UNFINISHED_INDEX))  # a table made before it has the others
+        _events_without_rowid(conn)
+
+
+def _events_without_rowid(conn: Connection) -> None:
+    """SQLite: an events table made with a rowid is rebuilt without one. It holds only the events of runs that
+    have not ended: few rows. The copy comes first, so that the drop and the rename are in its transaction
+    (Python's sqlite3 begins one before a write, not before DDL)."""
+    if conn.dialect.name != "sqlite":
+        return
+    made = conn.execute(text("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'events'")).scalar_one()
+    if "WITHOUT ROWID" in made.upper():
+        return
+    rebuilt = events.to_metadata(MetaData(), name="events_rebuilt")
+    rebuilt.drop(conn, checkfirst=True)  # left by a start that stopped before its commit
+    rebuilt.create(conn)
+    columns = "interaction_id, seq, frame"
+    conn.execute(text(f"INSERT INTO events_rebuilt ({columns}) SELECT {columns} FROM events"))
+    conn.execute(text("DROP TABLE events"))
+    conn.execute(text("ALTER TABLE events_rebuilt RENAME TO events"))
