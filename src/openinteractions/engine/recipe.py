@@ -8,7 +8,7 @@ tools, the history of the chain) and the event log holds how far the run got.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 from .. import jsontext
@@ -48,8 +48,8 @@ class RunRecipe:
 
     def dumps(self) -> str:
         """The recipe column: the row keeps ``echo`` and ``input_steps`` in columns of their own."""
-        data = asdict(self)
-        del data["echo"], data["input_steps"]
+        # Not asdict(), which deep-copies every field (the request, the input) only to serialise the copy.
+        data = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("echo", "input_steps")}
         data["version"] = RECIPE_VERSION
         return jsontext.dumps(data)
 
