@@ -156,6 +156,8 @@ PAGES = [
     {"url": "file:///algorithms.md", "title": "Quantum algorithms", "text": " ".join(
         ["# Quantum algorithms Shor's algorithm factors integers in polynomial time on a quantum computer.",
          "Grover's algorithm searches an unsorted list with a quadratic speedup."])},
+    {"url": "file:///tarta.md", "title": "Vikquo Tarta", "text": "Vikquo Tarta founded Garvelvan Robotics in 1997. "
+     "Vikquo Tarta was born in Tarvik in 1942."},
 ]  # fmt: skip
 FIDELITY = "Trapped ions reach two-qubit gate fidelities above 99.9 percent."
 SHOR = "Shor's algorithm factors integers in polynomial time on a quantum computer."
@@ -176,6 +178,14 @@ SHOR = "Shor's algorithm factors integers in polynomial time on a quantum comput
         ({"source": 2, "claim": "Trapped ion quantum computers hold atoms in traps", "quote": "Quantum computers are"},
          Note("file:///ions.md", "Trapped ion quantum computers", "Trapped ion quantum computers hold atoms in traps",
               "Trapped ion quantum computers hold atoms in electromagnetic traps.")),  # the claim copies a sentence
+        ({"source": 1, "claim": "Garvelvan Robotics was founded by Vikquo Tarta", "quote": "bla bla bla"},
+         Note("file:///tarta.md", "Vikquo Tarta", "Garvelvan Robotics was founded by Vikquo Tarta",
+              "Vikquo Tarta founded Garvelvan Robotics in 1997.")),  # the same words, reordered
+        ({"source": 3, "claim": "Tarta was born in Dumorta", "quote": "Vikquo Tarta was born in Dumorta in 1942."},
+         None),  # all but a name: not a copy
+        ({"source": 3, "claim": "Tarta was born in Dumorta", "quote": "Vikquo Tarta was born in Tarvik, 1942"},
+         Note("file:///tarta.md", "Vikquo Tarta", "Vikquo Tarta was born in Tarvik in 1942.",
+              "Vikquo Tarta was born in Tarvik in 1942.")),  # a claim that names what its quote does not
         ({"source": 1, "claim": "gruefs", "quote": "2},{"}, None),
         ({"source": 1, "claim": "Quantum computers are fast", "quote": "Quantum computing is a key area of quantum "
           "computers, and quantum algorithms are a key area of quantum computing."}, None),  # common words only

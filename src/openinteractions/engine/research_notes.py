@@ -36,6 +36,12 @@ NOTES_SCHEMA = {
 MIN_WORDS = 4  # a sentence shorter than this is not matched approximately: too many quotes would fit it
 COVERAGE = 0.75  # the share of the shorter side's words that must match, in order
 _WORD = re.compile(r"\w+")
+# Words that a reordered copy adds or drops ("was founded by" for "founded"): left out when words are compared
+# as sets.
+_GRAMMAR = frozenset(
+    ["a", "an", "the", "is", "are", "was", "were", "be", "been", "by", "of", "in", "on", "at", "to", "for", "and",
+     "or", "with", "as", "it", "its", "that", "this"]
+)  # fmt: skip
 _LETTERS = re.compile(r"[^\W\d_]{2,}")
 _SENTENCE = re.compile(r"[^\n]+?(?:[.!?](?=\s|$)|$)", re.MULTILINE)
 
@@ -74,19 +80,33 @@ def checked(item: Any, pages: list[dict[str, Any]]) -> Note | None:
     if 1 <= source <= len(pages) and len(quote.strip()) >= 8:
         page = pages[source - 1]
         if _squeeze(quote) in _squeeze(str(page.get("text") or "")):
-            return _note(page, claim, quote.strip())
+            return _note(page, _said(claim, quote.strip()), quote.strip())
     sentences = [s for i, page in enumerate(pages) for s in _sentences(i, page)]
     named = source - 1 if 1 <= source <= len(pages) else None
-    found = _closest(_words(claim), sentences, named) or _closest(_words(quote), sentences, named)
+    found = _closest(claim, sentences, named) or _closest(quote, sentences, named)
     if found is None:
         return None
-    return _note(pages[found.page], claim, found.text)
+    # A claim that names what its sentence does not (another name, another number) says what the sentence says.
+    words, marked = _marked_words(claim)
+    foreign = any(mark and word not in found.words for word, mark in zip(words, marked, strict=True))
+    return _note(pages[found.page], found.text if foreign else _said(claim, found.text), found.text)
+
+
+def _said(claim: str, quote: str) -> str:
+    # A claim without words of its own (a small model's "2},{") says what its quote says.
+    return claim.strip() if len(_LETTERS.findall(claim)) >= 3 else quote
 
 
 def _note(page: dict[str, Any], claim: str, quote: str) -> Note:
-    # A claim without words of its own (a small model's "2},{") says what its quote says.
-    claim = claim.strip() if len(_LETTERS.findall(claim)) >= 3 else quote
     return Note(page["url"], str(page.get("title") or page["url"]), claim, quote)
+
+
+def _marked_words(text: str) -> tuple[list[str], list[bool]]:
+    """The text's words, and which of them are names or numbers (capitalized after the first word, or digits):
+    an approximate copy may change any word but those."""
+    raw = _WORD.findall(text)
+    marked = [any(c.isdigit() for c in w) or (i > 0 and w[0].isupper()) for i, w in enumerate(raw)]
+    return [w.casefold() for w in raw], marked
 
 
 def _sentences(index: int, page: dict[str, Any]) -> list[_Sentence]:
@@ -95,43 +115,50 @@ def _sentences(index: int, page: dict[str, Any]) -> list[_Sentence]:
     found = []
     for match in _SENTENCE.finditer(text):
         sentence = match.group().strip()
-        for heading in (f"# {title} ", f"{title} "):
-            if title and sentence.startswith(heading) and len(sentence) > len(heading):
-                sentence = sentence[len(heading) :].lstrip()
-                break
+        heading = f"# {title} "
+        if title and sentence.startswith(heading) and len(sentence) > len(heading):
+            sentence = sentence[len(heading) :].lstrip()
         words = _words(sentence)
         if len(words) >= MIN_WORDS:
             found.append(_Sentence(index, sentence, words))
     return found
 
 
-def _closest(quote: list[str], sentences: list[_Sentence], named: int | None) -> _Sentence | None:
-    """The sentence the quote copies best, if it copies one closely: most of the sentence's words, in order and
-    within about the sentence's length of the quote (a quote that runs on past it); or most of the quote's words,
-    in order (a fragment of it). On a tie, the sentence of the document the note named."""
+def _closest(text: str, sentences: list[_Sentence], named: int | None) -> _Sentence | None:
+    """The sentence the text copies best, if it copies one closely; on a tie, one of the document the note named."""
+    words, marked = _marked_words(text)
     best: tuple[float, bool] | None = None
     chosen = None
     for sentence in sentences:
-        score = _match(quote, sentence.words)
-        if score is None:
-            continue
-        rank = (score, sentence.page == named)
-        if best is None or rank > best:
-            best, chosen = rank, sentence
+        score = _match(words, marked, sentence.words)
+        if score is not None and (best is None or (score, sentence.page == named) > best):
+            best, chosen = (score, sentence.page == named), sentence
     return chosen
 
 
-def _match(quote: list[str], sentence: list[str]) -> float | None:
-    if not quote:
+def _match(words: list[str], marked: list[bool], sentence: list[str]) -> float | None:
+    """How closely ``words`` copy the sentence (None: not closely enough). A close copy has every name and number
+    of the part that matches in the sentence, and is one of: most of the sentence's words in order, within about
+    its length (a copy that runs on past it); most of its own words in order (a fragment); the sentence's words
+    reordered (most of each side's words shared, grammar words aside)."""
+    if not words:
         return None
-    blocks = [b for b in SequenceMatcher(None, sentence, quote, autojunk=False).get_matching_blocks() if b.size]
-    if not blocks:
+    present = set(sentence)
+    blocks = [b for b in SequenceMatcher(None, sentence, words, autojunk=False).get_matching_blocks() if b.size]
+    scores, window = [], range(len(words))
+    if blocks:
+        matched = sum(b.size for b in blocks)
+        span = blocks[-1].b + blocks[-1].size - blocks[0].b  # the part of the text that the matches lie in
+        reach = blocks[-1].a + blocks[-1].size - blocks[0].a  # and of the sentence
+        if matched >= COVERAGE * len(sentence) and span <= 1.5 * len(sentence) + 2:
+            scores.append(matched / max(len(sentence), span))
+            window = range(blocks[0].b, blocks[0].b + span)
+        elif len(words) > MIN_WORDS and matched >= COVERAGE * len(words) and reach <= 1.5 * len(words) + 2:
+            scores.append(matched / len(sentence))
+    own, theirs = set(words) - _GRAMMAR, present - _GRAMMAR
+    shared = len(own & theirs)
+    if len(own) >= MIN_WORDS and shared >= 0.8 * len(own) and shared >= 0.6 * len(theirs):
+        scores.append(shared / len(own | theirs))
+    if not scores or any(marked[i] and words[i] not in present for i in window):
         return None
-    matched = sum(b.size for b in blocks)
-    span = blocks[-1].b + blocks[-1].size - blocks[0].b  # the part of the quote that the matches lie in
-    reach = blocks[-1].a + blocks[-1].size - blocks[0].a  # and of the sentence
-    copies_sentence = matched >= COVERAGE * len(sentence) and span <= 1.5 * len(sentence) + 2
-    copies_fragment = len(quote) > MIN_WORDS and matched >= COVERAGE * len(quote) and reach <= 1.5 * len(quote) + 2
-    if not (copies_sentence or copies_fragment):
-        return None
-    return matched / max(len(sentence), span)
+    return max(scores)
