@@ -51,10 +51,9 @@ from servers import free_port, openinteractions
 
 EMBEDDED = "smollm2-135m-instruct"
 AGENT = "bench-researcher"
-_SYLLABLES = (
-    "vel mor tar vik an sel quo rin bel dra kos len mi ra tho lun gar esh ol van du ser pa lio nek zan cor fi bru ta"
-)
-_SYLLABLES = _SYLLABLES.split()
+_SYLLABLES = ["vel", "mor", "tar", "vik", "an", "sel", "quo", "rin", "bel", "dra",
+              "kos", "len", "mi", "ra", "tho", "lun", "gar", "esh", "ol", "van",
+              "du", "ser", "pa", "lio", "nek", "zan", "cor", "fi", "bru", "ta"]  # fmt: skip
 _KINDS = ["Dynamics", "Systems", "Labs", "Robotics", "Foods", "Textiles", "Optics", "Logistics"]
 _INDUSTRIES = ["robotics", "food", "textile", "optics", "logistics", "software", "battery", "shipping"]
 _RIVERS = ["Amber", "Silt", "Heron", "Cold", "Willow", "Stone"]
