@@ -23,6 +23,7 @@ as it is written):
 - **F1**: token F1 of the report's summary (its first paragraph that is not a heading) against the gold answer;
 - **citation precision / recall**: of the documents the report's ``url_citation`` annotations name, the share
   that are gold documents (over the questions with a citation) / of the gold documents, the share cited;
+- **notes**: the notes the agent kept (a quote found in a document it read), as its report thought says;
 - **resolved**: the share of citations whose URL is among the run's ``url_context`` results read successfully
   (the agent guarantees 1.00; this checks it);
 - steps, total tokens (``usage.total_tokens``) and wall time from create to the terminal status.
@@ -57,6 +58,7 @@ _SYLLABLES = ["vel", "mor", "tar", "vik", "an", "sel", "quo", "rin", "bel", "dra
 _KINDS = ["Dynamics", "Systems", "Labs", "Robotics", "Foods", "Textiles", "Optics", "Logistics"]
 _INDUSTRIES = ["robotics", "food", "textile", "optics", "logistics", "software", "battery", "shipping"]
 _RIVERS = ["Amber", "Silt", "Heron", "Cold", "Willow", "Stone"]
+AGENT_CONFIG = {"type": "deep-research", "thinking_summaries": "auto"}  # the summaries say how many notes were kept
 _TERMINAL = {"completed", "failed", "cancelled", "budget_exceeded", "requires_action", "incomplete"}
 
 
@@ -185,6 +187,7 @@ class Outcome:
     cited: list[str]  # file names of the documents cited
     precision: float | None  # None: nothing cited
     recall: float
+    notes: int  # notes kept (their quotes found in a document read), from the report thought's summary
     citations: int
     resolved: int  # citations whose URL the run read
     steps: int
@@ -213,6 +216,13 @@ def score(question: Question, interaction: dict[str, Any], seconds: float) -> Ou
         if page.get("status") == "success"
     }
     cited = sorted({a["url"].rsplit("/", 1)[-1] for a in citations})
+    summaries = " ".join(
+        part if isinstance(part, str) else str(part.get("text", ""))
+        for s in steps
+        if s["type"] == "thought"
+        for part in (s.get("summary") or [])
+    )
+    notes = re.search(r"Writing the report from (\d+) notes", summaries)
     gold = set(question.gold)
     return Outcome(
         question=question.id,
@@ -223,6 +233,7 @@ def score(question: Question, interaction: dict[str, Any], seconds: float) -> Ou
         cited=cited,
         precision=len(gold.intersection(cited)) / len(cited) if cited else None,
         recall=len(gold.intersection(cited)) / len(gold),
+        notes=int(notes.group(1)) if notes else 0,
         citations=len(citations),
         resolved=sum(a["url"] in read for a in citations),
         steps=len(steps),
@@ -273,7 +284,7 @@ def write_config(path: Path, args: argparse.Namespace) -> str:
 async def ask(http: httpx.AsyncClient, question: Question, gate: asyncio.Semaphore) -> Outcome:
     async with gate:
         started = time.monotonic()
-        body = {"agent": AGENT, "input": question.text, "background": True, "agent_config": {"type": "deep-research"}}
+        body = {"agent": AGENT, "input": question.text, "background": True, "agent_config": AGENT_CONFIG}
         created = await http.post("/v1beta/interactions", json=body)
         created.raise_for_status()
         interaction = created.json()
@@ -300,13 +311,15 @@ def _mean(values: list[float]) -> str:
 
 
 def table(outcomes: list[Outcome]) -> str:
-    head = "| question | hops | status | EM | F1 | cit. P | cit. R | resolved | steps | tokens | s |"
-    lines = [head, "|" + "---|" * 11]
+    head = "| question | hops | status | EM | F1 | notes | cit. P | cit. R | resolved | steps | tokens | s |"
+    lines = [head, "|" + "---|" * 12]
     for o in outcomes:
         precision = "n/a" if o.precision is None else f"{o.precision:.2f}"
         resolved = f"{o.resolved}/{o.citations}"
-        lines.append(f"| q{o.question:02d} | {o.hops} | {o.status} | {int(o.em)} | {o.f1:.2f} | {precision} | "
-                     f"{o.recall:.2f} | {resolved} | {o.steps} | {o.tokens} | {o.seconds:.0f} |")  # fmt: skip
+        lines.append(
+            f"| q{o.question:02d} | {o.hops} | {o.status} | {int(o.em)} | {o.f1:.2f} | {o.notes} | "
+            f"{precision} | {o.recall:.2f} | {resolved} | {o.steps} | {o.tokens} | {o.seconds:.0f} |"
+        )
     return "\n".join(lines)
 
 
@@ -319,6 +332,7 @@ def totals(outcomes: list[Outcome], model: str) -> str:
         ("questions", f"{len(outcomes)} ({completed} completed)"),
         ("exact match", _mean([float(o.em) for o in outcomes])),
         ("F1 (summary)", _mean([o.f1 for o in outcomes])),
+        ("notes kept per question (mean)", _mean([float(o.notes) for o in outcomes])),
         ("citation precision", f"{_mean(cited)} (over the {len(cited)} questions with a citation)"),
         ("citation recall", _mean([o.recall for o in outcomes])),
         ("citations resolved to a document read", f"{sum(o.resolved for o in outcomes)}/{citations}"),

@@ -55,6 +55,7 @@ def test_scoring(bench: ModuleType) -> None:
     assert bench.f1("born in Tarvik", "Tarvik") == pytest.approx(0.5)
     question = bench.Question(0, "q", "Tarvik", ["company-velmor.md", "person-ansel.md"], 2)
     steps = [
+        {"type": "thought", "summary": [{"type": "text", "text": "Writing the report from 3 notes on 2 sources."}]},
         {"type": "url_context_result", "result": [{"url": "file:///c/company-velmor.md", "status": "success"}]},
         {"type": "model_output", "content": [{"type": "text", "text": report, "annotations": [
             {"type": "url_citation", "url": "file:///c/company-velmor.md"},
@@ -62,4 +63,4 @@ def test_scoring(bench: ModuleType) -> None:
     ]  # fmt: skip
     outcome = bench.score(question, {"status": "completed", "steps": steps, "usage": {"total_tokens": 9}}, 1.5)
     assert (outcome.em, outcome.precision, outcome.recall) == (True, 0.5, 0.5)
-    assert (outcome.citations, outcome.resolved, outcome.steps, outcome.tokens) == (2, 1, 2, 9)
+    assert (outcome.notes, outcome.citations, outcome.resolved, outcome.steps, outcome.tokens) == (3, 2, 1, 3, 9)
