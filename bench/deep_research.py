@@ -15,6 +15,9 @@ The server (a subprocess on a loopback port, its store and index in a temporary 
 embedded model by default, decoding greedily, or with ``--model NAME`` of the OpenAI-compatible engine at
 ``--openai-base-url`` (its key from the variable ``--api-key-env`` names, if any). Each question is one
 background agent interaction (``POST /v1beta/interactions``, then polled), with the agent's budgets given here.
+The corpus is the same for a seed; the runs need not be: with ``--concurrency`` above 1 the embedded model
+decodes the questions together in batches whose make-up varies, and a question's outcome changed between two
+runs (greedy decoding notwithstanding).
 
 What is measured, per question and in total (the agent is not asked for an answer line; the report is scored
 as it is written):

@@ -3,11 +3,11 @@ is the embedded default (SmolLM2-135M by llama.cpp) and whose google_search is t
 a small corpus. A 135M model's report is not judged; what is asserted is the research's course (plan thoughts,
 searches, reads, a report), the status, the usage, and that every citation points at a document the run read.
 
-The model decodes greedily (reproducible) and the agent's budgets are small: each example takes about 80 s of
-CPU (one search round, two questions, up to three documents read); on a shared 2-core machine under load the
-two took 6 min of wall time. With this corpus the 135M model copies no sentence into its notes, so it keeps no
-note and its report cites nothing; the citation check holds whatever it cites (the scripted tests in
-test_agents.py make the model cite, the note check's own tests below give it what small models write)."""
+The model decodes greedily (reproducible) and the agent's budgets are small (one search round, two questions,
+up to three documents read): on a shared 2-core VM the two examples took 25-80 s together when it was quiet, 6
+min under a load average of 9 (most of it JSON-constrained decoding). A 135M model keeps few notes and its
+report seldom cites; the citation check holds whatever it cites (the scripted tests in test_agents.py make the
+model cite; the note check's own tests below give it what small models write)."""
 
 from __future__ import annotations
 
