@@ -630,7 +630,8 @@ def test_concurrent_claims_never_take_the_same_row(tmp_path: Path, dialect: str)
             thread.join()
         everything = [row_id for ids in taken.values() for row_id in ids]
         assert sorted(everything) == sorted(row[0] for row in rows)  # each row exactly once
-        assert sum(1 for ids in taken.values() if ids) > 1  # they did claim side by side
+        if dialect != "sqlite":  # SQLite takes one writer at a time: on a loaded host one thread may take them all
+            assert sum(1 for ids in taken.values() if ids) > 1  # they did claim side by side
         with engine.connect() as conn:
             leased = dict(conn.execute(select(db.outbox.c.id, db.outbox.c.leased_by)).all())
         assert all(leased[row_id].startswith(f"w{n}:") for n, ids in taken.items() for row_id in ids)

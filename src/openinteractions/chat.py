@@ -88,9 +88,13 @@ class Chat:
         if self.current is None:
             self.screen.write("\n[stopped before the server answered]\n", "dim")
             return
+        path = f"/v1beta/interactions/{self.current}"
         async with self._http() as http:
-            answer = await http.post(f"/v1beta/interactions/{self.current}/cancel")
-        status = answer.json().get("status") if answer.status_code == 200 else f"error {answer.status_code}"
+            answer = await http.post(f"{path}/cancel")
+            if answer.status_code == 400:  # ended already: a foreground run ends when its stream is closed
+                answer = await http.get(path)
+        said = answer.json().get("status") if answer.status_code == 200 else None
+        status = said or f"error {answer.status_code}: {_message(answer.text)}"
         self.screen.write(f"\n[cancelled: {status}]", "dim")
         self.previous = self.current  # what was said so far stays in the conversation
 
