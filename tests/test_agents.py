@@ -260,11 +260,9 @@ def _in_report(events: list[dict[str, Any]]) -> bool:
     return any(e["event_type"] == "step.delta" and e["delta"]["type"] == "text" for e in events)
 
 
-@pytest.mark.parametrize("first_life, cut", [(CUT_IN_RESEARCH, _in_research), (CUT_IN_REPORT, _in_report)],
-                         ids=["mid-research", "mid-report"])  # fmt: skip
-def test_a_run_killed_mid_research_continues_after_restart(tmp_path: Path, first_life: Any, cut: Any) -> None:
-    """SIGKILL while the note taker (or the report) hangs; after the restart the run goes on from its log: what
-    was searched and read is not done again, and the run ends as an uninterrupted one does."""
+def _through_crashes(tmp_path: Path, first_life: Any, lives: list[tuple[Any, Any]]) -> tuple[Any, Any, Any]:
+    """The slow researcher's run, next to an uninterrupted reference run: killed at each ``cut`` with the model's
+    script changed to the next life's; (the resuming reader, the run as stored, the reference as stored)."""
     crashing = CrashingServer(agent_server(tmp_path))
     (tmp_path / "slow.json").write_text(json.dumps(first_life))
     crashing.start()
@@ -274,10 +272,11 @@ def test_a_run_killed_mid_research_continues_after_restart(tmp_path: Path, first
         created = client.interactions.create(**seed_request(agent="slow-researcher"))
         reader = ResumingReader(crashing, created.id)
         reader.start()
-        wait_for(lambda: cut(reader.events), what="the research to reach the cut")
-        crashing.kill()
-        (tmp_path / "slow.json").write_text(json.dumps(AFTER_CUT))  # the model answers in the next life
-        crashing.start()
+        for cut, next_life in lives:
+            wait_for(lambda: cut(reader.events), what="the run to reach the cut")  # noqa: B023 (waited on here)
+            crashing.kill()
+            (tmp_path / "slow.json").write_text(json.dumps(next_life))  # the model answers in the next life
+            crashing.start()
         reader.join(60)
         wait_for(lambda: client.interactions.get(reference.id).status != "in_progress")
         got = client.interactions.get(created.id).model_dump(mode="json", exclude_none=True)
@@ -285,8 +284,17 @@ def test_a_run_killed_mid_research_continues_after_restart(tmp_path: Path, first
     finally:
         crashing.stop()
     assert reader.done and reader.failure is None and not reader.unexpected, (reader.failure, reader.unexpected)
-    assert reader.connections == 2
+    assert reader.connections == len(lives) + 1
     check_ids(reader.events)
+    return reader, got, want
+
+
+@pytest.mark.parametrize("first_life, cut", [(CUT_IN_RESEARCH, _in_research), (CUT_IN_REPORT, _in_report)],
+                         ids=["mid-research", "mid-report"])  # fmt: skip
+def test_a_run_killed_mid_research_continues_after_restart(tmp_path: Path, first_life: Any, cut: Any) -> None:
+    """SIGKILL while the note taker (or the report) hangs; after the restart the run goes on from its log: what
+    was searched and read is not done again, and the run ends as an uninterrupted one does."""
+    reader, got, want = _through_crashes(tmp_path, first_life, [(cut, AFTER_CUT)])
     assert got["status"] == want["status"] == "completed"
     assert [s["type"] for s in got["steps"]] == [s["type"] for s in want["steps"]]
     assert _no_ids(got["steps"])[:-1] == _no_ids(want["steps"])[:-1]  # thoughts, searches, reads
@@ -302,29 +310,8 @@ def test_a_run_killed_mid_research_continues_after_restart(tmp_path: Path, first
 def test_a_run_killed_twice_continues_from_both_lives(tmp_path: Path) -> None:
     """SIGKILL while the notes are taken, then again, in the next life, while the report is written: the third
     life goes on from a log that holds a takeover already, and the run ends as an uninterrupted one does."""
-    crashing = CrashingServer(agent_server(tmp_path))
-    (tmp_path / "slow.json").write_text(json.dumps(CUT_IN_RESEARCH))
-    crashing.start()
-    try:
-        client = client_for(crashing.server)
-        reference = client.interactions.create(**seed_request())
-        created = client.interactions.create(**seed_request(agent="slow-researcher"))
-        reader = ResumingReader(crashing, created.id)
-        reader.start()
-        for cut, next_life in ((_in_research, CUT_IN_REPORT), (_in_report, AFTER_CUT)):
-            wait_for(lambda: cut(reader.events), what="the run to reach the cut")  # noqa: B023 (waited on here)
-            crashing.kill()
-            (tmp_path / "slow.json").write_text(json.dumps(next_life))
-            crashing.start()
-        reader.join(60)
-        wait_for(lambda: client.interactions.get(reference.id).status != "in_progress")
-        got = client.interactions.get(created.id).model_dump(mode="json", exclude_none=True)
-        want = client.interactions.get(reference.id).model_dump(mode="json", exclude_none=True)
-    finally:
-        crashing.stop()
-    assert reader.done and reader.failure is None and not reader.unexpected, (reader.failure, reader.unexpected)
-    assert reader.connections == 3
-    check_ids(reader.events)
+    lives = [(_in_research, CUT_IN_REPORT), (_in_report, AFTER_CUT)]
+    reader, got, want = _through_crashes(tmp_path, CUT_IN_RESEARCH, lives)
     assert got["status"] == "completed"
     assert _no_ids(got["steps"])[:-1] == _no_ids(want["steps"])[:-1] and got["steps"][-1] == want["steps"][-1]
     assert streamed_text(reader.events) == model_text(got["steps"]) == [REPORT]

@@ -9,7 +9,6 @@ import json
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -23,6 +22,7 @@ from openinteractions.backends.tool_text import server_result_text
 from openinteractions.schema.steps import GoogleSearchResultItem, GoogleSearchResultStep
 from openinteractions.tools.builtin import GoogleSearch, LocalSearch
 from openinteractions.tools.search_index import LocalIndex
+from pages import json_api
 from resuming import CrashingServer
 from test_crash_gaps import crash_once
 from test_tools import MODEL, call, client_for, guarded_server, no_packets_left, rounds, streamed
@@ -284,30 +284,16 @@ SEARXNG_WEB = [{"url": "https://example.org/history", "title": "History", "conte
 def fake_searxng(asked: list[dict[str, list[str]]], hold_first: threading.Event | None = None) -> Iterator[str]:
     """SearxNG's JSON API; ``hold_first``: the first search answers once it is set (or after 10 s)."""
 
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            query = parse_qs(urlsplit(self.path).query)
-            asked.append(query)
-            if hold_first is not None and len(asked) == 1:
-                hold_first.wait(10)
-            results = SEARXNG_IMAGES if query.get("categories") == ["images"] else SEARXNG_WEB
-            body = json.dumps({"query": query["q"][0], "results": results}).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+    def answer(path: str) -> dict[str, Any]:
+        query = parse_qs(urlsplit(path).query)
+        asked.append(query)
+        if hold_first is not None and len(asked) == 1:
+            hold_first.wait(10)
+        results = SEARXNG_IMAGES if query.get("categories") == ["images"] else SEARXNG_WEB
+        return {"query": query["q"][0], "results": results}
 
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with json_api(answer) as url:
+        yield url
 
 
 def test_searxng_image_results_through_the_sdk(tmp_path: Path) -> None:

@@ -4,12 +4,10 @@ is sent), redirects re-checked at every hop, the local index's ranking, and the 
 from __future__ import annotations
 
 import asyncio
-import json
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -17,7 +15,7 @@ from live import FIXTURES
 from openinteractions.tools.builtin import SearxngSearch
 from openinteractions.tools.net import AddressPolicy, Refused, SafeFetcher, address_problem
 from openinteractions.tools.search_index import LocalIndex
-from pages import site
+from pages import json_api, site
 
 
 @pytest.mark.parametrize(
@@ -138,34 +136,18 @@ def test_local_index_reads_html_titles_and_reindexes(index: LocalIndex, tmp_path
 
 @contextmanager
 def fake_searxng(seen: list[str]) -> Iterator[str]:
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            seen.append(self.path)
-            body = json.dumps(
-                {
-                    "results": [
-                        {"url": "https://example.org/elbrus", "title": "Elbrus", "content": "5,642 m", "score": 2.0},
-                        {"url": "https://example.org/blanc", "title": "Mont Blanc", "content": "4,805 m", "score": 1.0},
-                        {"title": "no url"},
-                    ]
-                }
-            ).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+    def answer(path: str) -> dict[str, Any]:
+        seen.append(path)
+        return {
+            "results": [
+                {"url": "https://example.org/elbrus", "title": "Elbrus", "content": "5,642 m", "score": 2.0},
+                {"url": "https://example.org/blanc", "title": "Mont Blanc", "content": "4,805 m", "score": 1.0},
+                {"title": "no url"},
+            ]
+        }
 
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with json_api(answer) as url:
+        yield url
 
 
 def test_searxng_provider() -> None:
