@@ -553,3 +553,26 @@ def test_files_asked_for_come_back_and_only_from_a_run_that_succeeded() -> None:
     chart = "import matplotlib; matplotlib.use('Agg'); import matplotlib.pyplot as plt; plt.plot([1, 2]);"
     drawn = asyncio.run(sandbox.run_python(chart + "plt.savefig('c.png')", ("c.png",)))
     assert drawn.ok and drawn.files["c.png"].startswith(b"\x89PNG\r\n\x1a\n"), drawn.stderr  # matplotlib is there
+
+
+def test_of_etc_only_the_links_fonts_and_matplotlib_settings_are_shown() -> None:
+    """The attack: read the host's configuration and secrets from /etc (shadow, passwd, hostname, ssh keys)
+    now that /etc exists in the sandbox for matplotlib. Only ETC_SHOWN is there, read-only."""
+    sandbox = Sandbox(SandboxLimits())
+    sandbox.check()
+    code = (
+        "import os\n"
+        "print(sorted(os.listdir('/etc')))\n"
+        "for path in ('/etc/shadow', '/etc/passwd', '/etc/hostname', '/etc/ssh'):\n"
+        "    print(path, os.path.exists(path))\n"
+        "try:\n"
+        "    open('/etc/fonts/planted', 'w')\n"
+        "except OSError as exc:\n"
+        "    print('write refused', exc.errno)\n"
+    )
+    done = asyncio.run(sandbox.run_python(code))
+    assert done.ok, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == "['alternatives', 'fonts', 'matplotlibrc']"
+    assert lines[1:5] == [f"{p} False" for p in ("/etc/shadow", "/etc/passwd", "/etc/hostname", "/etc/ssh")]
+    assert lines[5].startswith("write refused")
