@@ -18,7 +18,7 @@ from live import free_port
 from openinteractions.backends.openai.backend import OpenAIBackend
 from openinteractions.backends.openai.options import parse_options
 from openinteractions.egress import RECORDER, Egress, OriginPolicy, Recorder, Refused, Resolver
-from openinteractions.tools.builtin import SearxngSearch
+from openinteractions.tools.google_search import SearxngSearch
 from openinteractions.tools.net import AddressPolicy, SafeFetcher
 from pages import site
 

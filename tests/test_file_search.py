@@ -26,8 +26,7 @@ from openinteractions.config import FileSearchSettings
 from openinteractions.filestores.chunking import chunk_document
 from openinteractions.filestores.metadata_filter import FilterError, parse
 from openinteractions.filestores.service import FileStores
-from openinteractions.filestores.tool import FileSearch
-from openinteractions.schema.tools import FileSearchTool
+from openinteractions.tools.file_search import FileSearch, FileSearchTool
 from protocol import check_stream
 from test_inputs import pdf
 from test_tools import MODEL, call, rounds

@@ -18,9 +18,13 @@ from PIL import Image
 
 import netguard
 from live import LiveServer
-from openinteractions.backends.tool_text import server_result_text
-from openinteractions.schema.steps import GoogleSearchResultItem, GoogleSearchResultStep
-from openinteractions.tools.builtin import GoogleSearch, LocalSearch
+from openinteractions.tools.google_search import KIND as GOOGLE_SEARCH
+from openinteractions.tools.google_search import (
+    GoogleSearch,
+    GoogleSearchResultItem,
+    GoogleSearchResultStep,
+    LocalSearch,
+)
 from openinteractions.tools.search_index import LocalIndex
 from pages import json_api
 from resuming import CrashingServer
@@ -152,7 +156,7 @@ def test_a_text_model_is_told_each_image_s_url() -> None:
     step = GoogleSearchResultStep(
         call_id="c1", result=[GoogleSearchResultItem(**image), GoogleSearchResultItem(**page)]
     )
-    assert server_result_text(step).splitlines() == [
+    assert GOOGLE_SEARCH.result_text(step).splitlines() == [
         "- Arch (https://example.org/arch): An arch [image: https://i/a.png]",
         "- Rome (https://example.org/rome): A city",
     ]

@@ -233,5 +233,5 @@ def test_history_steps_the_prompt_cannot_carry_are_refused_not_dropped() -> None
     thought = ThoughtStep.model_validate({"signature": "s", "summary": [{"type": "text", "text": "hmm"}]})
     assert chat_messages([question, thought], []) == [{"role": "user", "content": "Where?"}]  # by design
     maps = GoogleMapsResultStep.model_validate({"call_id": "c1", "result": [{"name": "Rome"}]})
-    with pytest.raises(BackendError, match="a google_maps_result step cannot be sent to this model"):
+    with pytest.raises(BackendError, match=r"history step 1 \(google_maps_result\) cannot be sent to this model"):
         chat_messages([question, maps], [])

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from live import FIXTURES
-from openinteractions.tools.builtin import SearxngSearch
+from openinteractions.tools.google_search import SearxngSearch
 from openinteractions.tools.net import AddressPolicy, Refused, SafeFetcher, address_problem
 from openinteractions.tools.search_index import LocalIndex
 from pages import json_api, site

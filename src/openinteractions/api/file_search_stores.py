@@ -18,8 +18,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from ..errors import ApiError, invalid_argument, not_found
-from ..filestores import FileStores
-from ..filestores.service import STORE_PREFIX
+from ..filestores.service import STORE_PREFIX, FileStores
 from .body import query_flags, read_body
 from .routes import _VERSION, _caller
 

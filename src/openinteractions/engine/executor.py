@@ -35,7 +35,6 @@ from ..schema.steps import Step, ThoughtStep
 from ..schema.tools import FunctionTool
 from ..store.base import Store, StoredInteraction
 from ..telemetry import Telemetry
-from ..tools.mcp import McpServers  # their tools are declared once listed, as the run starts (engine/toolloop.py)
 from ..tools.toolbox import Toolbox
 from .agents import AgentRegistry
 from .ending import EndHook, no_end_hook
@@ -48,6 +47,7 @@ from .run import Job, Run
 from .signatures import InvalidSignature, ThoughtSigner
 from .slots import ModelSlots
 from .speaking import audio_output
+from .toolloop import runnable
 from .validate import image_response_format, text_response_format
 
 logger = logging.getLogger(__name__)
@@ -106,13 +106,14 @@ class Executor:
         if recipe.agent is not None:
             return self._agent_job(recipe, route.name, route.backend, history, inputs)
         tools = self.toolbox.for_request(req.tools or [], recipe.owner)
+        callable_now = runnable(tools)  # a group's tools are declared once listed, as the run starts
         generation = GenerationRequest(
             model=route.name,
             history=history,
             system_instruction=req.system_instruction,
             functions=[t for t in req.tools or [] if isinstance(t, FunctionTool)]
-            + [tool.declaration() for tool in tools.values() if not isinstance(tool, McpServers)],
-            server_tools=[name for name, tool in tools.items() if not isinstance(tool, McpServers)],
+            + [tool.declaration() for tool in callable_now.values()],
+            server_tools=list(callable_now),
             turn_start=len(history) - len(inputs),
             response_format=text_response_format(req),
             image_format=image_response_format(req),

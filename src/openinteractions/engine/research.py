@@ -39,7 +39,8 @@ from ..schema.content import TextContent, UrlCitation
 from ..schema.deltas import ImageDelta
 from ..schema.generation import TextResponseFormat
 from ..schema.steps import UserInputStep
-from ..tools.builtin import CodeExecution, GoogleSearch
+from ..tools.code_execution import CodeExecution
+from ..tools.google_search import GoogleSearch
 from ..tools.reader import DocumentReader
 from .program import ProgramRun
 from .research_chart import CHART_FILE, CHART_SCHEMA, CHARTER, Chart, checked_chart, has_numbers, listed, plotting_code

@@ -17,12 +17,11 @@ from pydantic import TypeAdapter
 from ..backends.base import Resume
 from ..schema.events import Event
 from ..schema.steps import FunctionCallStep, Step
+from ..tools.registry import SERVER_TOOLS
 from .assembler import Assembler
 
 _event: TypeAdapter[Any] = TypeAdapter(Event)
 _step: TypeAdapter[Any] = TypeAdapter(Step)
-_TOOL_STEPS = ("_call", "_result")
-_SERVER_TOOLS = ("google_search", "code_execution", "url_context", "file_search")
 
 
 @dataclass
@@ -58,7 +57,7 @@ def read_log(frames: list[bytes], assembler: Assembler) -> LogState:
 
 
 def _is_tool(step_type: str) -> bool:
-    return step_type.startswith(_SERVER_TOOLS) and step_type.endswith(_TOOL_STEPS)
+    return SERVER_TOOLS.of_step(step_type) is not None
 
 
 def round_start(types: list[str], pre_read: bool) -> tuple[int, int]:

@@ -41,9 +41,7 @@ from ..schema.interaction import InteractionSummary
 from ..schema.steps import Step
 from ..schema.usage import GroundingToolCount, ModalityTokens, Usage
 from ..store.base import FinalState, Store, StoredInteraction
-from ..tools.builtin import ServerTool
-from ..tools.mcp import STEP as MCP_STEP
-from ..tools.mcp import McpServers, listed_first
+from ..tools.registry import SERVER_TOOLS
 from .assembler import Assembler
 from .ending import EndHook, RunEnding, no_end_hook
 from .program import Program, ProgramRun
@@ -62,7 +60,7 @@ from .signatures import ThoughtSigner
 from .slots import ModelSlots
 from .speaking import SpeechPlan, speaking_writer, with_audio_usage
 from .steps import ServerCall, StepWriter
-from .toolloop import BudgetExceeded, ToolLoop, urls_in
+from .toolloop import BudgetExceeded, ToolLoop, Tools, groups, prelude
 
 logger = logging.getLogger(__name__)
 _steps = TypeAdapter(list[Step])
@@ -80,7 +78,7 @@ class Job:
     backend: Backend
     generation: GenerationRequest  # with the backend's plan
     inputs: list[Step]
-    tools: dict[str, ServerTool] = field(default_factory=dict)
+    tools: Tools = field(default_factory=dict)
     program: Program | None = None  # an agent's program; None: the tool loop
     speech: SpeechPlan | None = None  # audio output: the model's text is spoken (engine/speaking.py)
 
@@ -389,16 +387,13 @@ class Run:
         """The log stops between a server tool's call and its result (the tool was running): the tool loop runs
         it again first (its call, as logged), then goes on with the next round."""
         call = steps[-1] or {}
-        name = state.types[-1].removesuffix("_call")
-        if name == MCP_STEP:  # logged under the server's and the tool's names: the function is the run's again
-            name = self._logged_mcp_call(call)
+        kind = SERVER_TOOLS.of_step(state.types[-1])
+        name = self._logged_tool(call) or (kind.type if kind is not None else state.types[-1])
         if state.open_index is not None:  # cut inside the call step itself: its arguments may not all be there
             raise CannotContinue(f"the server stopped while it logged a call of {name}")
-        if name not in self.job.tools:
+        if kind is None or name not in self.job.tools:
             raise CannotContinue(f"the server stopped while {name} ran, and this server cannot run {name}")
-        arguments = dict(call.get("arguments") or {})
-        if call.get("search_type"):  # a google_search call shows the type it runs beside its arguments
-            arguments["search_type"] = call["search_type"]
+        arguments = kind.logged_arguments(call)
         self._interrupted = ServerCall(name, str(call.get("id", "")), arguments=arguments)
         writer.function_calls = function_calls(steps)
         writer.resume_at(len(state.types), None)
@@ -407,21 +402,19 @@ class Run:
         return rounds
 
     def _reads_first(self, steps: list[dict[str, Any] | None]) -> bool:
-        """The run's first server-tool steps are its own, not a round's: the prompt's URLs read, or MCP servers
-        that could not be listed."""
-        return ("url_context" in self.job.tools and bool(urls_in(self.job.inputs))) or listed_first(steps)
+        """The run's first server-tool steps are its own, not a round's: the prompt's URLs read, or tool groups
+        (MCP servers) that could not be listed."""
+        return bool(prelude(self.job.tools, self.job.inputs)) or any(g.opens(steps) for g in groups(self.job.tools))
 
-    def _logged_mcp_call(self, call: dict[str, Any]) -> str:
-        servers = self.job.tools.get(McpServers.name)
-        found = (
-            servers.logged(call.get("server_name", ""), call.get("name", ""))
-            if isinstance(servers, McpServers)
-            else None
-        )
-        if found is None:
-            return MCP_STEP
-        self.job.tools[found[0]] = found[1]
-        return found[0]
+    def _logged_tool(self, call: dict[str, Any]) -> str | None:
+        """A logged call of a group's tool (an MCP server's, logged under the server's and the tool's names):
+        the tool, under the function the run knows it as again (None: not a group's)."""
+        for group in groups(self.job.tools):
+            found = group.logged(call)
+            if found is not None:
+                self.job.tools[found[0]] = found[1]
+                return found[0]
+        return None
 
     async def recover(self, code: str, message: str, logged: list[bytes]) -> None:
         """End a run that a previous process left and that cannot go on (its recipe is missing or names a

@@ -31,6 +31,7 @@ from ..ids import new_call_id
 from ..schema.deltas import Delta, ImageDelta, TextAnnotationDelta, ThoughtSignatureDelta
 from ..schema.events import ChunkEvent, Event, FutureEvent, StepDeltaEvent, StepStartEvent, StepStopEvent
 from ..schema.steps import FunctionCallStep, ModelOutputStep, Step, ThoughtStep
+from ..tools.registry import SERVER_TOOLS
 from .signatures import ThoughtSigner
 
 _step = TypeAdapter(Step)
@@ -38,8 +39,6 @@ _delta_adapter = TypeAdapter(Delta)
 
 _DELTA_REPEATS = frozenset({"name", "server_name"})  # fields of a call step that its delta carries too (MCP's)
 Emit = Callable[[Event | ChunkEvent], Awaitable[Any]]
-# Server tools whose steps the spec keeps bare: the call step carries only its id, the result no is_error.
-_BARE_STEPS = frozenset({"file_search"})
 
 
 @dataclass
@@ -104,14 +103,14 @@ class StepWriter:
                     await self._emit(ChunkEvent(self._next_index - 1, "arguments_delta", fragment))
             case ToolCall(tool=tool, id=call_id, arguments=arguments, fields=fields):
                 repeated = {k: v for k, v in fields.items() if k in _DELTA_REPEATS}
-                shown = {} if tool in _BARE_STEPS else {"arguments": arguments}
+                shown = {} if SERVER_TOOLS.of_prefix(tool).bare else {"arguments": arguments}
                 await self._whole_step(
                     {"type": f"{tool}_call", "id": call_id, **{k: {} for k in shown}, **fields},
                     {"type": f"{tool}_call", **shown, **repeated},
                 )
             case ToolResult(tool=tool, call_id=call_id, result=result, is_error=is_error):
-                empty: Any = "" if tool == "code_execution" else []
-                error = {} if tool in _BARE_STEPS else {"is_error": is_error}
+                kind = SERVER_TOOLS.of_prefix(tool)
+                empty, error = kind.empty_result, {} if kind.bare else {"is_error": is_error}
                 await self._whole_step(
                     {"type": f"{tool}_result", "call_id": call_id, "result": empty},
                     {"type": f"{tool}_result", "result": result, **error},

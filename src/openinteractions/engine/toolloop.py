@@ -1,7 +1,7 @@
 """The tool loop: within one interaction, the model runs in rounds while it calls server tools.
 
-Each round the backend generates; a call to a server tool (google_search, code_execution, url_context) is not
-shown as a function call but run here: its ``*_call`` step, the tool run, its ``*_result`` step, and then
+Each round the backend generates; a call to a server tool (tools/registry.py) is not shown as a function call
+but run here: its ``*_call`` step, the tool run, its ``*_result`` step, and then
 another round with both steps in the model's history. A client function call among them ends the interaction
 with ``requires_action`` once the server tools of that round have run. Rounds and the time spent in tools are
 bounded (``tools.max_rounds`` model rounds, ``tools.time_budget_seconds`` of tool time); going over ends the
@@ -11,31 +11,38 @@ interaction with status ``budget_exceeded``.
 from __future__ import annotations
 
 import asyncio
-import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from pydantic import TypeAdapter
 
 from ..backends.base import Backend, GenerationRequest, ToolCall, ToolResult
-from ..filestores.tool import file_citations
+from ..filestores.citations import file_citations
 from ..ids import new_call_id
 from ..schema.content import UrlCitation
-from ..schema.steps import Step, UserInputStep
-from ..tools.builtin import GoogleSearch, ServerTool
-from ..tools.mcp import LISTING, STEP, McpServers, McpTool
+from ..schema.steps import Step
+from ..tools.kind import Outcome, ServerTool, ToolGroup
+from ..tools.registry import SERVER_TOOLS
 from .assembler import Assembler
 from .steps import ServerCall, StepWriter
 
 _steps = TypeAdapter(list[Step])
-_URL = re.compile(r"https?://[^\s<>\"'`]+")
+Tools = dict[str, ServerTool | ToolGroup]
 
 
-def urls_in(inputs: list[Step]) -> list[str]:
-    """The URLs of the prompt that are read before the model starts (up to 5)."""
-    blocks = [c for s in inputs if isinstance(s, UserInputStep) for c in s.content or []]
-    text = " ".join(c.text for c in blocks if c.type == "text")
-    return list(dict.fromkeys(u.rstrip(".,;:!?)") for u in _URL.findall(text)))[:5]
+def groups(tools: Tools) -> list[ToolGroup]:
+    return [tool for tool in tools.values() if isinstance(tool, ToolGroup)]
+
+
+def runnable(tools: Tools) -> dict[str, ServerTool]:
+    """The tools the model can call now (a group's, once listed)."""
+    return {name: tool for name, tool in tools.items() if not isinstance(tool, ToolGroup)}
+
+
+def prelude(tools: Tools, inputs: list[Step]) -> list[tuple[ServerTool, dict[str, Any]]]:
+    """The calls the server makes itself before the model starts (url_context reads the prompt's URLs)."""
+    calls = ((tool, tool.prelude(inputs)) for tool in runnable(tools).values())
+    return [(tool, arguments) for tool, arguments in calls if arguments is not None]
 
 
 class BudgetExceeded(Exception):
@@ -45,7 +52,7 @@ class BudgetExceeded(Exception):
 class ToolLoop:
     def __init__(
         self,
-        tools: dict[str, ServerTool],
+        tools: Tools,
         backend: Backend,
         generation: GenerationRequest,
         writer: StepWriter,
@@ -84,8 +91,8 @@ class ToolLoop:
         ``interrupted``: that run's log stops at this server tool's call step: the tool runs again and its
         result is logged, then the round goes on (the other calls of its round, never logged, are left to the
         model, which sees every result so far)."""
-        await self._list_mcp_tools(ready, fresh=first_round is None)
-        if first_round is None and "url_context" in self.tools and await self._read_urls_in(inputs, ready):
+        await self._list_groups(ready, fresh=first_round is None)
+        if first_round is None and await self._prelude(inputs, ready):
             self._next_round(0)
         if first_round is not None:
             self._recall_sources()
@@ -113,76 +120,78 @@ class ToolLoop:
             self._next_round(number + 1)
         raise BudgetExceeded(f"the model was still calling server tools after {self.max_rounds} rounds")
 
-    async def _list_mcp_tools(self, ready: Callable[[], Awaitable[None]], fresh: bool) -> None:
-        """The request's MCP servers are asked for their tools before the model starts. A server that could not
-        be listed shows as a failed tools/list call, first (a run taken over has it in its log already)."""
-        servers = self.tools.pop(McpServers.name, None)
-        if not isinstance(servers, McpServers):
+    async def _list_groups(self, ready: Callable[[], Awaitable[None]], fresh: bool) -> None:
+        """The request's tool groups (MCP servers) are listed before the model starts. A group that could not
+        be listed shows as a failed call, first (a run taken over has it in its log already)."""
+        found = groups(self.tools)
+        if not found:
             return
-        failures = await servers.load()
-        self.tools.update(servers.tools)
+        failures = await asyncio.gather(*(group.load() for group in found))
+        for group in found:
+            del self.tools[group.name]
+            self.tools.update(group.tools)
+        listed = [tool for group in found for tool in group.tools.values()]
         self.writer.server_tools = frozenset(self.tools)
-        self.generation.functions = [*self.generation.functions, *(t.declaration() for t in servers.tools.values())]
-        self.generation.server_tools = [*self.generation.server_tools, *servers.tools]
+        self.generation.functions = [*self.generation.functions, *(tool.declaration() for tool in listed)]
+        self.generation.server_tools = [*self.generation.server_tools, *(tool.name for tool in listed)]
         self.generation.plan = self.backend.prepare(self.generation)
-        if fresh and failures:
-            await ready()
-            for server, problem in failures.items():
-                call_id, fields = new_call_id(), {"name": LISTING, "server_name": server}
-                await self.writer.feed(ToolCall(tool=STEP, id=call_id, arguments={}, fields=fields))
-                await self.writer.feed(ToolResult(tool=STEP, call_id=call_id, result={"error": problem}, is_error=True))
-            self._next_round(0)
+        if not fresh or not any(failures):
+            return
+        await ready()
+        for group, failed in zip(found, failures, strict=True):
+            for fields, error in failed:
+                call_id = new_call_id()
+                await self.writer.feed(ToolCall(tool=group.step, id=call_id, arguments={}, fields=fields))
+                await self.writer.feed(ToolResult(tool=group.step, call_id=call_id, result=error, is_error=True))
+        self._next_round(0)
 
-    async def _read_urls_in(self, inputs: list[Step], ready: Callable[[], Awaitable[None]]) -> bool:
-        """URLs in the prompt are read before the model starts, as a url_context call of the server's own."""
-        urls = urls_in(inputs)
-        if urls:
+    async def _prelude(self, inputs: list[Step], ready: Callable[[], Awaitable[None]]) -> bool:
+        """The calls the server makes before the model starts (the prompt's URLs read, as a url_context call of
+        the server's own)."""
+        calls = prelude(self.tools, inputs)
+        if calls:
             await ready()
-            await self._execute(ServerCall("url_context", new_call_id(), arguments={"urls": urls}))
-        return bool(urls)
+        for tool, arguments in calls:
+            await self._execute(ServerCall(tool.name, new_call_id(), arguments=arguments))
+        return bool(calls)
 
     async def _execute(self, call: ServerCall, logged: bool = False) -> None:
         """Log the call step (unless ``logged`` already), run the tool, log its result step."""
         tool = self.tools[call.name]
-        shown: dict[str, Any]
-        fields: dict[str, Any]
-        if isinstance(tool, GoogleSearch | McpTool):  # steps that show more than the call's arguments
-            shown, fields = tool.call_step(call.arguments)
-        else:
-            shown, fields = dict(call.arguments), {}
-        if call.name == "code_execution":
-            shown.setdefault("language", "python")
+        assert not isinstance(tool, ToolGroup)  # groups are listed before the model can call their tools
+        kind = SERVER_TOOLS.of_prefix(tool.step)
+        shown, fields = tool.call_view(call.arguments)
         if not logged:
-            await self.writer.feed(ToolCall(tool=tool.name, id=call.id, arguments=shown, fields=fields))
+            await self.writer.feed(ToolCall(tool=tool.step, id=call.id, arguments=shown, fields=fields))
         loop = asyncio.get_running_loop()
         started = loop.time()
         try:
             async with asyncio.timeout(self.time_left):
                 outcome = await tool.run(call.arguments)
         except TimeoutError:
-            result: Any = "the time budget for server tools ran out" if call.name == "code_execution" else []
-            await self.writer.feed(ToolResult(tool=tool.name, call_id=call.id, result=result, is_error=True))
+            result = kind.timeout_result
+            await self.writer.feed(ToolResult(tool=tool.step, call_id=call.id, result=result, is_error=True))
             raise BudgetExceeded("server tools used up tools.time_budget_seconds") from None
         self.time_left -= loop.time() - started
         await self.writer.feed(
-            ToolResult(tool=tool.name, call_id=call.id, result=outcome.result, is_error=outcome.is_error)
+            ToolResult(tool=tool.step, call_id=call.id, result=outcome.result, is_error=outcome.is_error)
         )
+        self._given(outcome)
+
+    def _given(self, outcome: Outcome) -> None:
+        """What a tool gave the model, to cite."""
         for source in outcome.sources or []:
             self.sources.setdefault(source["url"], source["title"])
-        if call.name == "file_search" and not outcome.is_error:
-            self.chunks.extend(outcome.result)
+        if not outcome.is_error:
+            self.chunks.extend(outcome.chunks or [])
 
     def _recall_sources(self) -> None:
         """A run taken over after a crash: what the logged tool results gave the model is cited as before."""
         for step in self.assembler.steps():
-            kind = step.get("type")
-            if kind == "file_search_result":
-                self.chunks.extend(step.get("result") or [])
-            if kind not in ("google_search_result", "url_context_result") or step.get("is_error"):
-                continue
-            for item in step.get("result") or []:
-                if isinstance(item, dict) and item.get("url") and item.get("status", "success") == "success":
-                    self.sources.setdefault(item["url"], item.get("title") or item["url"])
+            kind = SERVER_TOOLS.of_step(str(step.get("type")))
+            recalled = kind.recalled(step) if kind is not None and step["type"].endswith("_result") else None
+            if recalled is not None:
+                self._given(recalled)
 
     def _next_round(self, number: int) -> None:
         """The next round sees everything this interaction has produced so far."""

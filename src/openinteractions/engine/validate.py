@@ -5,11 +5,9 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator
 from typing import Literal, cast
-from urllib.parse import urlsplit
 
 from ..backends.base import Capabilities
 from ..errors import failed_precondition, invalid_argument, not_supported
-from ..filestores.tool import check_tool as check_file_search
 from ..schema.generation import (
     AudioResponseFormat,
     GenerationConfig,
@@ -19,8 +17,9 @@ from ..schema.generation import (
 )
 from ..schema.requests import CONTENT_TYPES, CreateInteractionRequest
 from ..schema.steps import FunctionResultStep, Step, UserInputStep
-from ..schema.tools import SERVER_TOOL_TYPES, FileSearchTool, FunctionTool, McpServerTool
-from ..tools.mcp import FUNCTION_PREFIX, server_name
+from ..schema.tools import FunctionTool
+from ..tools.kind import ServerToolKind
+from ..tools.registry import SERVER_TOOLS
 from .agents import check_agent_shape
 from .inputs import READ_AS_TEXT
 
@@ -118,8 +117,8 @@ def check_capabilities(
 ) -> None:
     """Checks against what the chosen backend implements, and what server tools this server can run."""
     _check_generation_config(req.generation_config, caps, model, asks_for_audio(req))
-    functions = _check_tools(req, caps, model, tool_problem)
-    _check_tool_choice(req.generation_config, functions, any(isinstance(t, McpServerTool) for t in req.tools or []))
+    functions, kinds = _check_tools(req, caps, model, tool_problem)
+    _check_tool_choice(req.generation_config, functions, [kind for kind in kinds if kind.declared_later])
     _check_image_output(req, caps, model)
     fmt = text_response_format(req)
     wants_json = fmt is not None and (fmt.mime_type == "application/json" or fmt.schema_ is not None)
@@ -166,55 +165,31 @@ def _check_generation_config(config: GenerationConfig | None, caps: Capabilities
 
 def _check_tools(
     req: CreateInteractionRequest, caps: Capabilities, model: str, tool_problem: ToolProblem
-) -> list[FunctionTool]:
+) -> tuple[list[FunctionTool], list[ServerToolKind]]:
+    """The request's client functions, and the kinds of its server tools (tools/registry.py)."""
     functions: list[FunctionTool] = []
     seen: set[str] = set()
     server: set[str] = set()
+    kinds: list[ServerToolKind] = []
     for i, tool in enumerate(req.tools or []):
+        kind = SERVER_TOOLS.get(tool.type)
         if isinstance(tool, FunctionTool):
             functions.append(_check_function(tool, i, seen))
-        elif tool.type in SERVER_TOOL_TYPES:
-            problem = tool_problem(tool.type)
+        elif kind is not None:
+            problem = tool_problem(kind.type)
             if problem is not None:
                 raise not_supported(f"the {tool.type!r} tool (tools[{i}])", f"unavailable on this server: {problem}")
-            if tool.type in server:
-                raise invalid_argument(f"'tools[{i}]': the {tool.type!r} tool is listed twice")
-            if "enterprise_web_search" in (getattr(tool, "search_types", None) or []):
-                raise not_supported(f"'tools[{i}].search_types' 'enterprise_web_search'",
-                                    "not offered by this server (no enterprise index: web_search and image_search "
-                                    "search the local index or SearxNG)")  # fmt: skip
-            server.add(tool.type)
-            if isinstance(tool, FileSearchTool):
-                check_file_search(tool, i)
-        elif isinstance(tool, McpServerTool):
-            server.add(_check_mcp_server(tool, i, server, tool_problem))
+            server.add(kind.check(tool, i, server))
+            kinds.append(kind)
         else:
             raise not_supported(f"the {tool.type!r} tool (tools[{i}])")
     if (functions or server) and not caps.function_calling:
         raise not_supported("tool calling", f"not supported by model {model!r}")
     for function in functions:
-        if function.name in server:
-            raise invalid_argument(f"function {function.name!r} has the name of a server tool sent with it")
-        if str(function.name).startswith(FUNCTION_PREFIX) and any(s.startswith(FUNCTION_PREFIX) for s in server):
-            raise invalid_argument(f"function {function.name!r}: names that start with {FUNCTION_PREFIX!r} are "
-                                   "the functions of the request's MCP servers")  # fmt: skip
-    return functions
-
-
-def _check_mcp_server(tool: McpServerTool, i: int, server: set[str], tool_problem: ToolProblem) -> str:
-    """The server's name among the request's server tools (as FUNCTION_PREFIX + name)."""
-    problem = tool_problem("mcp_server")
-    if problem is not None:
-        raise not_supported(f"the 'mcp_server' tool (tools[{i}])", f"unavailable on this server: {problem}")
-    url = urlsplit(tool.url or "")
-    if url.scheme not in ("http", "https") or not url.hostname:
-        raise invalid_argument(f"'tools[{i}].url' must be an http or https URL (the MCP server's streamable HTTP "
-                               "endpoint)")  # fmt: skip
-    name = FUNCTION_PREFIX + server_name(tool)
-    if name in server:
-        raise invalid_argument(f"'tools[{i}]': the MCP server name {server_name(tool)!r} is used twice: give each "
-                               "mcp_server tool its own 'name'")  # fmt: skip
-    return name
+        clash = next(filter(None, (kind.name_clash(str(function.name)) for kind in kinds)), None)
+        if clash is not None:
+            raise invalid_argument(clash)
+    return functions, kinds
 
 
 def _check_function(tool: FunctionTool, i: int, seen: set[str]) -> FunctionTool:
@@ -233,18 +208,21 @@ def _check_function(tool: FunctionTool, i: int, seen: set[str]) -> FunctionTool:
     return tool
 
 
-def _check_tool_choice(config: GenerationConfig | None, functions: list[FunctionTool], mcp: bool) -> None:
-    """``mcp``: the request names MCP servers, whose functions are known once listed (FUNCTION_PREFIX...)."""
+def _check_tool_choice(
+    config: GenerationConfig | None, functions: list[FunctionTool], later: list[ServerToolKind]
+) -> None:
+    """``later``: the request's server tools whose functions are known once listed (MCP servers': a name in
+    their namespace may be chosen)."""
     choice = config.tool_choice if config else None
     if choice is None:
         return
     names = {f.name for f in functions}
     if isinstance(choice, ToolChoiceConfig):
         for name in choice.allowed_tools.tools or []:
-            if name not in names and not (mcp and name.startswith(FUNCTION_PREFIX)):
+            if name not in names and not any(kind.name_clash(name) for kind in later):
                 raise invalid_argument(f"'generation_config.tool_choice.allowed_tools' names unknown function {name!r}")
         mode = choice.allowed_tools.mode
     else:
         mode = choice
-    if mode in ("any", "validated") and not functions and not mcp:
+    if mode in ("any", "validated") and not functions and not later:
         raise failed_precondition(f"'generation_config.tool_choice' {mode!r} needs at least one function tool")

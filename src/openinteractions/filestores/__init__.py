@@ -1,6 +1,2 @@
-"""File search stores (Google's ``fileSearchStores``) and the ``file_search`` tool that searches them."""
-
-from .service import FileStores
-from .tool import FileSearch
-
-__all__ = ["FileSearch", "FileStores"]
+"""File search stores (Google's ``fileSearchStores``): documents chunked and indexed for hybrid retrieval,
+searched by the ``file_search`` tool (tools/file_search.py)."""

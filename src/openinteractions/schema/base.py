@@ -29,3 +29,15 @@ class WireModel(BaseModel):
 
     def encode(self) -> bytes:
         return self.model_dump_json(exclude_none=True, by_alias=True).encode()
+
+
+class OpenRecord(WireModel):
+    """A result record whose declared fields are all optional and which may carry more (tool output)."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+class QueryArguments(WireModel):
+    """The queries of a search call step (google_search's, google_maps')."""
+
+    queries: list[str] | None = None

@@ -2,20 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
 from pydantic import Field
 
-from .base import WireModel
-from .content import Annotation, Content, SummaryContent
-from .steps import (
-    CodeExecutionArguments,
-    GoogleSearchResultItem,
-    OpenRecord,
-    QueryArguments,
-    UrlContextArguments,
-    UrlContextResultItem,
-)
+from ..tools.registry import SERVER_TOOLS
+from .base import OpenRecord, QueryArguments, WireModel
+from .content import Annotation, SummaryContent
 
 
 class TextDelta(WireModel):
@@ -83,45 +76,6 @@ class FunctionResultDelta(WireModel):
     is_error: bool | None = None
 
 
-class CodeExecutionCallDelta(WireModel):
-    type: Literal["code_execution_call"] = "code_execution_call"
-    arguments: CodeExecutionArguments
-    signature: str | None = None
-
-
-class CodeExecutionResultDelta(WireModel):
-    type: Literal["code_execution_result"] = "code_execution_result"
-    result: list[Content] | str
-    is_error: bool | None = None
-    signature: str | None = None
-
-
-class UrlContextCallDelta(WireModel):
-    type: Literal["url_context_call"] = "url_context_call"
-    arguments: UrlContextArguments
-    signature: str | None = None
-
-
-class UrlContextResultDelta(WireModel):
-    type: Literal["url_context_result"] = "url_context_result"
-    result: list[UrlContextResultItem]
-    is_error: bool | None = None
-    signature: str | None = None
-
-
-class GoogleSearchCallDelta(WireModel):
-    type: Literal["google_search_call"] = "google_search_call"
-    arguments: QueryArguments
-    signature: str | None = None
-
-
-class GoogleSearchResultDelta(WireModel):
-    type: Literal["google_search_result"] = "google_search_result"
-    result: list[GoogleSearchResultItem]
-    is_error: bool | None = None
-    signature: str | None = None
-
-
 class GoogleMapsCallDelta(WireModel):
     type: Literal["google_maps_call"] = "google_maps_call"
     arguments: QueryArguments | None = None
@@ -134,54 +88,36 @@ class GoogleMapsResultDelta(WireModel):
     signature: str | None = None
 
 
-class FileSearchCallDelta(WireModel):
-    type: Literal["file_search_call"] = "file_search_call"
-    signature: str | None = None
+_CORE_DELTAS = (
+    TextDelta,
+    ImageDelta,
+    AudioDelta,
+    VideoDelta,
+    DocumentDelta,
+    TextAnnotationDelta,
+    ThoughtSummaryDelta,
+    ThoughtSignatureDelta,
+    ArgumentsDelta,
+    FunctionResultDelta,
+    GoogleMapsCallDelta,
+    GoogleMapsResultDelta,
+)
 
-
-class FileSearchResultDelta(WireModel):
-    type: Literal["file_search_result"] = "file_search_result"
-    result: list[OpenRecord]
-    signature: str | None = None
-
-
-class McpServerToolCallDelta(WireModel):
-    type: Literal["mcp_server_tool_call"] = "mcp_server_tool_call"
-    name: str
-    server_name: str
-    arguments: dict[str, Any]
-
-
-class McpServerToolResultDelta(WireModel):
-    type: Literal["mcp_server_tool_result"] = "mcp_server_tool_result"
-    result: dict[str, Any] | list[Any] | str
-    name: str | None = None
-    server_name: str | None = None
-    is_error: bool | None = None  # not in the API's schema: a failed call, or a server that did not answer
-
-
-Delta = Annotated[
-    TextDelta
-    | ImageDelta
-    | AudioDelta
-    | VideoDelta
-    | DocumentDelta
-    | TextAnnotationDelta
-    | ThoughtSummaryDelta
-    | ThoughtSignatureDelta
-    | ArgumentsDelta
-    | FunctionResultDelta
-    | CodeExecutionCallDelta
-    | CodeExecutionResultDelta
-    | UrlContextCallDelta
-    | UrlContextResultDelta
-    | GoogleSearchCallDelta
-    | GoogleSearchResultDelta
-    | GoogleMapsCallDelta
-    | GoogleMapsResultDelta
-    | FileSearchCallDelta
-    | FileSearchResultDelta
-    | McpServerToolCallDelta
-    | McpServerToolResultDelta,
-    Field(discriminator="type"),
-]
+if TYPE_CHECKING:  # the server tools' deltas are theirs (tools/registry.py): for the type checker, any model
+    Delta = (
+        TextDelta
+        | ImageDelta
+        | AudioDelta
+        | VideoDelta
+        | DocumentDelta
+        | TextAnnotationDelta
+        | ThoughtSummaryDelta
+        | ThoughtSignatureDelta
+        | ArgumentsDelta
+        | FunctionResultDelta
+        | GoogleMapsCallDelta
+        | GoogleMapsResultDelta
+        | WireModel
+    )
+else:
+    Delta = Annotated[Union[_CORE_DELTAS + SERVER_TOOLS.deltas()], Field(discriminator="type")]  # noqa: UP007

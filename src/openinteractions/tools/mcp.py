@@ -1,7 +1,8 @@
-"""The ``mcp_server`` tool: the tools of remote MCP servers, offered to the model and run by this server.
+"""The MCP client behind the ``mcp_server`` tool (tools/mcp_server.py).
 
-A request's MCP servers (``McpServers``) are asked for their tools when its run starts (``tools/list`` over
-streamable HTTP, with the official ``mcp`` SDK), once per run: a run taken over after a crash asks again. Each
+Each of a request's MCP servers (``McpServers``, a group of tools) is asked for its tools when the run starts
+(``tools/list`` over streamable HTTP, with the official ``mcp`` SDK), once per run: a run taken over after a
+crash asks again. Each
 allowed tool is offered to the model as a function named ``mcp__<server>__<tool>`` (``function_name``), which no
 client function of the request may take; a call runs as ``tools/call`` and shows as an ``mcp_server_tool_call``
 step and its ``mcp_server_tool_result`` (with ``is_error`` when the call failed or the server did not answer).
@@ -10,15 +11,13 @@ Every connection goes through the egress point under url_context's SSRF policy w
 (``tools.mcp_server.allow_networks``). Each exchange (connect, initialize, list or call) has
 ``tools.mcp_server.timeout_seconds``, so a dead server is an error, never a hang. The request's ``headers`` go to
 the MCP server and nowhere else: they are never logged, and every dump of the request shows their names only
-(``schema.tools.McpServerTool``).
+(``tools.mcp_server.McpServerTool``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
-import re
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -30,28 +29,10 @@ from mcp.client.streamable_http import streamable_http_client
 
 from ..config import McpServerSettings
 from ..egress import Egress
-from ..schema.tools import REDACTED, FunctionTool, McpServerTool
-from .builtin import Outcome
+from ..schema.functions import REDACTED, FunctionTool
+from .kind import BaseServerTool, Outcome, ServerTool
+from .mcp_server import LISTING, STEP, McpServerTool, function_name, server_name
 from .net import AddressPolicy
-
-STEP = "mcp_server_tool"  # the prefix of the step types: mcp_server_tool_call, mcp_server_tool_result
-KEY = "mcp_server"  # a request's MCP servers among its server tools, until their tools are listed
-FUNCTION_PREFIX = "mcp__"
-LISTING = "tools/list"  # the name of the call step that shows a server whose tools could not be listed
-_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
-
-
-def function_name(server: str, tool: str) -> str:
-    """The function the model calls: within OpenAI's 64 characters of ``[A-Za-z0-9_-]``, a hash where it is cut."""
-    name = f"{FUNCTION_PREFIX}{_UNSAFE.sub('_', server)}__{_UNSAFE.sub('_', tool)}"
-    if len(name) <= 64:
-        return name
-    return f"{name[:55]}_{hashlib.sha256(name.encode()).hexdigest()[:8]}"
-
-
-def server_name(tool: McpServerTool) -> str:
-    """The name steps show: the request's, or the host of its URL."""
-    return tool.name or (httpx.URL(tool.url or "").host or "mcp")
 
 
 @dataclass(frozen=True)
@@ -126,23 +107,23 @@ def problem(exc: BaseException, endpoint: Endpoint) -> str:
     return f"MCP server {endpoint.name!r} ({endpoint.url}) {what}"
 
 
-class McpTool:
+class McpTool(BaseServerTool):
     """One tool of one MCP server, as the tool loop runs it."""
 
-    name = STEP
+    step = STEP
 
     def __init__(self, connector: McpConnector, endpoint: Endpoint, tool: types.Tool) -> None:
         self.connector = connector
         self.endpoint = endpoint
         self.tool = tool
-        self.function = function_name(endpoint.name, tool.name)
+        self.name = self.function = function_name(endpoint.name, tool.name)
 
     def declaration(self) -> FunctionTool:
         about = f"Tool {self.tool.name!r} of the MCP server {self.endpoint.name!r}."
         description = f"{self.tool.description}\n{about}" if self.tool.description else about
         return FunctionTool(name=self.function, description=description, parameters=_schema(self.tool.inputSchema))
 
-    def call_step(self, arguments: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    def call_view(self, arguments: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
         return dict(arguments), {"name": self.tool.name, "server_name": self.endpoint.name}
 
     async def run(self, arguments: dict[str, Any]) -> Outcome:
@@ -156,52 +137,41 @@ class McpTool:
 
 
 class McpServers:
-    """A request's MCP servers; ``tools`` (function name → tool) once ``load`` has listed them."""
+    """A request's MCP server, as a group of tools: ``tools`` (function name → tool) once ``load`` has listed
+    them."""
 
-    name = KEY
-
-    def __init__(self, connector: McpConnector, endpoints: Sequence[Endpoint]) -> None:
+    def __init__(self, connector: McpConnector, endpoint: Endpoint) -> None:
         self.connector = connector
-        self.endpoints = {endpoint.name: endpoint for endpoint in endpoints}
-        self.tools: dict[str, McpTool] = {}
+        self.endpoint = endpoint
+        self.name = f"mcp_server:{endpoint.name}"
+        self.step = STEP
+        self.tools: dict[str, ServerTool] = {}
 
-    def declaration(self) -> FunctionTool:
-        raise LookupError("an MCP server's tools are declared once listed (McpServers.load)")
+    async def load(self) -> list[tuple[dict[str, Any], Any]]:
+        """List the server's allowed tools; if it fails, the listing's call step and its error."""
+        try:
+            listed = await self.connector.list_tools(self.endpoint)
+        except Exception as exc:  # anything the server or the way to it did: the run goes on without its tools
+            return [({"name": LISTING, "server_name": self.endpoint.name}, {"error": problem(exc, self.endpoint)})]
+        allowed = [tool for tool in listed if self.endpoint.allows(tool.name)]
+        for tool in allowed[: self.connector.settings.max_tools]:
+            mcp_tool = McpTool(self.connector, self.endpoint, tool)
+            self.tools[mcp_tool.function] = mcp_tool
+        return []
 
-    async def run(self, arguments: dict[str, Any]) -> Outcome:
-        raise LookupError("the model calls an MCP server's tools, not the server")
-
-    async def load(self) -> dict[str, str]:
-        """List every server's tools at once; the servers that failed, with why."""
-        endpoints = list(self.endpoints.values())
-        listed = await asyncio.gather(*(self._list(e) for e in endpoints), return_exceptions=True)
-        failures: dict[str, str] = {}
-        for endpoint, tools in zip(endpoints, listed, strict=True):
-            if isinstance(tools, BaseException):
-                failures[endpoint.name] = problem(tools, endpoint)
-                continue
-            for tool in tools[: self.connector.settings.max_tools]:
-                mcp_tool = McpTool(self.connector, endpoint, tool)
-                self.tools[mcp_tool.function] = mcp_tool
-        return failures
-
-    async def _list(self, endpoint: Endpoint) -> list[types.Tool]:
-        return [t for t in await self.connector.list_tools(endpoint) if endpoint.allows(t.name)]
-
-    def logged(self, server: str, tool: str) -> tuple[str, McpTool] | None:
+    def logged(self, call: dict[str, Any]) -> tuple[str, ServerTool] | None:
         """A call that a run taken over after a crash found logged without its result: the tool, under its
-        function name, before the servers are listed again (None: the request has no such server)."""
-        endpoint = self.endpoints.get(server)
-        if endpoint is None:
+        function name, before the server is listed again (None: another server's call)."""
+        if call.get("type") != f"{STEP}_call" or call.get("server_name") != self.endpoint.name:
             return None
-        mcp_tool = McpTool(self.connector, endpoint, types.Tool(name=tool, inputSchema={"type": "object"}))
+        tool = types.Tool(name=str(call.get("name", "")), inputSchema={"type": "object"})
+        mcp_tool = McpTool(self.connector, self.endpoint, tool)
         return mcp_tool.function, mcp_tool
 
-
-def listed_first(steps: Sequence[dict[str, Any] | None]) -> bool:
-    """An interaction's log opens with the failed listing of an MCP server (a run taken over after a crash)."""
-    first = steps[0] if steps else None
-    return first is not None and first.get("type") == f"{STEP}_call" and first.get("name") == LISTING
+    def opens(self, steps: Sequence[dict[str, Any] | None]) -> bool:
+        """An interaction's log opens with the failed listing of an MCP server (a run taken over after a crash)."""
+        first = steps[0] if steps else None
+        return first is not None and first.get("type") == f"{STEP}_call" and first.get("name") == LISTING
 
 
 def result_items(called: types.CallToolResult, max_chars: int) -> list[dict[str, Any]]:

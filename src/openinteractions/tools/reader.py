@@ -6,8 +6,9 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from .builtin import Outcome, UrlContext
+from .kind import Outcome
 from .search_index import LocalIndex
+from .url_context import UrlContext
 
 
 class DocumentReader:

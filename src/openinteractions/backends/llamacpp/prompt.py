@@ -9,31 +9,13 @@ re-rendered: their text lives in the signature, and feeding old reasoning back o
 from __future__ import annotations
 
 import json
-from typing import Any
 
 from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
-from ...schema.steps import (
-    CodeExecutionCallStep,
-    CodeExecutionResultStep,
-    FileSearchCallStep,
-    FileSearchResultStep,
-    FunctionCallStep,
-    FunctionResultStep,
-    GoogleSearchCallStep,
-    GoogleSearchResultStep,
-    McpServerToolCallStep,
-    McpServerToolResultStep,
-    ModelOutputStep,
-    Step,
-    ThoughtStep,
-    UrlContextCallStep,
-    UrlContextResultStep,
-    UserInputStep,
-)
+from ...schema.steps import Step, UserInputStep
 from ...schema.tools import FunctionTool
 from ..base import BackendError
-from ..tool_text import mcp_call_function, mcp_result_text, server_result_text
+from ..conversation import Call, ModelText, Result, Turn, UserTurn, conversation, text_of
 
 # Used when a GGUF carries no chat template.
 CHATML = (
@@ -67,10 +49,6 @@ def tool_instructions(functions: list[FunctionTool], must_call: bool) -> str:
     return "\n".join(lines)
 
 
-def _text(content: Any) -> str:
-    return "".join(block.text for block in content or [] if block.type == "text")
-
-
 def _user_text(step: UserInputStep) -> str:
     """The model reads text only: a document or recording reaches it as text (engine/inputs.py); any other part
     is refused rather than dropped unseen."""
@@ -79,39 +57,19 @@ def _user_text(step: UserInputStep) -> str:
             raise BackendError(
                 f"{block.type} input cannot be given to this model: it reads text only", "invalid_argument"
             )
-    return _text(step.content)
+    return text_of(step.content)
 
 
-def _as_json(value: Any) -> str:
-    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
-
-
-def _message(step: Step) -> tuple[str, str] | None:
-    """(role, text) for one history step; None for a thought (see above); a step it cannot carry is a 400."""
-    if isinstance(step, UserInputStep):
-        return "user", _user_text(step)
-    if isinstance(step, ModelOutputStep):
-        return "assistant", _text(step.content)
-    if isinstance(step, FunctionCallStep):
-        return "assistant", json.dumps([{"name": step.name, "arguments": step.arguments}], ensure_ascii=False)
-    if isinstance(step, FunctionResultStep):
-        outcome = "failed with" if step.is_error else "returned"
-        return "user", f"Function {step.name or step.call_id} {outcome}: {_as_json(step.result)}"
-    if isinstance(step, GoogleSearchCallStep | UrlContextCallStep | CodeExecutionCallStep):
-        arguments = step.arguments.model_dump(exclude_none=True, exclude={"language"})
-        return "assistant", json.dumps([{"name": step.type.removesuffix("_call"), "arguments": arguments}])
-    if isinstance(step, FileSearchCallStep):  # the spec's call step keeps no arguments
-        return "assistant", json.dumps([{"name": "file_search", "arguments": {}}])
-    if isinstance(step, GoogleSearchResultStep | UrlContextResultStep | CodeExecutionResultStep | FileSearchResultStep):
-        return "user", f"{step.type.removesuffix('_result')} returned:\n{server_result_text(step)}"
-    if isinstance(step, McpServerToolCallStep):
-        return "assistant", json.dumps([{"name": mcp_call_function(step), "arguments": step.arguments}])
-    if isinstance(step, McpServerToolResultStep):
-        outcome = "failed with" if step.is_error else "returned"
-        return "user", f"The MCP tool {outcome}:\n{mcp_result_text(step)}"
-    if isinstance(step, ThoughtStep):
-        return None
-    raise BackendError(f"a {step.type} step cannot be sent to this model", "invalid_argument")
+def _message(turn: Turn) -> tuple[str, str]:
+    """(role, text) for one turn of the conversation."""
+    if isinstance(turn, UserTurn):
+        return "user", _user_text(turn.step)
+    if isinstance(turn, ModelText):
+        return "assistant", turn.text
+    if isinstance(turn, Call):
+        return "assistant", json.dumps([{"name": turn.name, "arguments": turn.arguments}], ensure_ascii=False)
+    assert isinstance(turn, Result)
+    return "user", turn.heading + turn.text
 
 
 def chat_messages(history: list[Step], system: list[str]) -> list[dict[str, str]]:
@@ -119,11 +77,8 @@ def chat_messages(history: list[Step], system: list[str]) -> list[dict[str, str]
     system_text = "\n\n".join(part for part in system if part)
     if system_text:
         messages.append({"role": "system", "content": system_text})
-    for step in history:
-        rendered = _message(step)
-        if rendered is None:
-            continue
-        role, text = rendered
+    for turn in conversation(history):
+        role, text = _message(turn)
         if messages and messages[-1]["role"] == role and role != "system":
             messages[-1]["content"] = _merge(messages[-1]["content"], text)
         else:

@@ -14,27 +14,10 @@ import json
 from typing import Any
 
 from ...schema.content import AudioContent, DocumentContent, ImageContent, TextContent, VideoContent
-from ...schema.steps import (
-    CodeExecutionCallStep,
-    CodeExecutionResultStep,
-    FileSearchCallStep,
-    FileSearchResultStep,
-    FunctionCallStep,
-    FunctionResultStep,
-    GoogleSearchCallStep,
-    GoogleSearchResultStep,
-    McpServerToolCallStep,
-    McpServerToolResultStep,
-    ModelOutputStep,
-    Step,
-    ThoughtStep,
-    UrlContextCallStep,
-    UrlContextResultStep,
-    UserInputStep,
-)
+from ...schema.steps import ModelOutputStep, UserInputStep
 from ...schema.tools import FunctionTool
 from ..base import BackendError, GenerationRequest
-from ..tool_text import mcp_call_function, mcp_result_text, server_result_text
+from ..conversation import Call, ModelText, Result, UserTurn, conversation
 from .options import OpenAIOptions
 
 _AUDIO_FORMATS = {
@@ -68,54 +51,27 @@ def chat_messages(request: GenerationRequest, options: OpenAIOptions) -> list[di
     messages: list[dict[str, Any]] = []
     if request.system_instruction:
         messages.append({"role": "system", "content": request.system_instruction})
-    for i, step in enumerate(request.history):
-        _append(messages, step, i, options)
+    for turn in conversation(request.history):
+        if isinstance(turn, UserTurn):
+            messages.append({"role": "user", "content": _user_content(turn.step, turn.index, options)})
+        elif isinstance(turn, ModelText):
+            _append_text(messages, turn.text)
+        elif isinstance(turn, Call):
+            _append_call(messages, turn.id, turn.name, turn.arguments)
+        elif isinstance(turn, Result):
+            content = f"Error: {turn.text}" if turn.is_error else turn.text
+            messages.append({"role": "tool", "tool_call_id": turn.call_id, "content": content})
     return messages
 
 
-def _append(messages: list[dict[str, Any]], step: Step, i: int, options: OpenAIOptions) -> None:
-    if isinstance(step, UserInputStep):
-        messages.append({"role": "user", "content": _user_content(step, i, options)})
-    elif isinstance(step, ModelOutputStep):
-        text = _text(step.content)
-        last = messages[-1] if messages else None
-        if not text:
-            return
-        if last is not None and last["role"] == "assistant" and "tool_calls" not in last:
-            last["content"] += "\n\n" + text  # one turn's output, split by a thought
-        else:
-            messages.append({"role": "assistant", "content": text})
-    elif isinstance(step, FunctionCallStep):
-        _append_call(messages, step.id, step.name, step.arguments)
-    elif isinstance(step, GoogleSearchCallStep | UrlContextCallStep | CodeExecutionCallStep):
-        # Server tools are offered to the model as functions named after them; their calls replay as such.
-        arguments = step.arguments.model_dump(exclude_none=True, exclude={"language"})
-        _append_call(messages, step.id, step.type.removesuffix("_call"), arguments)
-    elif isinstance(step, FileSearchCallStep):  # the spec's call step keeps no arguments
-        _append_call(messages, step.id, "file_search", {})
-    elif isinstance(step, FileSearchResultStep):
-        messages.append({"role": "tool", "tool_call_id": step.call_id, "content": server_result_text(step)})
-    elif isinstance(step, GoogleSearchResultStep | UrlContextResultStep | CodeExecutionResultStep):
-        content = server_result_text(step)
-        messages.append({"role": "tool", "tool_call_id": step.call_id, "content": content})
-        if step.is_error:
-            messages[-1]["content"] = f"Error: {content}"
-    elif isinstance(step, McpServerToolCallStep):
-        _append_call(messages, step.id, mcp_call_function(step), step.arguments)
-    elif isinstance(step, McpServerToolResultStep):
-        content = mcp_result_text(step)
-        messages.append({"role": "tool", "tool_call_id": step.call_id, "content": content})
-        if step.is_error:
-            messages[-1]["content"] = f"Error: {content}"
-    elif isinstance(step, FunctionResultStep):
-        content = _result_text(step.result)
-        messages.append({"role": "tool", "tool_call_id": step.call_id, "content": content})
-        if step.is_error:
-            messages[-1]["content"] = f"Error: {content}"
-    elif isinstance(step, ThoughtStep):
+def _append_text(messages: list[dict[str, Any]], text: str) -> None:
+    last = messages[-1] if messages else None
+    if not text:
         return
+    if last is not None and last["role"] == "assistant" and "tool_calls" not in last:
+        last["content"] += "\n\n" + text  # one turn's output, split by a thought
     else:
-        raise BackendError(f"history step {i} ({step.type}) cannot be sent to this model", "invalid_argument")
+        messages.append({"role": "assistant", "content": text})
 
 
 def _append_call(messages: list[dict[str, Any]], call_id: str, name: str, arguments: dict[str, Any]) -> None:
@@ -201,20 +157,6 @@ def _audio(block: AudioContent, i: int) -> dict[str, str]:
             "invalid_argument",
         )
     return {"data": block.data, "format": fmt}
-
-
-def _result_text(result: Any) -> str:
-    """A result of text blocks (``{"content": [{"type": "text", ...}]}``, the SDK examples' shape) as its text."""
-    if isinstance(result, str):
-        return result
-    blocks = result.get("content") if isinstance(result, dict) and len(result) == 1 else result
-    if isinstance(blocks, list) and blocks and all(_is_text_block(b) for b in blocks):
-        return "".join(b["text"] for b in blocks)
-    return json.dumps(result, ensure_ascii=False)
-
-
-def _is_text_block(block: Any) -> bool:
-    return isinstance(block, dict) and block.get("type") == "text" and isinstance(block.get("text"), str)
 
 
 def _continuation(request: GenerationRequest, options: OpenAIOptions, body: dict[str, Any]) -> None:
