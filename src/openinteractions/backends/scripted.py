@@ -21,7 +21,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from ..schema.base import WireModel
 from ..schema.steps import ThoughtStep, UserInputStep
+from ..tools.registry import SERVER_TOOLS
 from .base import (
     REASONING_AND_TOOL_CONFIG,
     SAMPLING_CONFIG,
@@ -83,9 +85,6 @@ def load_script(path: Path) -> Script:
     return Script.model_validate(data)
 
 
-_TOOL_RESULTS = frozenset({"google_search_result", "code_execution_result", "url_context_result", "file_search_result"})
-
-
 def _user_text(request: GenerationRequest) -> str:
     """The text of this interaction's own input, not an earlier turn's."""
     turn = request.history[request.turn_start :]
@@ -94,13 +93,22 @@ def _user_text(request: GenerationRequest) -> str:
 
 def _last_result(request: GenerationRequest) -> str:
     for step in reversed(request.history):
-        if step.type in _TOOL_RESULTS:
+        if step.type.endswith("_result") and SERVER_TOOLS.of_step(step.type) is not None:
             result = step.result  # type: ignore[union-attr]
             if isinstance(result, str):
                 return result.strip()
-            items: Any = result or []
-            return " ".join(str(item.wire().get("text") or item.wire().get("snippet") or "") for item in items)
+            items: Any = result if isinstance(result, list) else [result]
+            return " ".join(_item_text(item.wire() if isinstance(item, WireModel) else item) for item in items)
     return ""
+
+
+def _item_text(item: Any) -> str:
+    """A result item's text (a page's, a search hit's snippet); an item with neither, as JSON."""
+    if not isinstance(item, dict):
+        return str(item)
+    if "text" in item or "snippet" in item:
+        return str(item.get("text") or item.get("snippet") or "")
+    return json.dumps(item, ensure_ascii=False)
 
 
 def _round(request: GenerationRequest) -> int:
