@@ -394,7 +394,8 @@ class Run:
         if kind is None or name not in self.job.tools:
             raise CannotContinue(f"the server stopped while {name} ran, and this server cannot run {name}")
         arguments = kind.logged_arguments(call)
-        self._interrupted = ServerCall(name, str(call.get("id", "")), arguments=arguments)
+        self._interrupted = ServerCall(name, str(call.get("id", "")), arguments=arguments or {},
+                                       lost=arguments is None)  # fmt: skip
         writer.function_calls = function_calls(steps)
         writer.resume_at(len(state.types), None)
         rounds, _ = round_start(state.types, self._reads_first(steps))

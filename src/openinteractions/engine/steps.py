@@ -47,6 +47,7 @@ class ServerCall:
     id: str
     fragments: list[str] = field(default_factory=list)
     arguments: dict[str, Any] = field(default_factory=dict)
+    lost: bool = False  # its arguments were not logged: a run taken over cannot run it again
 
 
 class StepWriter:

@@ -163,6 +163,11 @@ class ToolLoop:
         shown, fields = tool.call_view(call.arguments)
         if not logged:
             await self.writer.feed(ToolCall(tool=tool.step, id=call.id, arguments=shown, fields=fields))
+        if call.lost:  # the model is told, and calls again in its next round if it still needs to
+            lost = kind.lost_result(f"the server restarted while {tool.name} ran, and its call's arguments are not "
+                                    "kept: call it again")  # fmt: skip
+            await self.writer.feed(ToolResult(tool=tool.step, call_id=call.id, result=lost, is_error=True))
+            return
         loop = asyncio.get_running_loop()
         started = loop.time()
         try:

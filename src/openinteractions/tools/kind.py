@@ -201,9 +201,14 @@ class ServerToolKind:
         """How a prompt that renders results as text introduces its result."""
         return f"{self.type} returned:"
 
-    def logged_arguments(self, call: dict[str, Any]) -> dict[str, Any]:
-        """The arguments to run a logged call step again with (a run taken over after a crash)."""
-        return dict(call.get("arguments") or {})
+    def logged_arguments(self, call: dict[str, Any]) -> dict[str, Any] | None:
+        """The arguments to run a logged call step again with (a run taken over after a crash); None where its
+        step does not keep them (a bare step): the call is then answered as lost, and the model calls again."""
+        return None if self.bare else dict(call.get("arguments") or {})
+
+    def lost_result(self, message: str) -> Any:
+        """Its result when a call cannot be run again (``logged_arguments`` is None)."""
+        return [{"error": message}]
 
     def recalled(self, result: dict[str, Any]) -> Outcome | None:
         """What a logged result step gave the model, to cite (a run taken over after a crash)."""
