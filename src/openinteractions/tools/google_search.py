@@ -17,7 +17,16 @@ from ..egress import Egress, OriginPolicy
 from ..errors import not_supported
 from ..schema.base import OpenRecord, QueryArguments, WireModel
 from ..schema.functions import FunctionTool
-from .kind import BaseServerTool, Outcome, ServerToolKind, ToolCallStep, ToolDeclaration, ToolResultStep, Unavailable
+from .kind import (
+    BaseServerTool,
+    Outcome,
+    ServerToolKind,
+    ToolCallStep,
+    ToolDeclaration,
+    ToolResultStep,
+    Unavailable,
+    string_list,
+)
 from .net import Refused
 
 if TYPE_CHECKING:
@@ -134,10 +143,6 @@ def result_item(hit: Hit) -> dict[str, Any]:
     return item
 
 
-def _strings(maximum: int, length: int) -> dict[str, Any]:
-    return {"type": "array", "items": {"type": "string", "maxLength": length}, "minItems": 1, "maxItems": maximum}
-
-
 class GoogleSearch(BaseServerTool):
     """google_search as one request declared it (its search types)."""
 
@@ -149,7 +154,7 @@ class GoogleSearch(BaseServerTool):
         self.search_types = list(search_types or ["web_search"])
 
     def declaration(self) -> FunctionTool:
-        properties: dict[str, Any] = {"queries": _strings(3, 120)}
+        properties: dict[str, Any] = {"queries": string_list(3, 120)}
         description = "Search for current or factual information. Returns titles, URLs and snippets."
         if "image_search" in self.search_types:
             description += " An image search returns images (image_url) with their captions and the pages they are on."

@@ -40,6 +40,11 @@ class Outcome:
     chunks: list[dict[str, Any]] | None = None
 
 
+def string_list(maximum: int, length: int) -> dict[str, Any]:
+    """The JSON schema of a function argument that is 1 to ``maximum`` strings of up to ``length`` characters."""
+    return {"type": "array", "items": {"type": "string", "maxLength": length}, "minItems": 1, "maxItems": maximum}
+
+
 class ToolDeclaration(WireModel):
     """The base of every server tool's declaration in a request's ``tools``."""
 

@@ -14,7 +14,16 @@ import httpx
 from ..schema.base import OpenRecord, WireModel
 from ..schema.functions import FunctionTool
 from .google_search import recalled_sources
-from .kind import BaseServerTool, Outcome, ServerToolKind, ToolCallStep, ToolDeclaration, ToolResultStep, Unavailable
+from .kind import (
+    BaseServerTool,
+    Outcome,
+    ServerToolKind,
+    ToolCallStep,
+    ToolDeclaration,
+    ToolResultStep,
+    Unavailable,
+    string_list,
+)
 from .net import AddressPolicy, Fetched, Refused, SafeFetcher, TooManyRedirects
 
 if TYPE_CHECKING:
@@ -71,10 +80,6 @@ def urls_in(inputs: Sequence[Any]) -> list[str]:
     return list(dict.fromkeys(u.rstrip(".,;:!?)") for u in _URL.findall(text)))[:5]
 
 
-def _strings(maximum: int, length: int) -> dict[str, Any]:
-    return {"type": "array", "items": {"type": "string", "maxLength": length}, "minItems": 1, "maxItems": maximum}
-
-
 class UrlContext(BaseServerTool):
     name = step = "url_context"
 
@@ -87,7 +92,7 @@ class UrlContext(BaseServerTool):
         return FunctionTool(
             name=self.name,
             description="Read web pages: returns the readable text of each URL.",
-            parameters={"type": "object", "properties": {"urls": _strings(5, 500)}, "required": ["urls"]},
+            parameters={"type": "object", "properties": {"urls": string_list(5, 500)}, "required": ["urls"]},
         )
 
     def prelude(self, inputs: Sequence[Any]) -> dict[str, Any] | None:
