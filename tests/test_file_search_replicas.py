@@ -1,10 +1,11 @@
 """File search stores shared by replicas: two servers on one PostgreSQL database keep their stores, documents,
 chunks, uploads and operations there, so that what one is given the other finds. A store made and filled on A
 through google-genai is searched and cited on B; an upload started on A sends its bytes to B; a document deleted
-on B is gone on A; another key sees nothing of the store on either."""
+on B is gone on A; another key sees nothing of the store on either. The database out of reach is a 503."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,11 @@ from google.genai._interactions import NotFoundError
 
 import pg
 from live import FIXTURES, LiveServer
+from openinteractions.config import FileSearchSettings
+from openinteractions.errors import ApiError
+from openinteractions.filestores.service import FileStores
+from openinteractions.tools.file_search import FileSearch, FileSearchTool
+from pgcluster import private_cluster
 from test_file_search import ALICE, BOB, MARKDOWN, ask, client, steps_of, upload
 from test_tools import MODEL
 
@@ -106,3 +112,30 @@ def test_a_store_filled_on_one_replica_is_searched_and_changed_on_the_other(
     with client(a) as alice_on_a:
         assert {d.name for d in alice_on_a.file_search_stores.documents.list(parent=store)} == {puffins}
     assert not any((server.data_dir / "file_search.db").exists() for server in (a, b))  # all of it in PostgreSQL
+
+
+def test_the_database_out_of_reach_is_a_503_and_then_found_back(tmp_path: Path) -> None:
+    """PostgreSQL stopped under the stores: each call is a 503 (which a client may retry), the file_search tool
+    says so in its result, and once the database is back the same service carries on."""
+    with private_cluster() as cluster:
+        settings = FileSearchSettings(embeddings="none", chunk_tokens=16, chunk_overlap_tokens=0)
+        stores = FileStores(settings, tmp_path, cluster.url())
+        tool = FileSearch(stores, "o", FileSearchTool(file_search_store_names=["fileSearchStores/x"]))
+
+        async def scenario() -> None:
+            store = (await stores.create_store("o", {"displayName": "Kept"}))["name"]
+            tool.store_names = [store]
+            cluster.stop()
+            with pytest.raises(ApiError) as refused:
+                await stores.get_store("o", store)
+            assert refused.value.http_status == 503
+            outcome = await tool.run({"queries": ["anything"]})
+            assert outcome.is_error and "database failed" in outcome.result[0]["error"]
+            cluster.start()
+            assert (await stores.get_store("o", store))["displayName"] == "Kept"
+            assert (await tool.run({"queries": ["anything"]})).result == []
+
+        try:
+            asyncio.run(scenario())
+        finally:
+            stores.close()

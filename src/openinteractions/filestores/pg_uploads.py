@@ -25,6 +25,10 @@ from .uploads import (
     wrong_offset,
 )
 
+# The advisory lock of an upload's start ("oi_f" "upld"): a key of two ints, which store/replicas.py's list of
+# live servers (the locks of one bigint key) leaves out.
+_STARTS_LOCK = {"high": 0x6F695F66, "low": 0x75706C64}
+
 
 class SharedUploads:
     def __init__(self, catalog: PostgresCatalog) -> None:
@@ -42,8 +46,9 @@ class SharedUploads:
     def _start(self, upload: Upload) -> str:
         token = secrets.token_urlsafe(24)
         with self._catalog.begin() as conn:
-            # One start at a time, so that two replicas cannot both take the last place under the limits.
-            conn.execute(text("LOCK TABLE file_search_uploads IN SHARE ROW EXCLUSIVE MODE"))
+            # One start at a time, so that two replicas cannot both take the last place under the limits (the
+            # bytes of uploads under way need not wait for it).
+            conn.execute(text("SELECT pg_advisory_xact_lock(:high, :low)"), _STARTS_LOCK)
             conn.execute(text("DELETE FROM file_search_uploads WHERE started < :oldest"),
                          {"oldest": time.time() - UPLOAD_SECONDS})  # fmt: skip
             everyone, mine = conn.execute(

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import re
 import secrets
 from collections.abc import Awaitable, Callable
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 
 from ..config import FileSearchSettings
 from ..engine.documents import Unreadable
@@ -27,6 +28,7 @@ from .metadata_filter import parse
 from .retrieval import Retrieval
 from .uploads import LocalUploads, Upload, UploadSessions
 
+logger = logging.getLogger(__name__)
 STORE_PREFIX = "fileSearchStores/"
 _UPLOAD_RESPONSE = "type.googleapis.com/google.ai.generativelanguage.v1beta.UploadToFileSearchStoreResponse"
 _MAX_PAGE = 100
@@ -111,8 +113,8 @@ class FileStores:
         return await self._db_async(asyncio.to_thread(call, *args))
 
     async def _db_async(self, work: Awaitable[T]) -> T:
-        """PostgreSQL out of reach is a 503 (a retry may find it back), also for the file_search tool, which
-        reports an ``ApiError`` as its result."""
+        """A database error as an ``ApiError`` (``_unavailable``), also for the file_search tool, which reports
+        one as its result."""
         try:
             return await work
         except SQLAlchemyError as exc:
@@ -227,11 +229,14 @@ class FileStores:
                      response: dict[str, Any]) -> None:  # fmt: skip
         body: dict[str, Any] = {"name": operation, "done": True, "response": response}
         try:
-            await self._chunk_and_store(upload, data, document)
-        except (Unreadable, EmbeddingError) as exc:
-            await self._db(self.catalog.fail, document, str(exc), now())
-            body = {"name": operation, "done": True, "error": {"code": 3, "message": str(exc)}}
-        await self._db(self.catalog.put_operation, operation, upload.owner, body)
+            try:
+                await self._chunk_and_store(upload, data, document)
+            except (Unreadable, EmbeddingError) as exc:
+                await self._db(self.catalog.fail, document, str(exc), now())
+                body = {"name": operation, "done": True, "error": {"code": 3, "message": str(exc)}}
+            await self._db(self.catalog.put_operation, operation, upload.owner, body)
+        except ApiError as exc:  # the database failed: the document stays pending, its operation not done
+            logger.warning("file_search: indexing %s failed: %s", document, exc.message)
 
     async def _chunk_and_store(self, upload: Upload, data: bytes, document: str) -> None:
         tokens, overlap = upload.chunking
@@ -279,7 +284,10 @@ class FileStores:
 
 
 def _unavailable(exc: SQLAlchemyError) -> ApiError:
-    return ApiError(503, f"the file search stores' database failed: {type(exc).__name__}")
+    """The database out of reach (a restart, a failover) is a 503, which a retry may get past; anything else a
+    500."""
+    status = 503 if isinstance(exc, OperationalError | InterfaceError) else 500
+    return ApiError(status, f"the file search stores' database failed: {type(exc).__name__}")
 
 
 def _store_resource(row: Record, counts: dict[str, int]) -> dict[str, Any]:
