@@ -1,7 +1,7 @@
-"""The catalog of the file search stores: what the service (service.py) and retrieval (retrieval.py) ask of it,
-and which one a server gets. Where the server's store is SQLite, its own SQLite file (sqlite_catalog.py: one
-server); where it is PostgreSQL, tables in that database (pg_catalog.py), so that every replica sees the same
-stores, documents, chunks and operations.
+"""The catalog of the file search stores: what the service (service.py) and retrieval (retrieval.py) ask of it.
+Which one a server gets follows its store (service.py picks it): where the store is SQLite, a SQLite file of its
+own (sqlite_catalog.py: one server); where it is PostgreSQL, tables in that database (pg_catalog.py), so that
+every replica sees the same stores, documents, chunks and operations.
 
 Every method is synchronous: callers run it in a thread. A store or document is a ``Record``, its columns by
 name: a store's ``name``, ``owner``, ``display_name``, ``embedding_model``, ``create_time``, ``update_time``; a
