@@ -1,8 +1,8 @@
 """file_search and file search stores, end to end through google-genai: a store is created, a PDF, a markdown and
 an HTML file are uploaded (resumable, as the SDK does it) and chunked, the scripted model calls file_search, the
 answer cites the chunk it drew on; another key can neither see nor use the store; a deleted document is no longer
-found. A generated corpus measures recall@5 of BM25 alone and of BM25 fused with embeddings. The tests of the
-service itself run on both catalogs: SQLite, and PostgreSQL (a scratch database); tests/test_file_search_replicas.py
+found. A generated corpus measures recall@5 of BM25 alone and of BM25 fused with embeddings. The server, and the
+service itself, run on both catalogs: SQLite, and PostgreSQL (a scratch database); tests/test_file_search_replicas.py
 runs servers that share one."""
 
 from __future__ import annotations
@@ -56,18 +56,21 @@ PDF_PAGES = (
 )
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """The server, on each store: its file search stores follow it (a SQLite file, or PostgreSQL's tables)."""
     workdir = tmp_path_factory.mktemp("filesearch")
     log = workdir / "netguard.log"
-    sections: dict[str, dict[str, Any]] = {
-        "auth": {"api_keys": [ALICE, BOB]},
-        f"models.{MODEL}": {"backend": "scripted", "inline": True, "script": FIXTURES / "seed.json"},
-        "tools.file_search": {"chunk_tokens": 40, "chunk_overlap_tokens": 8},
-    }
-    live = LiveServer(workdir, sections, env={**netguard.server_env(log), "HF_HUB_OFFLINE": "1"}).start()
-    yield live
-    live.stop()
+    with pg.store_section(request.param) as store:
+        sections: dict[str, dict[str, Any]] = {
+            "auth": {"api_keys": [ALICE, BOB]},
+            f"models.{MODEL}": {"backend": "scripted", "inline": True, "script": FIXTURES / "seed.json"},
+            "tools.file_search": {"chunk_tokens": 40, "chunk_overlap_tokens": 8},
+            "store": store,
+        }
+        live = LiveServer(workdir, sections, env={**netguard.server_env(log), "HF_HUB_OFFLINE": "1"}).start()
+        yield live
+        live.stop()
     netguard.no_packets_left(log)
 
 
