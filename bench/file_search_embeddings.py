@@ -59,7 +59,7 @@ def minilm() -> tuple[Embed, Embed]:
 def bm25_ranking(passages: list[str], query: str) -> list[int]:
     import sqlite3
 
-    from openinteractions.filestores.catalog import match_expression
+    from openinteractions.filestores.sqlite_catalog import match_expression
 
     db = sqlite3.connect(":memory:")
     db.execute("CREATE VIRTUAL TABLE t USING fts5(text, tokenize = 'porter unicode61')")

@@ -1,7 +1,9 @@
 """file_search and file search stores, end to end through google-genai: a store is created, a PDF, a markdown and
 an HTML file are uploaded (resumable, as the SDK does it) and chunked, the scripted model calls file_search, the
 answer cites the chunk it drew on; another key can neither see nor use the store; a deleted document is no longer
-found. A generated corpus measures recall@5 of BM25 alone and of BM25 fused with embeddings."""
+found. A generated corpus measures recall@5 of BM25 alone and of BM25 fused with embeddings. The server, and the
+service itself, run on both catalogs: SQLite, and PostgreSQL (a scratch database); tests/test_file_search_replicas.py
+runs servers that share one."""
 
 from __future__ import annotations
 
@@ -21,8 +23,10 @@ from google.genai import errors
 from google.genai._interactions import BadRequestError, NotFoundError
 
 import netguard
+import pg
 from live import FIXTURES, LiveServer
 from openinteractions.config import FileSearchSettings
+from openinteractions.errors import ApiError
 from openinteractions.filestores.chunking import chunk_document
 from openinteractions.filestores.metadata_filter import FilterError, parse
 from openinteractions.filestores.service import FileStores
@@ -52,18 +56,21 @@ PDF_PAGES = (
 )
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """The server, on each store: its file search stores follow it (a SQLite file, or PostgreSQL's tables)."""
     workdir = tmp_path_factory.mktemp("filesearch")
     log = workdir / "netguard.log"
-    sections: dict[str, dict[str, Any]] = {
-        "auth": {"api_keys": [ALICE, BOB]},
-        f"models.{MODEL}": {"backend": "scripted", "inline": True, "script": FIXTURES / "seed.json"},
-        "tools.file_search": {"chunk_tokens": 40, "chunk_overlap_tokens": 8},
-    }
-    live = LiveServer(workdir, sections, env={**netguard.server_env(log), "HF_HUB_OFFLINE": "1"}).start()
-    yield live
-    live.stop()
+    with pg.store_section(request.param) as store:
+        sections: dict[str, dict[str, Any]] = {
+            "auth": {"api_keys": [ALICE, BOB]},
+            f"models.{MODEL}": {"backend": "scripted", "inline": True, "script": FIXTURES / "seed.json"},
+            "tools.file_search": {"chunk_tokens": 40, "chunk_overlap_tokens": 8},
+            "store": store,
+        }
+        live = LiveServer(workdir, sections, env={**netguard.server_env(log), "HF_HUB_OFFLINE": "1"}).start()
+        yield live
+        live.stop()
     netguard.no_packets_left(log)
 
 
@@ -308,10 +315,20 @@ def corpus(count: int, seed: int = 7) -> list[tuple[str, str]]:
     ]
 
 
-def test_recall_at_5_of_bm25_and_fused(tmp_path: Path) -> None:
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(request: pytest.FixtureRequest) -> Iterator[str | None]:
+    """The store database a ``FileStores`` is given: None (its SQLite catalog), or a scratch PostgreSQL one."""
+    if request.param == "sqlite":
+        yield None
+        return
+    with pg.scratch_database() as name:
+        yield pg.url(name)
+
+
+def test_recall_at_5_of_bm25_and_fused(tmp_path: Path, database: str | None) -> None:
     pairs = corpus(60)
     settings = FileSearchSettings(chunk_tokens=64, wait_seconds=60)
-    stores = FileStores(settings, tmp_path)
+    stores = FileStores(settings, tmp_path, database)
     if stores.embedder is None:
         pytest.skip(f"no embedder: {stores.embedder_problem}")
 
@@ -332,7 +349,9 @@ def test_recall_at_5_of_bm25_and_fused(tmp_path: Path) -> None:
 
     bm25, fused = asyncio.run(measure())
     stores.close()
-    print(f"\nrecall@5 on {len(pairs)} generated passages: BM25 {bm25:.2f}, BM25+{stores.embedding_model} {fused:.2f}")
+    catalog = "PostgreSQL" if database else "SQLite"
+    print(f"\nrecall@5 on {len(pairs)} generated passages ({catalog}): BM25 {bm25:.2f}, "
+          f"BM25+{stores.embedding_model} {fused:.2f}")  # fmt: skip
     assert fused >= bm25 - 0.02
     assert bm25 > 0.3  # the event's word narrows BM25 to a few passages
 
@@ -367,20 +386,22 @@ class Embeddings(BaseHTTPRequestHandler):
         pass
 
 
-async def _upload(stores: FileStores, store: str, text: str, name: str) -> dict[str, Any]:
-    token = await stores.start_upload("o", store, {"displayName": name}, len(text), "text/plain", "")
+async def _upload(stores: FileStores, store: str, text: str, name: str, owner: str = "o",
+                  **body: Any) -> dict[str, Any]:  # fmt: skip
+    token = await stores.start_upload(owner, store, {"displayName": name, **body}, len(text), "text/plain", "")
     operation = await stores.upload_bytes(token, 0, text.encode(), finalize=True)
     assert operation is not None
     return operation
 
 
-def test_embeddings_from_an_openai_compatible_server(tmp_path: Path) -> None:
+def test_embeddings_from_an_openai_compatible_server(tmp_path: Path, database: str | None) -> None:
+    Embeddings.asked.clear()
     server = ThreadingHTTPServer(("127.0.0.1", 0), Embeddings)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     url = f"http://127.0.0.1:{server.server_address[1]}/v1"
     settings = FileSearchSettings(embeddings="openai", embeddings_url=url, embeddings_model="bge-m3",
                                   embeddings_api_key="secret")  # fmt: skip
-    stores = FileStores(settings, tmp_path)
+    stores = FileStores(settings, tmp_path, database)
 
     async def scenario() -> None:
         store = await stores.create_store("o", {})
@@ -410,3 +431,119 @@ def test_embeddings_from_an_openai_compatible_server(tmp_path: Path) -> None:
     assert [a["path"] for a in asked] == ["/v1/embeddings", "/v1/embeddings"]
     assert {a["model"] for a in asked} == {"bge-m3"} and asked[0]["auth"] == "Bearer secret"
     assert asked[1]["input"] == ["heron reeds"]
+
+
+# ---- the service on either catalog -------------------------------------------------------------------------
+
+
+def bm25_only(folder: Path, database: str | None) -> FileStores:
+    settings = FileSearchSettings(embeddings="none", chunk_tokens=16, chunk_overlap_tokens=0, wait_seconds=30)
+    return FileStores(settings, folder, database)
+
+
+async def refused(status: int, work: Any) -> ApiError:
+    with pytest.raises(ApiError) as error:
+        await work
+    assert error.value.http_status == status, error.value.message
+    return error.value
+
+
+def titles(found: list[Any]) -> list[str]:
+    return [f.document_title for f in found]
+
+
+def test_owners_uploads_and_deletions_on_either_catalog(tmp_path: Path, database: str | None) -> None:
+    """What the live tests check through google-genai, at the service and on both catalogs: another owner finds
+    nothing of a store; a resumable upload takes its bytes in order, within the limits; a metadata filter picks
+    documents; a deleted document, and a deleted store, are no longer found."""
+    stores = bm25_only(tmp_path, database)
+
+    async def scenario() -> None:
+        store = (await stores.create_store("alice", {"displayName": "Birds"}))["name"]
+        heron = "The grey heron waits in the reeds by the river."
+        done = await _upload(
+            stores, store, heron, "heron", "alice", customMetadata=[{"key": "kind", "stringValue": "bird"}]
+        )
+        operation, document = done["name"], done["response"]["documentName"]
+        assert done["done"] and (await stores.get_operation("alice", operation)) == done
+        assert titles(await stores.search("alice", [store], "heron reeds", 5, None)) == ["heron"]
+        assert await stores.search("alice", [store], "heron", 5, 'kind = "fish"') == []
+        assert await stores.search("alice", [store], "zebra!", 5, None) == []
+
+        # Bob sees none of it, and can do nothing with it.
+        assert (await stores.list_stores("bob", None, None))["fileSearchStores"] == []
+        assert stores.missing_store("bob", [store]) == store and stores.missing_store("alice", [store]) is None
+        for attempt in (stores.get_store("bob", store), stores.list_documents("bob", store, None, None),
+                        stores.get_document("bob", document), stores.delete_document("bob", document, True),
+                        stores.delete_store("bob", store, True), stores.get_operation("bob", operation),
+                        stores.search("bob", [store], "heron", 5, None),
+                        stores.start_upload("bob", store, {}, 10, "text/plain", "x")):  # fmt: skip
+            await refused(404, attempt)
+
+        # A resumable upload: its bytes in order, at the offset it has reached; the URL is spent once finalised.
+        egret = b"The little egret hunts in the shallow water of the estuary."
+        token = await stores.start_upload("alice", store, {"displayName": "egret"}, len(egret), "text/plain", "")
+        await refused(400, stores.upload_bytes(token, 5, egret[5:], True))
+        assert await stores.upload_bytes(token, 0, egret[:20], False) is None
+        await refused(400, stores.upload_bytes(token, 0, egret, True))
+        assert (await stores.upload_bytes(token, 20, egret[20:], True) or {})["done"]
+        await refused(404, stores.upload_bytes(token, len(egret), b"", True))
+        token = await stores.start_upload("alice", store, {}, 4, "text/plain", "")
+        await refused(400, stores.upload_bytes(token, 0, b"too long", True))  # more than it announced: dropped
+        await refused(404, stores.upload_bytes(token, 0, b"four", True))
+        pending = [await stores.start_upload("alice", store, {}, 4, "text/plain", "") for _ in range(8)]
+        await refused(429, stores.start_upload("alice", store, {}, 4, "text/plain", ""))
+        for token in pending:  # finishing them makes room again
+            assert (await stores.upload_bytes(token, 0, b"wren", True) or {})["done"]
+        counts = await stores.get_store("alice", store)
+        assert (counts["activeDocumentsCount"], counts["sizeBytes"]) == ("10", str(len(heron) + len(egret) + 32))
+
+        # Deletions: a document with chunks needs force; then it, and later the whole store, are not found.
+        await refused(400, stores.delete_document("alice", document, False))
+        await stores.delete_document("alice", document, True)
+        assert titles(await stores.search("alice", [store], "heron egret", 5, None)) == ["egret"]
+        await refused(404, stores.get_document("alice", document))
+        await refused(400, stores.delete_store("alice", store, False))
+        await stores.delete_store("alice", store, True)
+        await refused(404, stores.search("alice", [store], "egret", 5, None))
+        assert (await stores.list_stores("alice", None, None))["fileSearchStores"] == []
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        stores.close()
+
+
+def test_two_servers_on_one_postgresql_database_share_stores_uploads_and_operations(tmp_path: Path) -> None:
+    """Two services on one PostgreSQL database, as two replicas have: they make the tables together, an upload
+    started on A takes its bytes on either (two requests at one offset: one wins, the other is told the offset),
+    and what one does, the other sees."""
+    with pg.scratch_database() as name:
+        a, b = bm25_only(tmp_path / "a", pg.url(name)), bm25_only(tmp_path / "b", pg.url(name))
+
+        async def scenario() -> None:
+            made = await asyncio.gather(a.create_store("alice", {"displayName": "A"}),
+                                        b.create_store("alice", {"displayName": "B"}))  # fmt: skip
+            store = made[0]["name"]
+            assert {s["name"] for s in (await b.list_stores("alice", None, None))["fileSearchStores"]} == {
+                m["name"] for m in made
+            }
+            text = b"Puffins nest in burrows on the cliffs of Skomer island."
+            token = await a.start_upload("alice", store, {"displayName": "puffins"}, len(text), "text/plain", "")
+            first = text[:10]
+            raced = await asyncio.gather(a.upload_bytes(token, 0, first, False), b.upload_bytes(token, 0, first, False),
+                                         return_exceptions=True)  # fmt: skip
+            assert None in raced and any(isinstance(r, ApiError) and r.http_status == 400 for r in raced), raced
+            operation = await b.upload_bytes(token, 10, text[10:], True)
+            assert operation is not None and operation["done"]
+            assert await a.get_operation("alice", operation["name"]) == operation
+            assert titles(await a.search("alice", [store], "puffin burrows", 5, None)) == ["puffins"]
+            await b.delete_document("alice", operation["response"]["documentName"], True)
+            assert await a.search("alice", [store], "puffin burrows", 5, None) == []
+            await refused(404, b.get_store("bob", store))
+
+        try:
+            asyncio.run(scenario())
+        finally:
+            a.close()
+            b.close()

@@ -50,6 +50,8 @@ def build_service(settings: Settings, config_dir: Path) -> InteractionService:
     signer = ThoughtSigner((settings.signing_key or candidate).encode())
     webhooks = Webhooks(settings.webhooks, store)
     toolbox = Toolbox(settings.tools, data_dir)
+    if toolbox.file_stores is not None:  # on PostgreSQL, the stores are kept there for every replica
+        toolbox.file_stores.use_database(url)
     return InteractionService(
         settings, store, log, registry, signer, toolbox, webhooks=webhooks, key_candidate=candidate
     )

@@ -1,44 +1,23 @@
-"""The file search stores of every owner, in one SQLite database beside the server's (``file_search.db``).
+"""The catalog of the file search stores: what the service (service.py) and retrieval (retrieval.py) ask of it.
+Which one a server gets follows its store (service.py picks it): where the store is SQLite, a SQLite file of its
+own (sqlite_catalog.py: one server); where it is PostgreSQL, tables in that database (pg_catalog.py), so that
+every replica sees the same stores, documents, chunks and operations.
 
-A store belongs to the key that created it; its documents and their chunks belong to the store. Each chunk's
-text is in an FTS5 table (BM25, as the local search index ranks) and its embedding, when the store has an
-embedder, beside it as float32 bytes. Operations (upload, import) are kept with their owner.
-Synchronous: callers run it in a thread; one connection, one lock.
+Every method is synchronous: callers run it in a thread. A store or document is a ``Record``, its columns by
+name: a store's ``name``, ``owner``, ``display_name``, ``embedding_model``, ``create_time``, ``update_time``; a
+document's ``name``, ``store``, ``display_name``, ``mime_type``, ``size_bytes``, ``metadata`` (JSON text),
+``state``, ``error``, ``create_time``, ``update_time``.
 """
 
 from __future__ import annotations
 
-import json
-import re
-import sqlite3
-import threading
-from array import array
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from .chunking import Chunk
 
-_SCHEMA = """
-PRAGMA journal_mode = WAL;
-CREATE TABLE IF NOT EXISTS stores (name TEXT PRIMARY KEY, owner TEXT NOT NULL, display_name TEXT NOT NULL,
-                                   embedding_model TEXT NOT NULL, create_time TEXT NOT NULL,
-                                   update_time TEXT NOT NULL);
-CREATE INDEX IF NOT EXISTS stores_owner ON stores (owner, create_time);
-CREATE TABLE IF NOT EXISTS documents (name TEXT PRIMARY KEY, store TEXT NOT NULL, display_name TEXT NOT NULL,
-                                      mime_type TEXT NOT NULL, size_bytes INTEGER NOT NULL,
-                                      metadata TEXT NOT NULL, state TEXT NOT NULL, error TEXT,
-                                      create_time TEXT NOT NULL, update_time TEXT NOT NULL);
-CREATE INDEX IF NOT EXISTS documents_store ON documents (store, create_time);
-CREATE TABLE IF NOT EXISTS chunks (id INTEGER PRIMARY KEY, document TEXT NOT NULL, store TEXT NOT NULL,
-                                   ordinal INTEGER NOT NULL, page INTEGER, text TEXT NOT NULL, vector BLOB);
-CREATE INDEX IF NOT EXISTS chunks_document ON chunks (document);
-CREATE INDEX IF NOT EXISTS chunks_store ON chunks (store);
-CREATE VIRTUAL TABLE IF NOT EXISTS chunk_text USING fts5(text, tokenize = 'porter unicode61');
-CREATE TABLE IF NOT EXISTS operations (name TEXT PRIMARY KEY, owner TEXT NOT NULL, body TEXT NOT NULL);
-"""
+Record = Mapping[str, Any]
 
 
 @dataclass(frozen=True)
@@ -54,166 +33,70 @@ class Found:
     metadata: list[dict[str, Any]]
 
 
-def match_expression(query: str) -> str:
-    """Any of the query's words, each quoted so that FTS5 syntax in a query is just text."""
-    terms = re.findall(r"\w+", query.lower())
-    return " OR ".join(f'"{term}"' for term in dict.fromkeys(terms))
+class StoreGone(LookupError):
+    """The store a document was being added to was deleted meanwhile (by another replica)."""
 
 
-class Catalog:
-    def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._db.row_factory = sqlite3.Row
-        self._db.executescript(_SCHEMA)
-        self._lock = threading.Lock()
-
-    def close(self) -> None:
-        self._db.close()
-
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
-
-    def _all(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
-        with self._lock:
-            return self._db.execute(sql, params).fetchall()
+class Catalog(Protocol):
+    def close(self) -> None: ...
 
     # stores
 
-    def add_store(self, name: str, owner: str, display_name: str, embedding_model: str, now: str) -> None:
-        with self._transaction() as db:
-            db.execute("INSERT INTO stores VALUES (?, ?, ?, ?, ?, ?)", (name, owner, display_name, embedding_model,
-                                                                        now, now))  # fmt: skip
+    def add_store(self, name: str, owner: str, display_name: str, embedding_model: str, now: str) -> None: ...
 
-    def store(self, owner: str, name: str) -> sqlite3.Row | None:
-        rows = self._all("SELECT * FROM stores WHERE name = ? AND owner = ?", (name, owner))
-        return rows[0] if rows else None
+    def store(self, owner: str, name: str) -> Record | None: ...
 
-    def stores(self, owner: str, offset: int, limit: int) -> list[sqlite3.Row]:
-        sql = "SELECT * FROM stores WHERE owner = ? ORDER BY create_time, name LIMIT ? OFFSET ?"
-        return self._all(sql, (owner, limit, offset))
+    def stores(self, owner: str, offset: int, limit: int) -> list[Record]: ...
 
-    def store_count(self, owner: str) -> int:
-        return int(self._all("SELECT count(*) FROM stores WHERE owner = ?", (owner,))[0][0])
+    def store_count(self, owner: str) -> int: ...
 
     def document_counts(self, store: str) -> dict[str, int]:
         """Documents by state, and ``size_bytes``: the sum of the active documents' sizes."""
-        rows = self._all("SELECT state, count(*), sum(size_bytes) FROM documents WHERE store = ? GROUP BY state",
-                         (store,))  # fmt: skip
-        counts = {row[0]: int(row[1]) for row in rows}
-        counts["size_bytes"] = sum(int(row[2] or 0) for row in rows if row[0] == "STATE_ACTIVE")
-        return counts
+        ...
 
-    def remove_store(self, name: str) -> None:
-        with self._transaction() as db:
-            db.execute("DELETE FROM chunk_text WHERE rowid IN (SELECT id FROM chunks WHERE store = ?)", (name,))
-            db.execute("DELETE FROM chunks WHERE store = ?", (name,))
-            db.execute("DELETE FROM documents WHERE store = ?", (name,))
-            db.execute("DELETE FROM stores WHERE name = ?", (name,))
+    def remove_store(self, name: str) -> None: ...
 
     # documents
 
     def add_document(self, name: str, store: str, display_name: str, mime_type: str, size: int,
                      metadata: list[dict[str, Any]], now: str) -> None:  # fmt: skip
-        with self._transaction() as db:
-            db.execute(
-                "INSERT INTO documents VALUES (?, ?, ?, ?, ?, ?, 'STATE_PENDING', NULL, ?, ?)",
-                (name, store, display_name, mime_type, size, json.dumps(metadata), now, now),
-            )
+        """A pending document; ``StoreGone`` where the store is no longer there."""
+        ...
 
     def activate(self, document: str, chunks: list[Chunk], vectors: list[list[float]] | None, now: str) -> bool:
         """The document's chunks are stored and it becomes active; False if it was deleted meanwhile."""
-        with self._transaction() as db:
-            row = db.execute("SELECT store FROM documents WHERE name = ?", (document,)).fetchone()
-            if row is None:
-                return False
-            for ordinal, chunk in enumerate(chunks):
-                vector = array("f", vectors[ordinal]).tobytes() if vectors is not None else None
-                cursor = db.execute(
-                    "INSERT INTO chunks (document, store, ordinal, page, text, vector) VALUES (?, ?, ?, ?, ?, ?)",
-                    (document, row[0], ordinal, chunk.page, chunk.text, vector),
-                )
-                db.execute("INSERT INTO chunk_text (rowid, text) VALUES (?, ?)", (cursor.lastrowid, chunk.text))
-            db.execute("UPDATE documents SET state = 'STATE_ACTIVE', update_time = ? WHERE name = ?", (now, document))
-        return True
+        ...
 
-    def fail(self, document: str, error: str, now: str) -> None:
-        with self._transaction() as db:
-            db.execute("UPDATE documents SET state = 'STATE_FAILED', error = ?, update_time = ? WHERE name = ?",
-                       (error, now, document))  # fmt: skip
+    def fail(self, document: str, error: str, now: str) -> None: ...
 
-    def document(self, store: str, name: str) -> sqlite3.Row | None:
-        rows = self._all("SELECT * FROM documents WHERE name = ? AND store = ?", (name, store))
-        return rows[0] if rows else None
+    def document(self, store: str, name: str) -> Record | None: ...
 
-    def documents(self, store: str, offset: int, limit: int) -> list[sqlite3.Row]:
-        sql = "SELECT * FROM documents WHERE store = ? ORDER BY create_time, name LIMIT ? OFFSET ?"
-        return self._all(sql, (store, limit, offset))
+    def documents(self, store: str, offset: int, limit: int) -> list[Record]: ...
 
-    def active_documents(self, stores: list[str]) -> list[sqlite3.Row]:
-        marks = ",".join("?" * len(stores))
-        sql = f"SELECT name, metadata FROM documents WHERE store IN ({marks}) AND state = 'STATE_ACTIVE'"
-        return self._all(sql, stores)
+    def active_documents(self, stores: list[str]) -> list[tuple[str, str]]:
+        """(name, metadata JSON) of the active documents of ``stores``."""
+        ...
 
-    def chunk_count(self, document: str) -> int:
-        return int(self._all("SELECT count(*) FROM chunks WHERE document = ?", (document,))[0][0])
+    def chunk_count(self, document: str) -> int: ...
 
-    def remove_document(self, name: str) -> None:
-        with self._transaction() as db:
-            db.execute("DELETE FROM chunk_text WHERE rowid IN (SELECT id FROM chunks WHERE document = ?)", (name,))
-            db.execute("DELETE FROM chunks WHERE document = ?", (name,))
-            db.execute("DELETE FROM documents WHERE name = ?", (name,))
+    def remove_document(self, name: str) -> None: ...
 
     # operations
 
-    def put_operation(self, name: str, owner: str, body: dict[str, Any]) -> None:
-        with self._transaction() as db:
-            db.execute("INSERT OR REPLACE INTO operations VALUES (?, ?, ?)", (name, owner, json.dumps(body)))
+    def put_operation(self, name: str, owner: str, body: dict[str, Any]) -> None: ...
 
-    def operation(self, owner: str, name: str) -> dict[str, Any] | None:
-        rows = self._all("SELECT body FROM operations WHERE name = ? AND owner = ?", (name, owner))
-        return json.loads(rows[0][0]) if rows else None
+    def operation(self, owner: str, name: str) -> dict[str, Any] | None: ...
 
     # retrieval
 
     def bm25(self, stores: list[str], documents: list[str] | None, query: str, limit: int) -> list[int]:
-        """Chunk ids in BM25 order (best first)."""
-        expression = match_expression(query)
-        if not expression or not stores:
-            return []
-        where, params = _scope(stores, documents)
-        sql = f"""SELECT c.id FROM chunk_text JOIN chunks c ON c.id = chunk_text.rowid
-                  WHERE chunk_text MATCH ? AND {where} ORDER BY bm25(chunk_text) LIMIT ?"""
-        return [row[0] for row in self._all(sql, [expression, *params, limit])]
+        """Chunk ids of ``stores`` (of ``documents`` only, when given) by keyword relevance, best first."""
+        ...
 
     def vectors(self, stores: list[str], documents: list[str] | None) -> list[tuple[int, bytes]]:
-        where, params = _scope(stores, documents)
-        sql = f"SELECT c.id, c.vector FROM chunks c WHERE {where} AND c.vector IS NOT NULL"
-        return [(row[0], row[1]) for row in self._all(sql, params)]
+        """(chunk id, float32 embedding) of every chunk of ``stores`` that has one."""
+        ...
 
     def found(self, ids: list[int]) -> list[Found]:
         """The chunks ``ids`` in that order (those still there)."""
-        if not ids:
-            return []
-        marks = ",".join("?" * len(ids))
-        sql = f"""SELECT c.id, c.text, c.page, c.document, c.store, d.display_name, d.metadata
-                  FROM chunks c JOIN documents d ON d.name = c.document WHERE c.id IN ({marks})"""
-        rows = {row[0]: row for row in self._all(sql, ids)}
-        return [Found(r[0], r[1], r[2], r[3], r[5], r[4], json.loads(r[6])) for r in (rows.get(i) for i in ids) if r]
-
-
-def _scope(stores: list[str], documents: list[str] | None) -> tuple[str, list[str]]:
-    where = f"c.store IN ({','.join('?' * len(stores))})"
-    params = list(stores)
-    if documents is not None:
-        where += f" AND c.document IN ({','.join('?' * len(documents)) or 'NULL'})"
-        params += documents
-    return where, params
+        ...

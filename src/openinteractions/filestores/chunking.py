@@ -29,7 +29,7 @@ def chunk_document(data: bytes, mime_type: str, tokens: int, overlap: int) -> li
     step = max(1, tokens - min(overlap, tokens - 1))
     chunks = []
     for page, text in pages:
-        words = text.split()
+        words = text.replace("\x00", " ").split()  # a NUL is no word (and PostgreSQL's text cannot hold one)
         for start in range(0, len(words), step):
             chunks.append(Chunk(" ".join(words[start : start + tokens]), page))
             if start + tokens >= len(words):

@@ -1,6 +1,7 @@
-"""Hybrid retrieval: BM25 over the chunks' text (SQLite FTS5) and cosine similarity of their embeddings, each a
-ranking of its own, fused by reciprocal rank (a chunk scores the sum of ``1 / (k + rank)`` over the rankings it
-is in). Fusing ranks, not scores, needs no calibration between two scales that have nothing in common."""
+"""Hybrid retrieval: BM25 over the chunks' text (the catalog's: SQLite FTS5, or PostgreSQL's full-text search)
+and cosine similarity of their embeddings, each a ranking of its own, fused by reciprocal rank (a chunk scores
+the sum of ``1 / (k + rank)`` over the rankings it is in). Fusing ranks, not scores, needs no calibration
+between two scales that have nothing in common."""
 
 from __future__ import annotations
 

@@ -1,36 +1,38 @@
 """``FileStores``: the fileSearchStores resource of every owner, in the shapes of Google's REST API (camelCase, as
 google-genai reads them): stores, their documents, uploads and the operations that index them, and the search
-that the file_search tool runs. Every method takes the caller's owner; another owner's store is not found."""
+that the file_search tool runs. Every method takes the caller's owner; another owner's store is not found.
+Where they are kept follows the server's store (catalog.py): SQLite, or PostgreSQL shared by every replica."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import re
 import secrets
-import shutil
-import sqlite3
-import time
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 
 from ..config import FileSearchSettings
 from ..engine.documents import Unreadable
 from ..errors import ApiError, failed_precondition, invalid_argument, not_found
-from .catalog import Catalog, Found
+from .catalog import Catalog, Found, Record, StoreGone
 from .chunking import chunk_document
 from .embeddings import EmbeddingError, embedder_for
 from .metadata_filter import parse
 from .retrieval import Retrieval
+from .uploads import LocalUploads, Upload, UploadSessions
 
+logger = logging.getLogger(__name__)
 STORE_PREFIX = "fileSearchStores/"
 _UPLOAD_RESPONSE = "type.googleapis.com/google.ai.generativelanguage.v1beta.UploadToFileSearchStoreResponse"
 _MAX_PAGE = 100
-_MAX_UPLOADS = 64  # resumable uploads in flight, of all owners
-_MAX_UPLOADS_PER_OWNER = 8
-_UPLOAD_SECONDS = 3600.0  # an upload not finalised by then is dropped
+T = TypeVar("T")
 
 
 def now() -> str:
@@ -44,39 +46,79 @@ def _new_id(display_name: str = "") -> str:
     return f"{slug}-{suffix}" if slug else suffix
 
 
-@dataclass
-class Upload:
-    """A resumable upload: started with the document's settings, its bytes arriving in order."""
-
-    owner: str
-    store: str
-    size: int
-    mime_type: str
-    display_name: str
-    metadata: list[dict[str, Any]]
-    chunking: tuple[int, int]
-    path: Path  # its bytes so far, spooled to disk rather than held in memory
-    received: int = 0
-    started: float = field(default_factory=time.monotonic)
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # one request of an upload at a time
+def is_postgresql(database: str | URL | None) -> bool:
+    return database is not None and make_url(database).get_backend_name() == "postgresql"
 
 
 class FileStores:
-    def __init__(self, settings: FileSearchSettings, data_dir: Path) -> None:
+    """``database``: the server's store (``store.url``; None: its SQLite file). On PostgreSQL the catalog and
+    the uploads are kept there; otherwise in ``file_search.db`` and this process, beside the data directory's
+    SQLite store. They are opened on first use, so that the server can name its database after the tool's
+    provision built this (``use_database``)."""
+
+    def __init__(self, settings: FileSearchSettings, data_dir: Path, database: str | URL | None = None) -> None:
         self.settings = settings
-        self.catalog = Catalog(data_dir / "file_search.db")
         self.embedder, self.embedder_problem = embedder_for(settings)
-        self.retrieval = Retrieval(self.catalog, self.embedder, settings.rrf_k)
-        self._uploads: dict[str, Upload] = {}
-        self._spool = data_dir / "file_search_uploads"
-        shutil.rmtree(self._spool, ignore_errors=True)  # uploads do not outlive the process that took them
-        self._spool.mkdir(parents=True)
+        self._data_dir = data_dir
+        self._database = database
+        self._opened: tuple[Catalog, UploadSessions, Retrieval] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+
+    def use_database(self, database: str | URL | None) -> None:
+        """The server's store database, named before the stores are first used."""
+        if self._opened is not None:
+            raise RuntimeError("the file search stores are open already")
+        self._database = database
+
+    def _open(self) -> tuple[Catalog, UploadSessions, Retrieval]:
+        if self._opened is None:
+            catalog: Catalog
+            uploads: UploadSessions
+            if is_postgresql(self._database):
+                from .pg_catalog import PostgresCatalog
+                from .pg_uploads import SharedUploads
+
+                assert self._database is not None
+                shared = PostgresCatalog(self._database)
+                catalog, uploads = shared, SharedUploads(shared)
+            else:
+                from .sqlite_catalog import SqliteCatalog
+
+                catalog = SqliteCatalog(self._data_dir / "file_search.db")
+                uploads = LocalUploads(self._data_dir / "file_search_uploads")
+            self._opened = catalog, uploads, Retrieval(catalog, self.embedder, self.settings.rrf_k)
+        return self._opened
+
+    @property
+    def catalog(self) -> Catalog:
+        return self._open()[0]
+
+    @property
+    def uploads(self) -> UploadSessions:
+        return self._open()[1]
+
+    @property
+    def retrieval(self) -> Retrieval:
+        return self._open()[2]
 
     def close(self) -> None:
         for task in self._tasks:
             task.cancel()
-        self.catalog.close()
+        if self._opened is not None:
+            self._opened[1].close()
+            self._opened[0].close()
+
+    async def _db(self, call: Callable[..., T], *args: Any) -> T:
+        """A catalog call, in a thread."""
+        return await self._db_async(asyncio.to_thread(call, *args))
+
+    async def _db_async(self, work: Awaitable[T]) -> T:
+        """A database error as an ``ApiError`` (``_unavailable``), also for the file_search tool, which reports
+        one as its result."""
+        try:
+            return await work
+        except SQLAlchemyError as exc:
+            raise _unavailable(exc) from exc
 
     @property
     def embedding_model(self) -> str:
@@ -86,33 +128,33 @@ class FileStores:
 
     async def create_store(self, owner: str, body: dict[str, Any]) -> dict[str, Any]:
         display_name = _string(body, "displayName", 512)
-        if await asyncio.to_thread(self.catalog.store_count, owner) >= self.settings.max_stores_per_owner:
+        if await self._db(self.catalog.store_count, owner) >= self.settings.max_stores_per_owner:
             raise ApiError(429, f"at most {self.settings.max_stores_per_owner} file search stores per key "
                                 "(tools.file_search.max_stores_per_owner)")  # fmt: skip
         name = STORE_PREFIX + _new_id(display_name)
-        await asyncio.to_thread(self.catalog.add_store, name, owner, display_name, self.embedding_model, now())
+        await self._db(self.catalog.add_store, name, owner, display_name, self.embedding_model, now())
         return await self.get_store(owner, name)
 
     async def get_store(self, owner: str, name: str) -> dict[str, Any]:
         row = await self._store(owner, name)
-        counts = await asyncio.to_thread(self.catalog.document_counts, row["name"])
+        counts = await self._db(self.catalog.document_counts, row["name"])
         return _store_resource(row, counts)
 
     async def list_stores(self, owner: str, page_size: int | None, page_token: str | None) -> dict[str, Any]:
         offset, size = _page(page_size, page_token)
-        rows = await asyncio.to_thread(self.catalog.stores, owner, offset, size + 1)
-        stores = [_store_resource(r, await asyncio.to_thread(self.catalog.document_counts, r["name"])) for r in rows]
+        rows = await self._db(self.catalog.stores, owner, offset, size + 1)
+        stores = [_store_resource(r, await self._db(self.catalog.document_counts, r["name"])) for r in rows]
         return _listing("fileSearchStores", stores, offset, size)
 
     async def delete_store(self, owner: str, name: str, force: bool) -> None:
         row = await self._store(owner, name)
-        counts = await asyncio.to_thread(self.catalog.document_counts, row["name"])
+        counts = await self._db(self.catalog.document_counts, row["name"])
         if not force and any(v for k, v in counts.items() if k != "size_bytes"):
             raise failed_precondition(f"{name} has documents: delete them first, or pass force=true")
-        await asyncio.to_thread(self.catalog.remove_store, row["name"])
+        await self._db(self.catalog.remove_store, row["name"])
 
-    async def _store(self, owner: str, name: str) -> sqlite3.Row:
-        row = await asyncio.to_thread(self.catalog.store, owner, name)
+    async def _store(self, owner: str, name: str) -> Record:
+        row = await self._db(self.catalog.store, owner, name)
         if row is None:
             raise not_found(f"no such file search store: {name}")
         return row
@@ -125,20 +167,20 @@ class FileStores:
     async def list_documents(self, owner: str, store: str, size: int | None, token: str | None) -> dict[str, Any]:
         await self._store(owner, store)
         offset, limit = _page(size, token)
-        rows = await asyncio.to_thread(self.catalog.documents, store, offset, limit + 1)
+        rows = await self._db(self.catalog.documents, store, offset, limit + 1)
         return _listing("documents", [_document_resource(r) for r in rows], offset, limit)
 
     async def delete_document(self, owner: str, name: str, force: bool) -> None:
         row = await self._document(owner, name)
-        chunks = await asyncio.to_thread(self.catalog.chunk_count, row["name"])
+        chunks = await self._db(self.catalog.chunk_count, row["name"])
         if chunks and not force:
             raise failed_precondition(f"{name} has chunks: pass force=true to delete it with them")
-        await asyncio.to_thread(self.catalog.remove_document, row["name"])
+        await self._db(self.catalog.remove_document, row["name"])
 
-    async def _document(self, owner: str, name: str) -> sqlite3.Row:
+    async def _document(self, owner: str, name: str) -> Record:
         store, _, _ = name.partition("/documents/")
         await self._store(owner, store)
-        row = await asyncio.to_thread(self.catalog.document, store, name)
+        row = await self._db(self.catalog.document, store, name)
         if row is None:
             raise not_found(f"no such document: {name}")
         return row
@@ -152,57 +194,31 @@ class FileStores:
         if size > self.settings.max_file_bytes:
             raise ApiError(413, f"the file is {size} bytes; at most {self.settings.max_file_bytes} "
                                 "(tools.file_search.max_file_bytes)")  # fmt: skip
-        self._drop_stale_uploads()
-        mine = sum(1 for u in self._uploads.values() if u.owner == owner)
-        if len(self._uploads) >= _MAX_UPLOADS or mine >= _MAX_UPLOADS_PER_OWNER:
-            raise ApiError(429, "too many uploads in progress; finish one or try again shortly")
-        token = secrets.token_urlsafe(24)
         upload = Upload(
             owner, store, size, _string(body, "mimeType", 255) or mime_type or "text/plain",
             _string(body, "displayName", 512) or file_name, _metadata(body.get("customMetadata")),
-            self._chunking(body.get("chunkingConfig")), self._spool / secrets.token_hex(16),
+            self._chunking(body.get("chunkingConfig")),
         )  # fmt: skip
-        upload.path.touch()
-        self._uploads[token] = upload
-        return token
+        return await self._db_async(self.uploads.start(upload))
 
     async def upload_bytes(self, token: str, offset: int, data: bytes, finalize: bool) -> dict[str, Any] | None:
         """A chunk of a resumable upload; the operation once it is finalised."""
-        upload = self._uploads.get(token)
-        if upload is None:
-            raise not_found("no such upload (it finished, failed or was never started)")
-        async with upload.lock:
-            if offset != upload.received:
-                raise invalid_argument(f"the upload is at offset {upload.received}, not {offset}")
-            if upload.received + len(data) > upload.size:
-                self._drop_upload(token)
-                raise invalid_argument(f"the upload sent more than the {upload.size} bytes it announced")
-            await asyncio.to_thread(_append, upload.path, data)
-            upload.received += len(data)
-            if not finalize:
-                return None
-            content = await asyncio.to_thread(upload.path.read_bytes)
-            self._drop_upload(token)
-        return await self._ingest(upload, content)
-
-    def _drop_upload(self, token: str) -> None:
-        upload = self._uploads.pop(token, None)
-        if upload is not None:
-            upload.path.unlink(missing_ok=True)
-
-    def _drop_stale_uploads(self) -> None:
-        oldest = time.monotonic() - _UPLOAD_SECONDS
-        for token in [t for t, u in self._uploads.items() if u.started < oldest]:
-            self._drop_upload(token)
+        done = await self._db_async(self.uploads.send(token, offset, data, finalize))
+        if done is None:
+            return None
+        return await self._ingest(*done)
 
     async def _ingest(self, upload: Upload, data: bytes) -> dict[str, Any]:
         document = f"{upload.store}/documents/{_new_id(upload.display_name)}"
         operation = f"{upload.store}/upload/operations/{_new_id()}"
-        await asyncio.to_thread(self.catalog.add_document, document, upload.store, upload.display_name,
-                                upload.mime_type, len(data), upload.metadata, now())  # fmt: skip
+        try:
+            await self._db(self.catalog.add_document, document, upload.store, upload.display_name,
+                           upload.mime_type, len(data), upload.metadata, now())  # fmt: skip
+        except StoreGone:
+            raise not_found(f"no such file search store: {upload.store}") from None
         response = {"@type": _UPLOAD_RESPONSE, "parent": upload.store, "documentName": document,
                     "mimeType": upload.mime_type, "sizeBytes": str(len(data))}  # fmt: skip
-        await asyncio.to_thread(self.catalog.put_operation, operation, upload.owner, {"name": operation, "done": False})
+        await self._db(self.catalog.put_operation, operation, upload.owner, {"name": operation, "done": False})
         task = asyncio.create_task(self._index(upload, data, document, operation, response))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -213,20 +229,26 @@ class FileStores:
                      response: dict[str, Any]) -> None:  # fmt: skip
         body: dict[str, Any] = {"name": operation, "done": True, "response": response}
         try:
-            tokens, overlap = upload.chunking
-            chunks = await asyncio.to_thread(chunk_document, data, upload.mime_type, tokens, overlap)
-            store = await asyncio.to_thread(self.catalog.store, upload.owner, upload.store)
-            vectors = None
-            if self.embedder is not None and store is not None and store["embedding_model"] == self.embedder.name:
-                vectors = await self.embedder.passages([chunk.text for chunk in chunks])
-            await asyncio.to_thread(self.catalog.activate, document, chunks, vectors, now())
-        except (Unreadable, EmbeddingError) as exc:
-            await asyncio.to_thread(self.catalog.fail, document, str(exc), now())
-            body = {"name": operation, "done": True, "error": {"code": 3, "message": str(exc)}}
-        await asyncio.to_thread(self.catalog.put_operation, operation, upload.owner, body)
+            try:
+                await self._chunk_and_store(upload, data, document)
+            except (Unreadable, EmbeddingError) as exc:
+                await self._db(self.catalog.fail, document, str(exc), now())
+                body = {"name": operation, "done": True, "error": {"code": 3, "message": str(exc)}}
+            await self._db(self.catalog.put_operation, operation, upload.owner, body)
+        except ApiError as exc:  # the database failed: the document stays pending, its operation not done
+            logger.warning("file_search: indexing %s failed: %s", document, exc.message)
+
+    async def _chunk_and_store(self, upload: Upload, data: bytes, document: str) -> None:
+        tokens, overlap = upload.chunking
+        chunks = await asyncio.to_thread(chunk_document, data, upload.mime_type, tokens, overlap)
+        store = await self._db(self.catalog.store, upload.owner, upload.store)
+        vectors = None
+        if self.embedder is not None and store is not None and store["embedding_model"] == self.embedder.name:
+            vectors = await self.embedder.passages([chunk.text for chunk in chunks])
+        await self._db(self.catalog.activate, document, chunks, vectors, now())
 
     async def get_operation(self, owner: str, name: str) -> dict[str, Any]:
-        body = await asyncio.to_thread(self.catalog.operation, owner, name)
+        body = await self._db(self.catalog.operation, owner, name)
         if body is None:
             raise not_found(f"no such operation: {name}")
         return body
@@ -248,22 +270,27 @@ class FileStores:
 
     def missing_store(self, owner: str, names: list[str]) -> str | None:
         """The first of ``names`` that is not a store of ``owner``'s (a quick lookup, on the caller's thread)."""
-        return next((name for name in names if self.catalog.store(owner, name) is None), None)
+        try:
+            return next((name for name in names if self.catalog.store(owner, name) is None), None)
+        except SQLAlchemyError as exc:
+            raise _unavailable(exc) from exc
 
     async def search(self, owner: str, names: list[str], query: str, top_k: int,
                      metadata_filter: str | None) -> list[Found]:  # fmt: skip
         rows = [await self._store(owner, name) for name in dict.fromkeys(names)]
         predicate = parse(metadata_filter) if metadata_filter else None
         embedded = [r["name"] for r in rows if self.embedder and r["embedding_model"] == self.embedder.name]
-        return await self.retrieval.search([r["name"] for r in rows], embedded, query, top_k, predicate)
+        return await self._db_async(self.retrieval.search([r["name"] for r in rows], embedded, query, top_k, predicate))
 
 
-def _append(path: Path, data: bytes) -> None:
-    with path.open("ab") as file:
-        file.write(data)
+def _unavailable(exc: SQLAlchemyError) -> ApiError:
+    """The database out of reach (a restart, a failover) is a 503, which a retry may get past; anything else a
+    500."""
+    status = 503 if isinstance(exc, OperationalError | InterfaceError) else 500
+    return ApiError(status, f"the file search stores' database failed: {type(exc).__name__}")
 
 
-def _store_resource(row: sqlite3.Row, counts: dict[str, int]) -> dict[str, Any]:
+def _store_resource(row: Record, counts: dict[str, int]) -> dict[str, Any]:
     resource = {"name": row["name"], "createTime": row["create_time"], "updateTime": row["update_time"],
                 "embeddingModel": row["embedding_model"],
                 "activeDocumentsCount": str(counts.get("STATE_ACTIVE", 0)),
@@ -275,7 +302,7 @@ def _store_resource(row: sqlite3.Row, counts: dict[str, int]) -> dict[str, Any]:
     return resource
 
 
-def _document_resource(row: sqlite3.Row) -> dict[str, Any]:
+def _document_resource(row: Record) -> dict[str, Any]:
     resource = {"name": row["name"], "displayName": row["display_name"], "state": row["state"],
                 "sizeBytes": str(row["size_bytes"]), "mimeType": row["mime_type"],
                 "createTime": row["create_time"], "updateTime": row["update_time"]}  # fmt: skip
@@ -305,8 +332,8 @@ def _string(body: dict[str, Any], key: str, limit: int) -> str:
     value = body.get(key)
     if value is None:
         return ""
-    if not isinstance(value, str) or len(value) > limit:
-        raise invalid_argument(f"'{key}' must be a string of at most {limit} characters")
+    if not isinstance(value, str) or len(value) > limit or "\x00" in value:
+        raise invalid_argument(f"'{key}' must be a string of at most {limit} characters, without NUL")
     return value
 
 
