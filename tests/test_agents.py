@@ -411,10 +411,10 @@ def test_collaborative_planning_waits_for_the_plan_to_be_approved(server: LiveSe
 def test_reader_reads_index_documents_and_loopback_pages(tmp_path: Path) -> None:
     import asyncio
 
-    from openinteractions.tools.url_context import UrlContext
     from openinteractions.tools.net import AddressPolicy, SafeFetcher
     from openinteractions.tools.reader import DocumentReader
     from openinteractions.tools.search_index import LocalIndex
+    from openinteractions.tools.url_context import UrlContext
     from pages import site
 
     index = LocalIndex(tmp_path / "search.db")
