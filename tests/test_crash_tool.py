@@ -125,3 +125,35 @@ def test_a_file_search_cut_off_by_a_crash_is_answered_as_lost_and_the_model_asks
     assert got["steps"][4]["content"][0]["text"] == "Found: Herons wait in reeds."
     assert "" not in SlowEmbeddings.queries  # no search for nothing
     assert SlowEmbeddings.queries.count("stall herons") == 1 and "herons" in SlowEmbeddings.queries
+
+
+def test_a_document_whose_indexing_server_died_fails_instead_of_pending_for_ever(tmp_path: Path) -> None:
+    """The uploaded bytes lived only in the server that indexed them: after a crash the restarted server marks
+    the document failed, and its operation ends with an error that says to upload it again."""
+    embeddings = ThreadingHTTPServer(("127.0.0.1", 0), SlowEmbeddings)
+    threading.Thread(target=embeddings.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{embeddings.server_address[1]}/v1"
+    sections = {
+        "models.m": {"backend": "scripted", "inline": True},
+        "tools.file_search": {"embeddings": "openai", "embeddings_url": url, "embeddings_model": "m",
+                              "wait_seconds": 0.1},
+    }  # fmt: skip
+    server = LiveServer(tmp_path, sections).start()
+    notes = tmp_path / "stalling.txt"
+    notes.write_text("Herons stall in the reeds at dawn.")
+    try:
+        with genai.Client(api_key="k", http_options={"base_url": server.url}) as sdk:
+            store = str(sdk.file_search_stores.create(config={"display_name": "notes"}).name)
+            pending = sdk.file_search_stores.upload_to_file_search_store(file_search_store_name=store, file=str(notes))
+            assert not pending.done  # indexing: its passages wait on the embeddings server
+        wait_for(lambda: any("Herons stall" in text for text in SlowEmbeddings.queries))
+        server.kill()
+        server.start()
+        with genai.Client(api_key="k", http_options={"base_url": server.url}) as sdk:
+            operation = sdk.operations.get(pending)
+            documents = list(sdk.file_search_stores.documents.list(parent=store))
+    finally:
+        server.stop()
+        embeddings.shutdown()
+    assert operation.done and operation.error is not None and "upload it again" in operation.error["message"]
+    assert [str(d.state) for d in documents] == ["DocumentState.STATE_FAILED"]

@@ -6,7 +6,9 @@ on B is gone on A; another key sees nothing of the store on either. The database
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Iterator
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,8 @@ from openinteractions.errors import ApiError
 from openinteractions.filestores.service import FileStores
 from openinteractions.tools.file_search import FileSearch, FileSearchTool
 from pgcluster import private_cluster
+from resuming import wait_for
+from test_crash_tool import SlowEmbeddings
 from test_file_search import ALICE, BOB, MARKDOWN, ask, client, steps_of, upload
 from test_tools import MODEL
 
@@ -139,3 +143,44 @@ def test_the_database_out_of_reach_is_a_503_and_then_found_back(tmp_path: Path) 
             asyncio.run(scenario())
         finally:
             stores.close()
+
+
+def test_a_document_whose_indexing_replica_died_is_failed_by_another(tmp_path: Path) -> None:
+    """A's indexing dies with A (the bytes were only there): B's sweep finds the indexing under a server that
+    is gone, fails the document and ends its operation with an error; nothing stays pending."""
+    embeddings = ThreadingHTTPServer(("127.0.0.1", 0), SlowEmbeddings)
+    threading.Thread(target=embeddings.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{embeddings.server_address[1]}/v1"
+    notes = tmp_path / "stalling.txt"
+    notes.write_text("Herons stall beside the replica pond.")
+    with pg.scratch_database() as database:
+        servers = []
+        for name in "ab":
+            (tmp_path / name).mkdir()
+            sections = {
+                f"models.{MODEL}": {"backend": "scripted", "inline": True},
+                "store": {"url": pg.url(database), "sweep_interval_seconds": 0.2},
+                "tools.file_search": {"embeddings": "openai", "embeddings_url": url, "embeddings_model": "m",
+                                      "wait_seconds": 0.1},
+            }  # fmt: skip
+            servers.append(LiveServer(tmp_path / name, sections).start())
+        a, b = servers
+        try:
+            with client(a) as on_a:
+                store = str(on_a.file_search_stores.create(config={"display_name": "pond"}).name)
+                pending = on_a.file_search_stores.upload_to_file_search_store(
+                    file_search_store_name=store, file=str(notes)
+                )
+            assert not pending.done
+            wait_for(lambda: any("replica pond" in text for text in SlowEmbeddings.queries))
+            a.kill()
+            with client(b) as on_b:
+                wait_for(lambda: bool(on_b.operations.get(pending).done), seconds=30)
+                operation = on_b.operations.get(pending)
+                documents = list(on_b.file_search_stores.documents.list(parent=store))
+        finally:
+            for server in servers:
+                server.stop()
+            embeddings.shutdown()
+    assert operation.error is not None and "upload it again" in operation.error["message"]
+    assert [str(d.state) for d in documents] == ["DocumentState.STATE_FAILED"]

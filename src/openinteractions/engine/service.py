@@ -140,6 +140,9 @@ class InteractionService:
         self.store.subscribe(self)
         self.remote.start()
         await self.executor.take_over()
+        stores = self.toolbox.file_stores
+        if stores is not None:  # documents whose indexing server died are failed (at start, then as it sweeps)
+            stores.serve_as(self.executor.server_id, self._alive_servers)
         self._sweeper = asyncio.create_task(self._sweep_forever())
         self._started = True
 
@@ -460,12 +463,17 @@ class InteractionService:
 
     # ---- housekeeping -------------------------------------------------------------------------------
 
+    async def _alive_servers(self) -> set[str]:
+        return (await self.store.leases())[1]
+
     async def _sweep_forever(self) -> None:
         while True:
             try:
                 removed = await self.store.sweep(self.clock())
                 if removed:
                     logger.info("retention: deleted %d expired interactions", removed)
+                if self.toolbox.file_stores is not None and await self.toolbox.file_stores.sweep_orphans():
+                    logger.warning("file_search: documents whose indexing server stopped were marked failed")
             except Exception:
                 logger.exception("retention sweep failed")
             await asyncio.sleep(self.settings.store.sweep_interval_seconds)

@@ -83,6 +83,16 @@ class Catalog(Protocol):
 
     # operations
 
+    def begin_indexing(self, document: str, operation: str, owner: str, server: str) -> None:
+        """``server`` indexes ``document`` (from bytes only it holds) for ``operation``."""
+
+    def end_indexing(self, document: str) -> None:
+        """The document is indexed, or failed."""
+
+    def orphans(self, alive: set[str]) -> list[tuple[str, str, str]]:
+        """(document, operation, owner) of each indexing whose server is not in ``alive``."""
+        ...
+
     def put_operation(self, name: str, owner: str, body: dict[str, Any]) -> None: ...
 
     def operation(self, owner: str, name: str) -> dict[str, Any] | None: ...

@@ -63,6 +63,9 @@ _SCHEMA = (
     # BM25's statistics (chunks searched, their mean length) are read from this index alone.
     "CREATE INDEX IF NOT EXISTS file_search_chunks_store ON file_search_chunks (store) INCLUDE (words)",
     "CREATE INDEX IF NOT EXISTS file_search_chunks_terms ON file_search_chunks USING GIN (terms)",
+    """CREATE TABLE IF NOT EXISTS file_search_indexing (
+        document TEXT PRIMARY KEY REFERENCES file_search_documents (name) ON DELETE CASCADE,
+        operation TEXT NOT NULL, owner TEXT NOT NULL, server TEXT NOT NULL)""",
     """CREATE TABLE IF NOT EXISTS file_search_operations (
         name TEXT PRIMARY KEY, owner TEXT NOT NULL, body TEXT NOT NULL)""",
     """CREATE TABLE IF NOT EXISTS file_search_uploads (
@@ -230,6 +233,20 @@ class PostgresCatalog:
             conn.execute(text("DELETE FROM file_search_documents WHERE name = :name"), {"name": name})
 
     # operations
+
+    def begin_indexing(self, document: str, operation: str, owner: str, server: str) -> None:
+        with self.begin() as conn:
+            conn.execute(text("""INSERT INTO file_search_indexing VALUES (:document, :operation, :owner, :server)
+                                 ON CONFLICT (document) DO UPDATE SET server = excluded.server"""),
+                         {"document": document, "operation": operation, "owner": owner, "server": server})  # fmt: skip
+
+    def end_indexing(self, document: str) -> None:
+        with self.begin() as conn:
+            conn.execute(text("DELETE FROM file_search_indexing WHERE document = :document"), {"document": document})
+
+    def orphans(self, alive: set[str]) -> list[tuple[str, str, str]]:
+        rows = self._all("SELECT document, operation, owner, server FROM file_search_indexing", {})
+        return [(row[0], row[1], row[2]) for row in rows if row[3] not in alive]
 
     def put_operation(self, name: str, owner: str, body: dict[str, Any]) -> None:
         with self.begin() as conn:

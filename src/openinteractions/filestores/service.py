@@ -63,12 +63,32 @@ class FileStores:
         self._database = database
         self._opened: tuple[Catalog, UploadSessions, Retrieval] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._server = ""  # the server that indexes what is uploaded to it (serve_as)
+        self._alive: Callable[[], Awaitable[set[str]]] | None = None
 
     def use_database(self, database: str | URL | None) -> None:
         """The server's store database, named before the stores are first used."""
         if self._opened is not None:
             raise RuntimeError("the file search stores are open already")
         self._database = database
+
+    def serve_as(self, server: str, alive: Callable[[], Awaitable[set[str]]]) -> None:
+        """Index as ``server``; ``alive`` answers which servers are alive (every replica's, on PostgreSQL)."""
+        self._server, self._alive = server, alive
+
+    async def sweep_orphans(self) -> int:
+        """A document whose indexing server died (its bytes went with it) fails, and its operation ends with
+        an error that says so: nothing is left pending for ever. How many were found."""
+        if self._alive is None:
+            return 0
+        orphans = await self._db(self.catalog.orphans, await self._alive())
+        for document, operation, owner in orphans:
+            message = "the server indexing this document stopped before it finished: upload it again"
+            await self._db(self.catalog.fail, document, message, now())
+            body = {"name": operation, "done": True, "error": {"code": 14, "message": message}}
+            await self._db(self.catalog.put_operation, operation, owner, body)
+            await self._db(self.catalog.end_indexing, document)
+        return len(orphans)
 
     def _open(self) -> tuple[Catalog, UploadSessions, Retrieval]:
         if self._opened is None:
@@ -219,6 +239,7 @@ class FileStores:
         response = {"@type": _UPLOAD_RESPONSE, "parent": upload.store, "documentName": document,
                     "mimeType": upload.mime_type, "sizeBytes": str(len(data))}  # fmt: skip
         await self._db(self.catalog.put_operation, operation, upload.owner, {"name": operation, "done": False})
+        await self._db(self.catalog.begin_indexing, document, operation, upload.owner, self._server)
         task = asyncio.create_task(self._index(upload, data, document, operation, response))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -235,6 +256,7 @@ class FileStores:
                 await self._db(self.catalog.fail, document, str(exc), now())
                 body = {"name": operation, "done": True, "error": {"code": 3, "message": str(exc)}}
             await self._db(self.catalog.put_operation, operation, upload.owner, body)
+            await self._db(self.catalog.end_indexing, document)
         except ApiError as exc:  # the database failed: the document stays pending, its operation not done
             logger.warning("file_search: indexing %s failed: %s", document, exc.message)
 

@@ -39,6 +39,8 @@ CREATE INDEX IF NOT EXISTS chunks_document ON chunks (document);
 CREATE INDEX IF NOT EXISTS chunks_store ON chunks (store);
 CREATE VIRTUAL TABLE IF NOT EXISTS chunk_text USING fts5(text, tokenize = 'porter unicode61');
 CREATE TABLE IF NOT EXISTS operations (name TEXT PRIMARY KEY, owner TEXT NOT NULL, body TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS indexing (document TEXT PRIMARY KEY, operation TEXT NOT NULL, owner TEXT NOT NULL,
+                                     server TEXT NOT NULL);
 """
 
 
@@ -161,6 +163,18 @@ class SqliteCatalog:
             db.execute("DELETE FROM documents WHERE name = ?", (name,))
 
     # operations
+
+    def begin_indexing(self, document: str, operation: str, owner: str, server: str) -> None:
+        with self._transaction() as db:
+            db.execute("INSERT OR REPLACE INTO indexing VALUES (?, ?, ?, ?)", (document, operation, owner, server))
+
+    def end_indexing(self, document: str) -> None:
+        with self._transaction() as db:
+            db.execute("DELETE FROM indexing WHERE document = ?", (document,))
+
+    def orphans(self, alive: set[str]) -> list[tuple[str, str, str]]:
+        rows = self._all("SELECT document, operation, owner, server FROM indexing")
+        return [(row[0], row[1], row[2]) for row in rows if row[3] not in alive]
 
     def put_operation(self, name: str, owner: str, body: dict[str, Any]) -> None:
         with self._transaction() as db:
