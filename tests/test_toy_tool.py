@@ -31,11 +31,20 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
+from pydantic import BaseModel, ConfigDict
+
 from ..schema.base import WireModel
 from ..schema.functions import FunctionTool
 from .kind import BaseServerTool, Outcome, ServerToolKind, ToolCallStep, ToolDeclaration, ToolResultStep
 
 Unit = Literal["words", "characters"]
+
+
+class WordCountSettings(BaseModel):
+    """The toy tool's own settings."""
+
+    model_config = ConfigDict(extra="forbid")
+    unit: Unit = "words"  # what a request that names no unit counts
 
 
 class WordCountTool(ToolDeclaration):
@@ -88,7 +97,7 @@ class WordCount(BaseServerTool):
         return Outcome([{"count": count, "unit": self.unit}])
 
     def for_request(self, tool: WordCountTool, owner: str) -> WordCount:
-        return WordCount(tool.unit or "words")
+        return WordCount(tool.unit or self.unit)
 
     def close(self) -> None:
         pass
@@ -101,9 +110,10 @@ class WordCountKind(ServerToolKind):
     result_step = WordCountResultStep
     call_delta = WordCountCallDelta
     result_delta = WordCountResultDelta
+    settings = WordCountSettings
 
     def provision(self, settings: Any, data_dir: Path) -> WordCount:
-        return WordCount()
+        return WordCount(settings.declared(self.type, WordCountSettings).unit)
 
 
 KIND = WordCountKind()
@@ -249,3 +259,33 @@ def test_the_package_itself_knows_no_toy_tool() -> None:
 
     with pytest.raises(ValueError, match="word_count"):
         CreateInteractionRequest.model_validate({"model": MODEL, "input": "hi", "tools": [{"type": "word_count"}]})
+
+
+def test_the_toy_tools_settings_are_its_own_section(package_with_toy: Path, tmp_path: Path) -> None:
+    """A tool's module may declare its settings: ``[tools.word_count]`` is checked against them, and the
+    configuration reference lists it."""
+    env = {"PYTHONPATH": str(package_with_toy)}
+    sections: dict[str, dict[str, Any]] = {
+        f"models.{MODEL}": {"backend": "scripted", "inline": True},
+        "tools.word_count": {"unit": "characters"},
+    }
+    (tmp_path / "chars").mkdir()
+    server = LiveServer(tmp_path / "chars", sections, env=env).start()
+    try:
+        with server.http() as http:
+            body = {"model": MODEL, "input": counted("abc de"), "tools": [{"type": "word_count"}]}
+            done = http.post("/v1beta/interactions", json=body).json()
+    finally:
+        server.stop()
+    assert done["steps"][1]["result"] == [{"count": 6, "unit": "characters"}]
+    (tmp_path / "typo").mkdir()
+    typo = {**sections, "tools.word_count": {"units": "characters"}}
+    with pytest.raises(RuntimeError, match="units"):
+        LiveServer(tmp_path / "typo", typo, env=env).start()
+    full_env = {**os.environ, **env}
+    reference = subprocess.run([sys.executable, "-m", "openinteractions.config_reference"], env=full_env,
+                               capture_output=True, text=True, check=True).stdout  # fmt: skip
+    assert "## `[tools.word_count]`" in reference
+    assert "| `unit` | `Literal['words', 'characters']` | `'words'` | what a request that names no unit counts |" in (
+        reference
+    )

@@ -10,9 +10,17 @@ import ipaddress
 import re
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ModelWrapValidatorHandler,
+    PrivateAttr,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 DEFAULT_DATA_DIR = Path("~/.local/share/openinteractions")
@@ -213,6 +221,9 @@ class FileSearchSettings(_Section):
     wait_seconds: float = Field(default=20.0, ge=0)
 
 
+_Declared = TypeVar("_Declared", bound=BaseModel)
+
+
 class ToolsSettings(_Section):
     google_search: SearchSettings = Field(default_factory=SearchSettings)
     code_execution: CodeExecutionSettings = Field(default_factory=CodeExecutionSettings)
@@ -221,6 +232,30 @@ class ToolsSettings(_Section):
     file_search: FileSearchSettings = Field(default_factory=FileSearchSettings)
     max_rounds: int = Field(default=8, ge=1)  # model turns within one interaction that run server tools
     time_budget_seconds: float = Field(default=120.0, gt=0)  # time spent running server tools, per interaction
+    _declared: dict[str, BaseModel] = PrivateAttr(default_factory=dict)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _declared_sections(cls, data: Any, handler: ModelWrapValidatorHandler[ToolsSettings]) -> ToolsSettings:
+        """The ``[tools.<type>]`` section of a server tool whose module declares its own settings
+        (``ServerToolKind.settings``), checked against them; any other unknown key is still an error."""
+        sections: dict[str, BaseModel] = {}
+        if isinstance(data, dict):
+            from .tools.registry import SERVER_TOOLS
+
+            data = dict(data)
+            for key in [k for k in data if k not in cls.model_fields]:
+                kind = SERVER_TOOLS.get(key)
+                if kind is not None and kind.settings is not None:
+                    sections[key] = kind.settings.model_validate(data.pop(key))
+        tools = handler(data)
+        tools._declared.update(sections)
+        return tools
+
+    def declared(self, tool_type: str, model: type[_Declared]) -> _Declared:
+        """The settings of a tool whose module declares them: its section, or their defaults."""
+        section = self._declared.get(tool_type)
+        return section if isinstance(section, model) else model()
 
 
 class TelemetrySettings(_Section):

@@ -35,7 +35,23 @@ def render() -> str:
     parts.append(_table("Top level", top, comments.get("Settings", {})))
     for name, field in config.Settings.model_fields.items():
         parts.extend(_sections(name, field, comments))
+    parts.extend(_declared_tool_sections())
     return "\n".join(parts)
+
+
+def _declared_tool_sections() -> list[str]:
+    """The sections of server tools whose modules declare their own settings (tools/kind.py)."""
+    from .tools.registry import SERVER_TOOLS
+
+    parts = []
+    for kind in SERVER_TOOLS:
+        model = kind.settings
+        if model is None or kind.type in config.ToolsSettings.model_fields:
+            continue
+        comments = _comments(Path(inspect.getfile(model)).read_text()).get(model.__name__, {})
+        fields = list(model.model_fields.items())
+        parts.append(_table(f"[tools.{kind.type}]", fields, comments, inspect.getdoc(model) or ""))
+    return parts
 
 
 def _sections(path: str, field: FieldInfo, comments: dict[str, dict[str, str]]) -> list[str]:

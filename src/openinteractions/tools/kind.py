@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
+from pydantic import BaseModel
+
 from ..errors import invalid_argument
 from ..schema.base import WireModel
 from ..schema.functions import FunctionTool
@@ -149,6 +151,7 @@ _DeclarationModel = type[ToolDeclaration]  # aliases: in ServerToolKind's body, 
 _CallModel = type[ToolCallStep]
 _ResultModel = type[ToolResultStep]
 _WireModel = type[WireModel]
+_SettingsModel = type[BaseModel]
 
 
 class ServerToolKind:
@@ -166,6 +169,8 @@ class ServerToolKind:
     empty_result: ClassVar[Any] = []  # the result its result step starts with (the delta carries the result)
     timeout_result: ClassVar[Any] = []  # its result when the time budget for server tools ran out
     declared_later: ClassVar[bool] = False  # its functions are known once listed, not when the request comes
+    # Its own [tools.<type>] section, where its module declares one (``ToolsSettings.declared`` reads it).
+    settings: ClassVar[_SettingsModel | None] = None
 
     @property
     def step(self) -> str:
