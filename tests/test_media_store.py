@@ -33,6 +33,7 @@ from openinteractions.config import Settings
 from openinteractions.engine import replay
 from openinteractions.engine.service import InteractionService
 from openinteractions.events.log import DONE, split_frames
+from openinteractions.store import media
 from resuming import Follower, wait_for
 
 Image = pytest.importorskip("PIL.Image")
@@ -396,3 +397,29 @@ def test_a_run_taken_over_after_a_crash_keeps_its_images_stored_once(tmp_path: P
         assert db.execute("SELECT count(*) FROM events").fetchone() == (0,)
     assert shown[0][:100] not in steps and shown[0][:100].encode() not in events
     assert steps.count("\x01sha256:") == 2 and events.count(b"\x01sha256:") == 2
+
+
+def test_only_canonical_image_data_becomes_a_reference_and_references_expand_to_the_same_bytes() -> None:
+    encoded = base64.b64encode(random.Random(1).randbytes(2000))  # 2000 bytes: its last symbol has spare bits
+    alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+    loose = encoded[:-2] + bytes([alphabet[alphabet.index(encoded[-2]) ^ 1]]) + b"="  # the same bytes, not canonical
+    assert base64.b64decode(loose) == base64.b64decode(encoded) and loose != encoded
+    small = base64.b64encode(b"x" * 600)
+    told = json.dumps({"type": "text", "text": '{"type":"image","data":"' + encoded.decode() + '"}'}).encode()
+    frame = (
+        b'event: step.delta\ndata: {"a":[{"type":"image","data":"' + encoded + b'","mime_type":"image/png"},'
+        b'{"type":"image","data":"' + loose + b'"},{"type":"image","data":"' + small + b'"},'
+        b'{"type":"image","data":"' + encoded + b'"},' + told + b"]}\n\n"
+    )
+    stored, shown = media.extract(frame)
+    digest = hashlib.sha256(base64.b64decode(encoded)).hexdigest()
+    assert [(item.digest, item.mime_type) for item in shown] == [
+        (digest, "image/png"),
+        (digest, "application/octet-stream"),
+    ]
+    assert stored.count(b"\x01sha256:" + digest.encode()) == 2
+    assert loose in stored and small in stored and told in stored  # left as they were
+    assert media.references(stored) == {digest}
+    assert media.expand(stored, {digest: encoded}) == frame
+    with pytest.raises(media.MissingMedia):
+        media.expand(stored, {})

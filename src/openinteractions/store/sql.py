@@ -377,7 +377,10 @@ class SqlStore:
 
         def read(conn: Connection) -> StoredInteraction | None:
             row = conn.execute(query).first()
-            return _record_with_media(conn, row) if row else None
+            try:
+                return _record_with_media(conn, row) if row else None
+            except media.MissingMedia:  # deleted between the two reads
+                return None
 
         record: StoredInteraction | None = await self._read(read)
         return record
@@ -394,7 +397,13 @@ class SqlStore:
                 raise ChainTooBig(links[0].total, bound)
             ids = [link.id for link in links]
             rows = conn.execute(select(*_RECORD_COLUMNS).where(interactions.c.id.in_(ids))).all() if ids else []
-            return ids, [_record_with_media(conn, row) for row in rows]
+            records = []
+            for row in rows:
+                try:
+                    records.append(_record_with_media(conn, row))
+                except media.MissingMedia:  # deleted between the two reads
+                    raise BrokenChain(row._mapping["id"]) from None
+            return ids, records
 
         ids, found = await self._read(read)
         if not ids:
