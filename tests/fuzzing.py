@@ -17,6 +17,7 @@ from live import LiveServer
 
 KEY = "fuzz-key-0123456789"
 MODEL = "fuzz-model"
+AGENT = "fuzz-agent"  # Deep Research on the scripted model, on the local search index
 # The model thinks (a thought step, so continued chains carry signatures to verify), then answers in two
 # parts with a pause between them, so that a cancel that follows a background create can find it running.
 SCRIPT = {
@@ -51,6 +52,7 @@ def fuzz_server(workdir: Path) -> LiveServer:
         # The create rate limit is off: at the fuzzer's pace it would answer most creates with 429, and the
         # sequences it builds from a created interaction would never start (tests/test_quotas.py covers it).
         "limits": {"run_timeout_seconds": 10.0, "create_rate_per_second": 0},
+        f"agents.{AGENT}": {"model": MODEL, "max_rounds": 1, "max_questions": 1, "time_budget_seconds": 5.0},
     }
     return LiveServer(workdir, sections)
 
@@ -151,13 +153,14 @@ def run(
 
 
 def _served_model(context: Any, case: Any) -> Any:
-    """Names the served model in create requests: a generated name is never served, so every request would
-    stop at a 404 before its other fields are read. Only a generated name is replaced, never a generated
+    """Names the served model (or agent) in create requests: a generated name is never served, so every request
+    would stop at a 404 before its other fields are read. Only a generated name is replaced, never a generated
     wrong value (a number, an empty string, none at all), so an invalid request stays invalid."""
     body = case.body
-    creates = case.operation.label == "POST /{version}/interactions"
-    if creates and isinstance(body, dict) and isinstance(body.get("model"), str) and body["model"]:
-        body["model"] = MODEL
+    if case.operation.label == "POST /{version}/interactions" and isinstance(body, dict):
+        for field, served in (("model", MODEL), ("agent", AGENT)):
+            if isinstance(body.get(field), str) and body[field]:
+                body[field] = served
     return case
 
 

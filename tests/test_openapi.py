@@ -135,6 +135,43 @@ def test_document_accepts_what_the_server_accepts(
     assert valid == (answer.status_code == 200), answer.text
 
 
+AGENT = "deep-research-pro-preview-12-2025"
+_RESEARCH = {"agent": AGENT, "input": "the history of the Colosseum", "background": True}
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        _RESEARCH,
+        {**_RESEARCH, "agent": f"agents/{AGENT}"},
+        {**_RESEARCH, "model": None, "agent_config": {"type": "deep-research", "thinking_summaries": "auto"}},
+        {**_RESEARCH, "agent_config": {"type": "deep-research", "collaborative_planning": True}},
+        {**_RESEARCH, "background": None},
+        {**_RESEARCH, "background": False},
+        {**_RESEARCH, "model": SEED_MODEL},
+        {**_RESEARCH, "generation_config": {"temperature": 0.5}},
+        {**_RESEARCH, "tools": [{"type": "google_search"}]},
+        {**_RESEARCH, "response_format": {"type": "text"}},
+        {**_RESEARCH, "response_mime_type": "text/plain"},
+        {**_RESEARCH, "agent_config": {"type": "dynamic"}},
+        {**_RESEARCH, "agent_config": {"type": "deep-research", "enable_bigquery_tool": True}},
+        {**_RESEARCH, "agent_config": {"type": "deep-research", "visualization": "always"}},
+        {**_RESEARCH, "agent_config": {"type": "deep-research", "depth": 3}},
+        {**_RESEARCH, "agent_config": {"thinking_summaries": "auto"}},
+        {"model": SEED_MODEL, "input": "hello", "agent_config": {"type": "deep-research"}},
+        {"input": "hello"},
+    ],
+)
+def test_document_accepts_the_agent_requests_the_server_accepts(
+    server: LiveServer, request_schema: jsonschema.Validator, body: dict[str, Any]
+) -> None:
+    """An agent request: 'agent' instead of 'model', in the background, without what its program decides (the
+    model's settings, tools, output format); 'agent_config' only with an agent, of the deep-research type."""
+    with server.http() as http:
+        answer = http.post("/v1beta/interactions", json=body)
+    assert request_schema.is_valid(body) == (answer.status_code == 200), answer.text
+
+
 def test_every_operation_is_named_and_says_what_it_answers(server: LiveServer) -> None:
     with server.http() as http:
         doc = http.get("/openapi.json").json()

@@ -31,7 +31,22 @@ InteractionInput = (
     | Annotated[list[Turn], Field(min_length=1)]
 )
 
-_NEVER_FIELDS = ("agent", "agent_config", "cached_content", "continuation_token", "environment")
+_NEVER_FIELDS = ("cached_content", "continuation_token", "environment")
+# What an agent request may not carry besides ``agent`` (engine/agents.py): its program picks its model, output
+# and tools.
+_NOT_WITH_AGENT = ("model", "generation_config", "tools", "response_format", "response_mime_type")
+_DEEP_RESEARCH_CONFIG = {
+    "type": "object",
+    "required": ["type"],
+    "additionalProperties": False,
+    "properties": {
+        "type": {"const": "deep-research"},
+        "thinking_summaries": {"enum": ["auto", "none"]},
+        "visualization": {"enum": ["off", "auto"]},
+        "collaborative_planning": {"type": "boolean"},
+        "enable_bigquery_tool": {"const": False},
+    },
+}
 _NEVER_TOOLS = (
     "GoogleMapsTool",
     "ComputerUseTool",
@@ -49,6 +64,11 @@ def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
     return {"anyOf": [schema, {"type": "null"}]}
 
 
+def _null(names: tuple[str, ...]) -> dict[str, Any]:
+    """Properties that may be there only as null."""
+    return {name: {"type": "null"} for name in names}
+
+
 def _set(name: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
     """The field is there and not null (not null: non-empty too, with ``schema``)."""
     return {"required": [name], "properties": {name: schema or {"not": {"type": "null"}}}}
@@ -56,21 +76,32 @@ def _set(name: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
 
 def narrow_request(schemas: dict[str, Any]) -> None:
     request = schemas["CreateInteractionRequest"]
-    request["description"] = "A model interaction (agent interactions are not served)."
+    request["description"] = (
+        "A model interaction ('model') or an agent's ('agent': the Deep Research names and those configured)."
+    )
     fields = request["properties"]
     for name in _NEVER_FIELDS:
         del fields[name]
-    fields["model"] = {"type": "string", "minLength": 1}
+    fields["model"] = _nullable({"type": "string", "minLength": 1})
+    fields["agent"] = _nullable({"type": "string", "minLength": 1})
+    fields["agent_config"] = _nullable(_DEEP_RESEARCH_CONFIG)
     fields["input"] = _nullable(_ref("InteractionInput"))
     fields["service_tier"] = _nullable({"const": "standard"})
     fields["response_modalities"] = _nullable({"type": "array", "items": {"const": "text"}, "maxItems": 8})
     fields["response_mime_type"] = _nullable({"enum": ["text/plain", "application/json"]})
     text = _ref("TextResponseFormat")  # at most one, and only text: other outputs are not implemented
     fields["response_format"] = {"anyOf": [text, {"type": "array", "items": text, "maxItems": 1}, {"type": "null"}]}
-    request["required"] = ["model"]
+    request.pop("required", None)
     request["anyOf"] = [_set("input"), _set("previous_interaction_id")]
     one_format = {"anyOf": [{"type": "object"}, {"type": "array", "minItems": 1}]}
+    agent = _set("agent")
+    # An agent runs in the background, with its program's model, output and tools.
+    in_background = {"required": ["background"], "properties": {"background": {"const": True}}}
+    agent_request = {**in_background, "properties": in_background["properties"] | _null(_NOT_WITH_AGENT)}
     request["allOf"] = [
+        {"oneOf": [_set("model"), agent]},
+        {"anyOf": [{"not": agent}, agent_request]},
+        {"anyOf": [{"not": _set("agent_config")}, agent]},  # agent_config belongs to an agent
         {"not": {**_set("background", {"const": True}), **_set("store", {"const": False})}},
         {"not": {"required": ["response_format", "response_mime_type"], "properties": {
             "response_format": one_format, "response_mime_type": {"type": "string"}}}},
