@@ -96,8 +96,8 @@ def narrow_request(schemas: dict[str, Any]) -> None:
     one_format = {"anyOf": [{"type": "object"}, {"type": "array", "minItems": 1}]}
     agent = _set("agent")
     # An agent runs in the background, with its program's model, output and tools.
-    in_background = {"required": ["background"], "properties": {"background": {"const": True}}}
-    agent_request = {**in_background, "properties": in_background["properties"] | _null(_NOT_WITH_AGENT)}
+    only_in_background = {"background": {"const": True}, **_null(_NOT_WITH_AGENT)}
+    agent_request = {"required": ["background"], "properties": only_in_background}
     request["allOf"] = [
         {"oneOf": [_set("model"), agent]},
         {"anyOf": [{"not": agent}, agent_request]},
