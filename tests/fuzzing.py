@@ -3,9 +3,14 @@ what came of it. Used by tests/test_fuzz.py (a bounded run) and bench/fuzz.py (a
 
 from __future__ import annotations
 
+import base64
 import json
+import re
+import threading
 from collections import Counter
 from dataclasses import dataclass, field
+from functools import cache
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -16,11 +21,17 @@ from schemathesis.engine.recorder import ScenarioRecorder
 from live import LiveServer
 
 KEY = "fuzz-key-0123456789"
+_VERSION = re.compile(r"v[0-9]+((alpha|beta)[0-9]*)?")  # api/routes.py's
 MODEL = "fuzz-model"
+PAINTER = "fuzz-painter"  # the scripted model paired with an images API on loopback: image output
+AGENT = "fuzz-agent"  # Deep Research on the scripted model, on the local search index
 # The model thinks (a thought step, so continued chains carry signatures to verify), then answers in two
 # parts with a pause between them, so that a cancel that follows a background create can find it running.
+# Asked for text and images (by the painter), it writes them as parts.
+PARTS = {"parts": [{"text": "A picture: "}, {"image": "a small red square"}, {"text": "There."}]}
 SCRIPT = {
     "rules": [
+        {"when": {"system_contains": "mixes text and generated images"}, "events": [{"text": json.dumps(PARTS)}]},
         {"when": {"last_step": "function_result"}, "events": [{"text": "Thanks for the result."}]},
         {"events": [{"thought": "Plan the answer."}, {"text": "Hello "}, {"sleep_ms": 20}, {"text": "there."}]},
     ]
@@ -39,6 +50,8 @@ def fuzz_server(workdir: Path) -> LiveServer:
       can start differs between machines, which would make the run's answers differ too.
     - content given by URI (images, documents, ...) is refused: the scripted model takes text only. Fields
       that name URLs elsewhere (mcp_server tools, webhook_config) are never implemented, so always a 400.
+    - images are drawn by an images API in this process, on loopback (a 1x1 PNG whatever is asked); audio is
+      spoken by the speech backend the machine has (espeak-ng or Piper; none: a 400 for audio output).
     """
     script = workdir / "script.json"
     script.write_text(json.dumps(SCRIPT))
@@ -51,8 +64,41 @@ def fuzz_server(workdir: Path) -> LiveServer:
         # The create rate limit is off: at the fuzzer's pace it would answer most creates with 429, and the
         # sequences it builds from a created interaction would never start (tests/test_quotas.py covers it).
         "limits": {"run_timeout_seconds": 10.0, "create_rate_per_second": 0},
+        f"agents.{AGENT}": {"model": MODEL, "max_rounds": 1, "max_questions": 1, "time_budget_seconds": 5.0},
+        f"models.{PAINTER}": {"backend": "interleaved", "text": MODEL, "images": "drawer"},
+        # any size the document names is drawn (the API answers a pixel whatever the size)
+        "images.drawer": {"backend": "openai", "base_url": _images_api(), "default_size": 64, "max_size": 16384},
     }
     return LiveServer(workdir, sections)
+
+
+_PIXEL = base64.b64decode(
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAIAAACQd1PeAAAADElEQVR4nGP4z8AAAAMBAQDJ/pLvAAAAAElFTkSuQmCC"
+)
+
+
+class _ImagesApi(BaseHTTPRequestHandler):
+    """``POST /v1/images/generations``: one red pixel, as ``b64_json``."""
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("content-length") or 0))
+        payload = json.dumps({"data": [{"b64_json": base64.b64encode(_PIXEL).decode()}]}).encode()
+        self.send_response(200)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return None
+
+
+@cache
+def _images_api() -> str:
+    """The images API's base URL; it serves until this process ends."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _ImagesApi)
+    threading.Thread(target=server.serve_forever, name="fuzz images API", daemon=True).start()
+    return f"http://127.0.0.1:{server.server_address[1]}/v1"
 
 
 @dataclass
@@ -151,14 +197,30 @@ def run(
 
 
 def _served_model(context: Any, case: Any) -> Any:
-    """Names the served model in create requests: a generated name is never served, so every request would
-    stop at a 404 before its other fields are read. Only a generated name is replaced, never a generated
-    wrong value (a number, an empty string, none at all), so an invalid request stays invalid."""
+    """Names the served model (or agent) in create requests: a generated name is never served, so every request
+    would stop at a 404 before its other fields are read; and the one API version. Only a generated name is
+    replaced, never a generated wrong value (a number, an empty string, none at all), so an invalid request
+    stays invalid."""
+    version = (case.path_parameters or {}).get("version")
+    if isinstance(version, str) and _VERSION.fullmatch(version):
+        # Every valid version names the same API, and the same interactions: a delete under a generated one
+        # (v864423389) would leave schemathesis taking the interaction for one that vanished under v1beta.
+        case.path_parameters["version"] = "v1beta"
     body = case.body
-    creates = case.operation.label == "POST /{version}/interactions"
-    if creates and isinstance(body, dict) and isinstance(body.get("model"), str) and body["model"]:
-        body["model"] = MODEL
+    if case.operation.label == "POST /{version}/interactions" and isinstance(body, dict):
+        for field, served in (("model", PAINTER if _asks_for_images(body) else MODEL), ("agent", AGENT)):
+            if isinstance(body.get(field), str) and body[field]:
+                body[field] = served
     return case
+
+
+def _asks_for_images(body: dict[str, Any]) -> bool:
+    modalities = body.get("response_modalities")
+    formats = body.get("response_format")
+    formats = formats if isinstance(formats, list) else [formats]
+    return (isinstance(modalities, list) and "image" in modalities) or any(
+        isinstance(f, dict) and f.get("type") == "image" for f in formats
+    )
 
 
 def _previous_is_an_interaction(schema: Any) -> None:

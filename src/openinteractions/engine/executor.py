@@ -41,7 +41,7 @@ from .ending import EndHook, no_end_hook
 from .history import chained_history
 from .inputs import InputReader
 from .recipe import RunRecipe
-from .replay import stored_pages
+from .replay import offset_after, stored_pages
 from .research import ResearchProgram
 from .run import Job, Run
 from .signatures import InvalidSignature, ThoughtSigner
@@ -176,7 +176,8 @@ class Executor:
         if run.lost:  # its readers resume from where it runs now
             self.log.drop(run.id, cut_off(f"interaction {run.id} is now run by another server: resume there"))
         else:
-            self.log.drop(run.id, (lambda offset: self.stored_rest(run.id, owner, offset)) if run.stored else None)
+            rest = (lambda position, offset: self.stored_rest(run.id, owner, position, offset)) if run.stored else None
+            self.log.drop(run.id, rest)
 
     def _count(self, run: Run) -> None:
         """A run's figures, once it has ended (metrics)."""
@@ -199,12 +200,19 @@ class Executor:
                 outcome = "error" if draft.fields.get("is_error") else "ok"
                 self.metrics.tool_calls.labels(kind.removesuffix("_result"), outcome).inc()
 
-    async def stored_rest(self, interaction_id: str, owner: str, offset: int) -> AsyncGenerator[bytes, None]:
-        """A stored log from byte ``offset``: where the readers of a run go on once its log is dropped."""
+    async def stored_rest(
+        self, interaction_id: str, owner: str, position: int, offset: int
+    ) -> AsyncGenerator[bytes, None]:
+        """A stored log after event ``position``, which ``offset`` bytes were sent up to: where the readers of a
+        run go on once its log is dropped. A log that holds references to images is shorter than what was sent:
+        there the frame is found by counting."""
         size = await self.store.events_size(interaction_id, owner, self.clock())
-        if size is None or size < offset:
+        start: int | None = offset
+        if size is not None and position and await self.store.has_media(interaction_id):
+            start = await offset_after(self.store, interaction_id, position, size)
+        if size is None or start is None or size < start:
             raise StreamCut(f"interaction {interaction_id} was deleted while its events were being read")
-        async with aclosing(stored_pages(self.store, interaction_id, offset, size)) as pages:
+        async with aclosing(stored_pages(self.store, interaction_id, start, size)) as pages:
             async for page in pages:
                 yield page
 

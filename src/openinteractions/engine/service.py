@@ -129,7 +129,7 @@ class InteractionService:
         self.remote.reconnected()
 
     def _stored_log(self, interaction_id: str, owner: str) -> StoredRest:
-        return lambda offset: self.executor.stored_rest(interaction_id, owner, offset)
+        return lambda position, offset: self.executor.stored_rest(interaction_id, owner, position, offset)
 
     async def start(self) -> None:
         await self.store.start()

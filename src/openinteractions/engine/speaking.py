@@ -98,7 +98,7 @@ def _encoding(fmt: AudioResponseFormat) -> tuple[str, int]:
         raise not_supported("'response_format.bit_rate'", "not supported: PCM and WAV have no bit rate to choose")
     if fmt.delivery not in (None, "inline"):
         raise not_supported(f"'response_format.delivery' {fmt.delivery!r}", "not supported (only 'inline')")
-    rate = fmt.sample_rate or DEFAULT_SAMPLE_RATE
+    rate = DEFAULT_SAMPLE_RATE if fmt.sample_rate is None else fmt.sample_rate
     if rate not in _SAMPLE_RATES:
         raise invalid_argument(f"'response_format.sample_rate' {rate} is outside 8000-48000 Hz")
     return mime_type, rate

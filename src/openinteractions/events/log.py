@@ -63,18 +63,20 @@ def split_frames(blob: bytes) -> list[bytes]:
     return [part + b"\n\n" for part in blob.split(b"\n\n") if part]
 
 
-# The rest of a stored log from a byte offset, then DONE: where readers of a dropped log go on.
-StoredRest = Callable[[int], AsyncGenerator[bytes, None]]
+# The rest of a stored log after an event, then DONE: where readers of a dropped log go on. Given the event's
+# position and the bytes of the frames up to it as they were sent: a stored log whose images are stored apart
+# (store/media.py) is shorter, and is found by position.
+StoredRest = Callable[[int, int], AsyncGenerator[bytes, None]]
 
 
 def cut_off(message: str) -> StoredRest:
     """The rest of a log that goes on elsewhere: its readers are cut off (they resume there)."""
 
-    async def rest(offset: int) -> AsyncGenerator[bytes, None]:
+    async def rest() -> AsyncGenerator[bytes, None]:
         raise StreamCut(message)
         yield b""  # an async generator
 
-    return lambda offset: rest(offset)
+    return lambda position, offset: rest()
 
 
 # Where a durable log's appends go: (interaction id, event seq, frame), committed later (store.append_event).
@@ -323,7 +325,7 @@ async def _follow(log: _Log, after: int, offset: int, heartbeat: float, coalesce
                 yield chunk
                 continue
             if log.stored is not None:
-                async with aclosing(log.stored(offset)) as rest:
+                async with aclosing(log.stored(position, offset)) as rest:
                     async for chunk in rest:
                         yield chunk
                 return

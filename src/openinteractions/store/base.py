@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -122,9 +122,19 @@ class Store(Protocol):
         ...
 
     async def events(self, interaction_id: str, offset: int = 0, size: int | None = None) -> bytes:
-        """The stored event log (the concatenated SSE frames), or ``size`` bytes of it from byte ``offset``:
-        fewer at its end, none past it or once the interaction is gone. Replays read it a page at a time, so
-        that a reader holds one page, not the log."""
+        """The stored event log (the concatenated SSE frames, images as references), or ``size`` bytes of it from
+        byte ``offset``: fewer at its end, none past it or once the interaction is gone. Replays read it a page at
+        a time, so that a reader holds one page, not the log."""
+        ...
+
+    async def media(self, interaction_id: str, digests: Collection[str]) -> dict[str, bytes]:
+        """The base64 data of the images the interaction shows, of these digests (by digest): what the references
+        in its stored log stand for (store/media.py). A replay expands its pages with them."""
+        ...
+
+    async def has_media(self, interaction_id: str) -> bool:
+        """Whether the interaction's stored log holds references to images, which make it shorter than what its
+        readers were sent."""
         ...
 
     async def events_size(self, interaction_id: str, owner: str, now: float) -> int | None:

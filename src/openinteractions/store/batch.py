@@ -2,7 +2,8 @@
 
 A batch holds ``(kind, params, future)`` operations in the order they were queued: ``insert`` (a run's row),
 ``event`` (one event of a running interaction, no future: the store reports committed events to its watcher),
-``finish`` (a run's result and whole log), ``lease`` (a heartbeat), ``usage`` (a running run's usage so far)
+``media`` (an event that shows images, with them: store/media.py), ``finish`` (a run's result and whole log),
+``lease`` (a heartbeat), ``usage`` (a running run's usage so far)
 and ``rows`` (another module's inserts, such as the webhooks' outbox, that must commit with the results they go
 with). Inserts go first, then events, then
 results. Events of a run whose result is in the same batch are not written one by one: its result carries
@@ -21,6 +22,7 @@ import contextlib
 import sqlite3
 from typing import Any
 
+from . import media
 from .blobs import LargeLog, write_large_log
 
 Op = tuple[str, list[Any], "asyncio.Future[None] | None"]
@@ -63,10 +65,16 @@ def _apply(cursor: Any, mark: str, batch: list[Op], server: str) -> None:
     appended = []
     leases = []
     usages = []
+    shown: list[tuple[str, media.Media]] = []
     for kind, params, _ in batch:
         if kind == "event":
             if params[0] not in finished:
                 appended.append(params)
+            continue
+        if kind == "media":  # its images are written even when its run's result carries the event
+            shown.extend((params[0], item) for item in params[3])
+            if params[0] not in finished:
+                appended.append(params[:3])
             continue
         if kind == "lease":
             leases.append(params)
@@ -91,6 +99,8 @@ def _apply(cursor: Any, mark: str, batch: list[Op], server: str) -> None:
         marks = ", ".join([m] * _INSERT_WIDTH)
         cursor.executemany(f"INSERT INTO interactions ({INSERT_COLUMNS}) VALUES ({marks})",
                            [tuple(row) for row in inserts.values()])  # fmt: skip
+    if shown:
+        media.write(cursor, m, shown)
     if appended:
         cursor.executemany(f"INSERT INTO events (interaction_id, seq, frame) VALUES ({m}, {m}, {m})", appended)
     if leases:
@@ -117,7 +127,7 @@ def _notify(cursor: Any, batch: list[Op]) -> None:
     """One notification per run of the batch: ``<id> <last seq>`` for its events, ``<id> end`` for its result."""
     last: dict[str, str] = {}
     for kind, params, _ in batch:
-        if kind == "event":
+        if kind == "event" or kind == "media":
             last[params[0]] = str(params[1])
         elif kind == "finish":
             last[params[-1]] = "end"

@@ -46,8 +46,13 @@ class LargeLog:
 
 
 def has_large_log(batch: list[tuple[str, list[Any], asyncio.Future[None] | None]]) -> bool:
-    """A batch that writes a large log goes to the writer thread: it takes ~10 ms a MiB, on the loop's time."""
-    return any(kind == "finish" and isinstance(params[5], LargeLog) for kind, params, _ in batch)
+    """A batch that writes a large log, or large images, goes to the writer thread: it takes ~10 ms a MiB, on
+    the loop's time."""
+    return any(
+        (kind == "finish" and isinstance(params[5], LargeLog))
+        or (kind == "media" and sum(len(item.data) for item in params[3]) >= LARGE_LOG_BYTES)
+        for kind, params, _ in batch
+    )
 
 
 def write_large_log(cursor: Any, params: list[Any]) -> None:

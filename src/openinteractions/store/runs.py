@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, func, or_, select, text, update
 
+from . import media
 from .replicas import CANCEL_CHANNEL, LIVE_SERVERS_SQL, server_of
 from .tables import UNFINISHED, events, interactions, server_secrets
 
@@ -49,6 +50,10 @@ def live_events(conn: Connection, positions: dict[str, int]) -> dict[str, list[b
             assert frames is not None
             if seq == positions[interaction_id] + len(frames) + 1:  # read up to a gap (never expected)
                 frames.append(bytes(frame))
+    for interaction_id, frames in running.items():  # images stored apart: the frames as they were appended
+        if frames and any(media.MARK in frame for frame in frames):
+            running[interaction_id] = [media.expanded(conn, interaction_id, frame) for frame in frames]
+    found.update(running)
     return found
 
 

@@ -29,7 +29,7 @@ import contextlib
 import json
 import logging
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -41,7 +41,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import OperationalError
 
 from .. import jsontext
-from . import runs
+from . import media, runs
 from .base import BrokenChain, ChainTooBig, ChainTooLong, FinalState, Listener, NoListener, StoredInteraction
 from .batch import Op, commit, utf8_size
 from .blobs import has_large_log, log_value, read_slice
@@ -73,6 +73,12 @@ def _row_to_record(row: Any) -> StoredInteraction:
     return StoredInteraction(**m)
 
 
+def _record_with_media(conn: Connection, row: Any) -> StoredInteraction:
+    record = _row_to_record(row)
+    record.steps = media.expanded_text(conn, record.id, record.steps)
+    return record
+
+
 class SqlStore:
     def __init__(self, url: str | URL, outage_seconds: float = 60.0) -> None:
         self._url = make_url(url)
@@ -92,6 +98,7 @@ class SqlStore:
         self._server_id = ""  # the server whose leases this store's results are fenced by (join)
         self._membership: Membership | None = None  # PostgreSQL: this server's lock and LISTEN connection
         self._listener: Listener = NoListener()
+        self._with_media: set[str] = set()  # runs whose log shows an image stored apart (store/media.py)
         self._committed: Callable[[str, int], None] = _ignore
         self._failed: Callable[[str, BaseException], None] = _ignore
 
@@ -183,7 +190,15 @@ class SqlStore:
 
     def append_event(self, interaction_id: str, seq: int, frame: bytes) -> None:
         """Queue one event of a running interaction; the watcher hears when it is committed. No future: this
-        runs for every event, and a batch's events are reported in one pass."""
+        runs for every event, and a batch's events are reported in one pass. An event that shows images is
+        stored with references to them, written with it (store/media.py)."""
+        if len(frame) >= media.MIN_DATA:
+            stored, shown = media.extract(frame)
+            if shown:
+                self._with_media.add(interaction_id)
+                self._pending.append(("media", [interaction_id, seq, stored, shown], None))
+                self._wake.set()
+                return
         self._pending.append(("event", [interaction_id, seq, frame], None))
         self._wake.set()
 
@@ -203,7 +218,7 @@ class SqlStore:
         committed = self._committed
         for kind, params, future in batch:
             if future is None:
-                if kind == "event":
+                if kind == "event" or kind == "media":
                     committed(params[0], params[1])
             elif not future.done():
                 future.set_result(None)
@@ -223,10 +238,16 @@ class SqlStore:
         f = final
         self._running.discard(interaction_id)
         frames = [events] if isinstance(events, bytes) else events
-        log = log_value(frames) if self._inline else b"".join(frames)
         # What the result adds to the row's size: the insert's steps, usage and errors are empty in practice.
+        # Images count in full, in every interaction that shows them: the quota measures what an owner keeps.
         added = utf8_size(f.steps, f.usage, f.errors) + sum(map(len, frames))
-        params = [f.status, f.updated_at, f.steps, f.usage, f.errors, log, added, interaction_id]
+        steps = f.steps
+        if interaction_id in self._with_media:  # its images were stored with its events: references here too
+            self._with_media.discard(interaction_id)
+            frames, known = media.extract_frames(frames)
+            steps = media.extract_text(steps, known)
+        log = log_value(frames) if self._inline else b"".join(frames)
+        params = [f.status, f.updated_at, steps, f.usage, f.errors, log, added, interaction_id]
         alone = not self._running
         future = self._queue("finish", params, wake=not alone)
         # No other run is writing, so no write can join this batch: commit now, on this thread, rather than a
@@ -283,7 +304,7 @@ class SqlStore:
                 except Exception as exc:
                     if op[2] is not None:
                         op[2].set_exception(exc)
-                    elif op[0] == "event":
+                    elif op[0] == "event" or op[0] == "media":
                         self._failed(op[1][0], exc)
                     if op[0] == "insert":
                         self._running.discard(op[1][0])  # a row that never landed will not be finished
@@ -353,8 +374,16 @@ class SqlStore:
     async def get(self, interaction_id: str, owner: str, now: float) -> StoredInteraction | None:
         c = interactions.c
         query = select(*_RECORD_COLUMNS).where(and_(c.id == interaction_id, c.owner == owner, c.expires_at > now))
-        row = await self._read(lambda conn: conn.execute(query).first())
-        return _row_to_record(row) if row else None
+
+        def read(conn: Connection) -> StoredInteraction | None:
+            row = conn.execute(query).first()
+            try:
+                return _record_with_media(conn, row) if row else None
+            except media.MissingMedia:  # deleted between the two reads
+                return None
+
+        record: StoredInteraction | None = await self._read(read)
+        return record
 
     async def chain(
         self, interaction_id: str, owner: str, now: float, limit: int, max_bytes: int | None = None
@@ -362,24 +391,39 @@ class SqlStore:
         bound = max_bytes if max_bytes is not None else 2**62
         params = {"id": interaction_id, "owner": owner, "now": now, "limit": limit, "max_bytes": bound}
 
-        def read(conn: Connection) -> tuple[list[str], list[Any]]:
+        def read(conn: Connection) -> tuple[list[str], list[StoredInteraction]]:
             links = conn.execute(CHAIN_SQL, params).all()
             if links and links[0].total > bound:  # the walk stops once over: nothing big was read
                 raise ChainTooBig(links[0].total, bound)
             ids = [link.id for link in links]
             rows = conn.execute(select(*_RECORD_COLUMNS).where(interactions.c.id.in_(ids))).all() if ids else []
-            return ids, list(rows)
+            records = []
+            for row in rows:
+                try:
+                    records.append(_record_with_media(conn, row))
+                except media.MissingMedia:  # deleted between the two reads
+                    raise BrokenChain(row._mapping["id"]) from None
+            return ids, records
 
-        ids, rows = await self._read(read)
+        ids, found = await self._read(read)
         if not ids:
             return []
-        by_id = {row._mapping["id"]: _row_to_record(row) for row in rows}
+        by_id = {record.id: record for record in found}
         records = [by_id[i] for i in ids]
         if len(records) > limit:
             raise ChainTooLong(f"the chain is longer than limits.max_chain_length ({limit})")
         if records[0].previous_interaction_id is not None:
             raise BrokenChain(records[0].previous_interaction_id)
         return records
+
+    async def media(self, interaction_id: str, digests: Collection[str]) -> dict[str, bytes]:
+        """The base64 data of the images ``interaction_id`` shows, of these digests (by digest)."""
+        found: dict[str, bytes] = await self._read(lambda conn: media.read(conn, interaction_id, digests))
+        return found
+
+    async def has_media(self, interaction_id: str) -> bool:
+        """Whether the interaction's stored log holds references to images (store/media.py)."""
+        return bool(await self._read(lambda conn: media.shows_any(conn, interaction_id)))
 
     async def events(self, interaction_id: str, offset: int = 0, size: int | None = None) -> bytes:
         c = interactions.c
@@ -420,6 +464,7 @@ class SqlStore:
             deleted = conn.execute(statement).rowcount
             if deleted:
                 conn.execute(delete(events).where(events.c.interaction_id == interaction_id))
+                media.forget(conn, interaction_id)
             return int(deleted)
 
         return bool(await self._transaction(work))
@@ -445,6 +490,7 @@ class SqlStore:
             removed = int(conn.execute(statement).rowcount or 0)
             if removed:
                 conn.execute(orphans)  # the logs of expired runs that never ended
+            media.forget_orphans(conn)  # also the images of a run whose result came after its row was deleted
             return removed
 
         return int(await self._transaction(work))
@@ -452,7 +498,16 @@ class SqlStore:
     async def run_events(self, interaction_id: str) -> list[bytes]:
         """The durable log of a run that has not ended: its frames in order."""
         query = select(events.c.frame).where(events.c.interaction_id == interaction_id).order_by(events.c.seq)
-        return [bytes(row[0]) for row in await self._read(lambda conn: conn.execute(query).all())]
+
+        def read(conn: Connection) -> list[bytes]:
+            frames = [bytes(row[0]) for row in conn.execute(query).all()]
+            if not any(media.MARK in frame for frame in frames):
+                return frames
+            self._with_media.add(interaction_id)  # its result stores references again
+            return [media.expanded(conn, interaction_id, frame) for frame in frames]
+
+        frames: list[bytes] = await self._read(read)
+        return frames
 
     # ---- runs and replicas ----------------------------------------------------------------------------
 

@@ -3,7 +3,9 @@
 ``interactions`` holds one row per interaction: the run's recipe (what it takes to start it again), its lease,
 and, once it ends, its result and whole event log as one blob. ``events`` holds the events of runs that have
 not ended, one row per event, appended as they happen: the durable log a run continues from after a crash.
-When a run ends its events move into the row's blob (one write) and their rows are deleted.
+When a run ends its events move into the row's blob (one write) and their rows are deleted. ``media`` holds
+each image those logs and rows show once, by content, and ``media_refs`` which interactions show it
+(store/media.py).
 """
 
 from __future__ import annotations
@@ -75,6 +77,24 @@ events = Table(
     # SQLite: one b-tree keyed by (interaction_id, seq), not a table plus its key's index, so that a commit of
     # events writes one page less (a database made before is rebuilt at start, see _events_without_rowid).
     sqlite_with_rowid=False,
+)
+# An image's bytes, once however many interactions show it: logs and rows hold ``\x01sha256:<digest>`` in place
+# of its base64 data (store/media.py).
+media = Table(
+    "media",
+    metadata,
+    Column("digest", String(64), primary_key=True),  # SHA-256 of the bytes, hex
+    Column("mime_type", String(128), nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("data", LargeBinary, nullable=False),
+)
+# Which interactions show an image (in their event log or their steps): an image none shows is deleted.
+media_refs = Table(
+    "media_refs",
+    metadata,
+    Column("interaction_id", String(64), primary_key=True),
+    Column("digest", String(64), primary_key=True),
+    Index("ix_media_refs_digest", "digest"),
 )
 # Secrets every replica must share (the thought-signing key when none is configured), made by the first server.
 server_secrets = Table(
