@@ -131,8 +131,15 @@ class Projector:
         M = self._m
         if M.mtmd_input_chunk_get_type(chunk) == M.MTMD_INPUT_CHUNK_TYPE_TEXT:
             count = ctypes.c_size_t()
-            tokens = M.mtmd_input_chunk_get_tokens_text(chunk, ctypes.byref(count))
-            return [int(tokens[i]) for i in range(count.value)] if tokens else []
+            pointer = M.mtmd_input_chunk_get_tokens_text(chunk, ctypes.byref(count))
+            tokens = [int(pointer[i]) for i in range(count.value)] if pointer else []
+            if any(token < 0 for token in tokens):  # a token of its markup that this vocabulary lacks
+                raise BackendError(
+                    "the projector marks images with tokens this model's vocabulary lacks: it was made for another "
+                    "model (llamacpp mmproj)",
+                    "failed_precondition",
+                )
+            return tokens
         own = M.mtmd_input_chunk_copy(chunk)
         placeholder = -next(_placeholders)
         whole = bool(M.mtmd_decode_use_non_causal(self._ctx, own))
