@@ -1,8 +1,11 @@
 """Images on the embedded backend: SmolLM2-135M served with a multimodal projector (``mmproj``), through
-google-genai. The projector is a tiny random-weight GGUF the test writes (mmproj.py), so what is asserted is that
-the image reaches the model as embeddings, not what a 135M model says about it: the prompt grows by the image's
-tokens, greedy decoding answers differently for different images and the same for the same one (so no cached
-prefix stands in for another image), a chain reuses the cached image, and without a projector an image is a 400.
+google-genai. The projectors are tiny random-weight GGUFs the test writes (mmproj.py): LLaVA's MLP and Gemma 3's
+(whose images llama.cpp decodes with non-causal attention). What is asserted is that the image reaches the model
+as embeddings, not what a 135M model says about it: the prompt grows by the image's tokens, greedy decoding
+answers differently for different images and the same for the same one (so no cached prefix stands in for
+another image), concurrent images stay apart, a chain reuses the cached image; and the 400s: an image the model
+cannot decode, a projector whose image markup the model's vocabulary lacks (SmolVLM's, made for its own
+vocabulary), no projector at all.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from google import genai
 from google.genai._interactions import BadRequestError
 
 from live import LiveServer
-from mmproj import IMAGE_TOKENS, write_projector
+from mmproj import IMAGE_TOKENS, Kind, write_projector
 from openinteractions.backends.llamacpp.engine import (
     MIN_LAST_CHUNK,
     Embedded,
@@ -31,6 +34,11 @@ from openinteractions.backends.llamacpp.engine import (
     _text_share,
 )
 
+MODELS: dict[str, Kind] = {"llava": "mlp", "gemma3": "gemma3", "smolvlm": "idefics3"}
+SEEING = ["llava", "gemma3"]
+# What else an image adds to SmolLM2's prompt: Gemma 3 marks it with "<start_of_image>" and "<end_of_image>", plain
+# text of 7 tokens each in SmolLM2's vocabulary; LLaVA adds nothing.
+MARKUP = {"llava": 0, "gemma3": 14}
 QUESTION = "Describe this image."
 GREEDY = {"temperature": 0, "max_output_tokens": 12}
 
@@ -57,13 +65,12 @@ def image(data: bytes) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     workdir = tmp_path_factory.mktemp("llamacpp-images")
-    projector = write_projector(workdir / "mmproj-tiny.gguf")
     common = {"backend": "llamacpp", "parallel": 2, "context_size": 1024, "threads": 2}
     sections = {
-        "models.seer": {**common, "mmproj": str(projector)},
-        "models.reader": common,
+        f"models.{name}": {**common, "mmproj": str(write_projector(workdir / f"mmproj-{kind}.gguf", kind))}
+        for name, kind in MODELS.items()
     }
-    live = LiveServer(workdir, sections).start()
+    live = LiveServer(workdir, {**sections, "models.reader": common}).start()
     yield live
     live.stop()
 
@@ -73,9 +80,9 @@ def client(server: LiveServer) -> genai.Client:
     return genai.Client(api_key="k", http_options={"base_url": server.url})
 
 
-def answer(client: genai.Client, *parts: dict[str, Any], **fields: Any) -> Any:
+def answer(client: genai.Client, *parts: dict[str, Any], model: str = "llava", **fields: Any) -> Any:
     interaction = client.interactions.create(
-        model="seer", input=[{"type": "text", "text": QUESTION}, *parts], generation_config=GREEDY, **fields
+        model=model, input=[{"type": "text", "text": QUESTION}, *parts], generation_config=GREEDY, **fields
     )
     assert interaction.status in ("completed", "incomplete"), interaction  # incomplete: max_output_tokens
     return interaction
@@ -85,24 +92,28 @@ def text(interaction: Any) -> str:
     return "".join(c.text or "" for step in interaction.steps or [] for c in getattr(step, "content", None) or [])
 
 
-def test_an_image_adds_its_embeddings_to_the_prompt(client: genai.Client) -> None:
-    alone = answer(client)
-    seen = answer(client, image(CHECKERS))
-    assert seen.usage.total_input_tokens == alone.usage.total_input_tokens + IMAGE_TOKENS
-    two = answer(client, image(CHECKERS), image(GRADIENT))
-    assert two.usage.total_input_tokens == alone.usage.total_input_tokens + 2 * IMAGE_TOKENS
+@pytest.mark.parametrize("model", SEEING)
+def test_an_image_adds_its_embeddings_to_the_prompt(client: genai.Client, model: str) -> None:
+    alone = answer(client, model=model)
+    seen = answer(client, image(CHECKERS), model=model)
+    per_image = IMAGE_TOKENS[MODELS[model]] + MARKUP[model]
+    assert seen.usage.total_input_tokens == alone.usage.total_input_tokens + per_image
+    two = answer(client, image(CHECKERS), image(GRADIENT), model=model)
+    assert two.usage.total_input_tokens == alone.usage.total_input_tokens + 2 * per_image
 
 
 # Long enough (over the engine's REUSE_MIN_TOKENS) that a request takes the sequence holding the previous one.
 SYSTEM = " ".join(["You describe pictures for people who cannot see them, plainly and in a few words."] * 5)
 
 
-def test_the_model_sees_which_image_it_was_given(client: genai.Client) -> None:
+@pytest.mark.parametrize("model", SEEING)
+def test_the_model_sees_which_image_it_was_given(client: genai.Client, model: str) -> None:
     # Greedy decoding over the same text: only the embeddings differ. Each request continues the sequence of the
     # one before, from the cached prefix up to its image: an engine that took one image's cached positions for
     # another's would repeat the previous answer.
     gradient, checkers, again = (
-        text(answer(client, image(data), system_instruction=SYSTEM)) for data in (GRADIENT, CHECKERS, GRADIENT)
+        text(answer(client, image(data), model=model, system_instruction=SYSTEM))
+        for data in (GRADIENT, CHECKERS, GRADIENT)
     )
     assert gradient and checkers and gradient != checkers
     assert again == gradient
@@ -112,7 +123,7 @@ def test_images_of_concurrent_requests_stay_apart(client: genai.Client) -> None:
     alone = [text(answer(client, image(data))) for data in (GRADIENT, CHECKERS)]
 
     async def ask(data: bytes) -> str:
-        body = {"model": "seer", "input": [{"type": "text", "text": QUESTION}, image(data)]}
+        body = {"model": "llava", "input": [{"type": "text", "text": QUESTION}, image(data)]}
         return text(await client.aio.interactions.create(**body, generation_config=GREEDY))
 
     async def both() -> list[str]:
@@ -127,20 +138,23 @@ def test_images_of_concurrent_requests_stay_apart(client: genai.Client) -> None:
 
 def test_prompted_reasoning_sees_the_image_too(client: genai.Client) -> None:
     config = {**GREEDY, "thinking_level": "low", "thinking_summaries": "auto"}
-    body = {
-        "model": "seer",
-        "input": [{"type": "text", "text": QUESTION}, image(GRADIENT)],
-        "generation_config": config,
-    }
-    interaction = client.interactions.create(**body)
-    assert interaction.status in ("completed", "incomplete")
-    assert interaction.usage.total_thought_tokens > 0  # the reasoning pass ran over the prompt with the image
+
+    def thought(data: bytes) -> str:
+        question = [{"type": "text", "text": QUESTION}, image(data)]
+        interaction = client.interactions.create(model="llava", input=question, generation_config=config)
+        assert interaction.status in ("completed", "incomplete")
+        summaries = [step.summary for step in interaction.steps if step.type == "thought"]
+        return "".join(part.text for summary in summaries for part in summary or [])
+
+    gradient, checkers = thought(GRADIENT), thought(CHECKERS)  # the reasoning pass's own prompt, images included
+    assert gradient and checkers and gradient != checkers
 
 
-def test_a_chain_reuses_the_cached_image(client: genai.Client) -> None:
-    first = answer(client, image(GRADIENT))
+@pytest.mark.parametrize("model", SEEING)
+def test_a_chain_reuses_the_cached_image(client: genai.Client, model: str) -> None:
+    first = answer(client, image(GRADIENT), model=model)
     second = client.interactions.create(
-        model="seer", input="And now?", previous_interaction_id=first.id, generation_config=GREEDY
+        model=model, input="And now?", previous_interaction_id=first.id, generation_config=GREEDY
     )
     assert second.status in ("completed", "incomplete")
     # The earlier turn, its image included, comes from the KV cache (all of it but the template's last tokens).
@@ -155,6 +169,13 @@ def test_an_image_it_cannot_decode_is_a_400_naming_it(client: genai.Client) -> N
         )
     assert caught.value.status_code == 400
     assert "image 0 of the conversation (image/webp) could not be decoded" in str(caught.value)
+
+
+def test_a_projector_made_for_another_vocabulary_is_a_400_that_says_so(client: genai.Client) -> None:
+    with pytest.raises(BadRequestError) as caught:
+        answer(client, image(GRADIENT), model="smolvlm")  # its tiles are marked with SmolVLM's own tokens
+    assert caught.value.status_code == 400 and "FAILED_PRECONDITION" in str(caught.value)
+    assert "tokens this model's vocabulary lacks" in str(caught.value)
 
 
 def test_without_a_projector_an_image_is_a_400_that_says_why(client: genai.Client) -> None:
