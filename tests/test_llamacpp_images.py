@@ -178,6 +178,19 @@ def test_a_projector_made_for_another_vocabulary_is_a_400_that_says_so(client: g
     assert "tokens this model's vocabulary lacks" in str(caught.value)
 
 
+def test_an_image_in_a_function_result_is_a_400_not_base64_text(client: genai.Client) -> None:
+    look = {"type": "function", "name": "look", "description": "Take a picture", "parameters": {"type": "object"}}
+    first = client.interactions.create(
+        model="llava", tools=[look], input="Take a picture.", generation_config={"tool_choice": "any", "seed": 1}
+    )
+    call = first.steps[-1]
+    assert first.status == "requires_action" and call.type == "function_call"
+    result = {"type": "function_result", "name": call.name, "call_id": call.id, "result": [image(GRADIENT)]}
+    with pytest.raises(BadRequestError) as caught:
+        client.interactions.create(model="llava", previous_interaction_id=first.id, input=[result])
+    assert "reads images in user input only, not in a function result" in str(caught.value)
+
+
 def test_without_a_projector_an_image_is_a_400_that_says_why(client: genai.Client) -> None:
     with pytest.raises(BadRequestError) as caught:
         client.interactions.create(model="reader", input=[{"type": "text", "text": QUESTION}, image(CHECKERS)])

@@ -19,7 +19,7 @@ import secrets
 from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
 from ...schema.content import ImageContent
-from ...schema.steps import Step, UserInputStep
+from ...schema.steps import FunctionResultStep, Step, UserInputStep
 from ...schema.tools import FunctionTool
 from ..base import BackendError
 from ..conversation import Call, ModelText, Result, Turn, UserTurn, conversation
@@ -98,6 +98,8 @@ def chat_messages(
     history: list[Step], system: list[str], images: list[ImageContent] | None = None
 ) -> list[dict[str, str]]:
     """The history as chat messages; ``images``: a list to collect the images in, for a model that reads them."""
+    if images is not None:
+        _no_images_in_results(history)
     messages: list[dict[str, str]] = []
     system_text = "\n\n".join(part for part in system if part)
     if system_text:
@@ -109,6 +111,15 @@ def chat_messages(
         else:
             messages.append({"role": role, "content": text})
     return messages
+
+
+def _no_images_in_results(history: list[Step]) -> None:
+    """A function result's image would otherwise reach the model as the JSON of its base64 data."""
+    for i, step in enumerate(history):
+        items = step.result if isinstance(step, FunctionResultStep) and isinstance(step.result, list) else []
+        if any(isinstance(item, dict) and item.get("type") == "image" for item in items):
+            message = f"history step {i}: this model reads images in user input only, not in a function result"
+            raise BackendError(message, "invalid_argument")
 
 
 def _merge(earlier: str, later: str) -> str:
