@@ -104,8 +104,7 @@ class InputReader:
             takes = ", ".join(sorted(caps.input_modalities))
             raise invalid_argument(
                 f"{where}: model {model!r} takes no {block.type} input (it takes {takes}), and {block.type} cannot "
-                f"be turned into text; serve a model that takes it (an openai backend with '{block.type}' in "
-                "input_modalities)"
+                f"be turned into text; {serving_hint(block.type)}"
             )
         if isinstance(block, DocumentContent):
             return await self._document(block, where)
@@ -222,6 +221,12 @@ class InputReader:
         if not kind:
             raise invalid_argument(f"{where}: its uri's answer has no content type; set 'mime_type'")
         return fetched.body, kind
+
+
+def serving_hint(kind: str) -> str:
+    """How to serve a model that takes ``kind`` input natively, for the 400 that refuses it."""
+    llamacpp = ", or a llamacpp model with a multimodal projector (mmproj)" if kind == "image" else ""
+    return f"serve a model that takes it (an openai backend with '{kind}' in input_modalities{llamacpp})"
 
 
 def _too_large(where: Where, limit: int) -> ApiError:

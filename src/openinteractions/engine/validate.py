@@ -21,7 +21,7 @@ from ..schema.tools import FunctionTool
 from ..tools.kind import ServerToolKind
 from ..tools.registry import SERVER_TOOLS
 from .agents import check_agent_shape
-from .inputs import READ_AS_TEXT
+from .inputs import READ_AS_TEXT, serving_hint
 
 _HONOURED_THRESHOLDS = frozenset({"block_none", "off"})
 _MEDIA = CONTENT_TYPES - {"text"}
@@ -129,7 +129,8 @@ def check_capabilities(
             if kind not in caps.input_modalities and not as_text:
                 takes = ", ".join(sorted(caps.input_modalities))
                 raise not_supported(
-                    f"{kind} input (input step {i}{where})", f"not supported by model {model!r} (it takes {takes})"
+                    f"{kind} input (input step {i}{where})",
+                    f"not supported by model {model!r} (it takes {takes}): {serving_hint(kind)}",
                 )
 
 

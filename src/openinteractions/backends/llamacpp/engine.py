@@ -17,6 +17,10 @@ have. Once one is not (unseeded sampling), the rest of the text is fed as it tok
 place of a sampled one. Tokens evaluated as part of the prompt would have been faster but not exact: a token in
 a batch of several gets other values than alone, and greedy decoding went on differently at 13 of 24 cuts tried
 (with the very tokens generated). Replaying costs about what generating the text did.
+
+A prompt may hold images (a model served with a multimodal projector, vision.py): each slice of embeddings is a
+span of negative placeholder tokens, ``Job.media`` maps the span's start to what decodes it. The prefill decodes
+a span in a llama_decode of its own when it reaches it, and a cached prefix never ends inside one.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import llama_cpp as L
 
@@ -46,6 +50,11 @@ REUSE_MIN_TOKENS = 64
 MIN_LAST_CHUNK = 2
 
 
+def llama_log_forwarder() -> Any:
+    """The log callback silence_llama_logs() installed, for libmtmd's logs too (vision.py)."""
+    return _LOG_CALLBACK
+
+
 def silence_llama_logs() -> None:
     """llama.cpp prints every tensor it loads to stderr; send its messages to Python's logging instead."""
     global _LOG_CALLBACK
@@ -57,6 +66,14 @@ def silence_llama_logs() -> None:
 
     _LOG_CALLBACK = forward
     L.llama_log_set(forward, ctypes.c_void_p(0))
+
+
+class Embedded(Protocol):
+    """A span of a prompt given as embeddings (an image slice): ``n_tokens`` placeholders in ``Job.prompt``."""
+
+    n_tokens: int
+
+    def decode(self, ctx: Any, position: int, seq: int, batch_size: int) -> int: ...
 
 
 @dataclass
@@ -83,6 +100,7 @@ class Job:
     # The answer so far, when the job continues one (see the module's doc): generated again, not sent back.
     # It counts against max_tokens, as it did the first time.
     replay: bytes = b""
+    media: dict[int, Embedded] = field(default_factory=dict)  # by the index where its span starts in prompt
     cancelled: bool = False
     # scheduler state
     slot: int = -1
@@ -152,7 +170,7 @@ class LlamaEngine:
         self.longest_token_bytes = max(len(self.token_text(token, special=True)) for token in tokens)
         self._memory = L.llama_get_memory(self._ctx)
         self._batch = L.llama_batch_init(batch_size, 0, 1)
-        self._batch_size = batch_size
+        self.batch_size = batch_size
         self._slots = [_Slot(seq) for seq in range(parallel)]
         self._inbox: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
         self._waiting: list[Job] = []
@@ -183,6 +201,10 @@ class LlamaEngine:
             n = L.llama_tokenize(self.vocab, data, len(data), tokens, capacity, add_bos, special)
         return list(tokens[:n])
 
+    @property
+    def model(self) -> Any:
+        return self._model
+
     def token_text(self, token: int, special: bool = False) -> bytes:
         buf = ctypes.create_string_buffer(64)
         n = L.llama_token_to_piece(self.vocab, token, buf, len(buf), 0, special)
@@ -196,12 +218,15 @@ class LlamaEngine:
             raise EngineClosed("the engine is shut down")
         self._inbox.put(job)
 
-    def close(self) -> None:
+    def close(self, before_model_free: Callable[[], None] | None = None) -> None:
+        """Stop the worker and free llama.cpp's state; ``before_model_free``: what holds the model (a projector)."""
         if self._closed:
             return
         self._closed = True
         self._inbox.put(None)
         self._thread.join(timeout=30)
+        if before_model_free is not None:
+            before_model_free()
         L.llama_batch_free(self._batch)
         L.llama_free(self._ctx)
         L.llama_model_free(self._model)
@@ -255,6 +280,8 @@ class LlamaEngine:
                 continue
             slot = max(free, key=lambda s: _preference(s, job.prompt))
             keep = max(0, min(_common_prefix(slot.tokens, job.prompt), len(job.prompt) - MIN_LAST_CHUNK))
+            if job.media:
+                keep = _outside_spans(keep, job.media)
             L.llama_memory_seq_rm(self._memory, slot.seq, keep, -1)
             slot.tokens = slot.tokens[:keep]
             slot.job = job
@@ -277,11 +304,17 @@ class LlamaEngine:
             n = self._add(n, job.next_token, len(slot.tokens), slot.seq, True)
             slot.tokens.append(job.next_token)
             job.logit_index = n - 1
-        budget = self._batch_size - n
+        budget = self.batch_size - n
         for i, slot in enumerate(prefilling):
             job = slot.job
             assert job is not None
-            share = _chunk_size(len(job.pending), max(1, budget // (len(prefilling) - i)))
+            share = max(1, budget // (len(prefilling) - i))
+            if job.media:
+                if not self._decode_media(slot, job):
+                    continue
+                share = _text_share(len(slot.tokens), job, share)
+            else:
+                share = _chunk_size(len(job.pending), share)
             if share == 0:
                 continue
             chunk, job.pending = job.pending[:share], job.pending[share:]
@@ -301,6 +334,20 @@ class LlamaEngine:
             job = slot.job
             if job is not None and not job.pending and job.logit_index >= 0:
                 self._sample(slot, job)
+
+    def _decode_media(self, slot: _Slot, job: Job) -> bool:
+        """Decode the spans of embeddings at the front of ``job``'s pending prompt, each in a llama_decode of
+        its own (this step's batch is decoded after them). False: the job failed."""
+        while job.pending and (span := job.media.get(len(slot.tokens))) is not None:
+            status = span.decode(self._ctx, len(slot.tokens), slot.seq, self.batch_size)
+            if status != 0:
+                L.llama_memory_seq_rm(self._memory, slot.seq, -1, -1)
+                slot.tokens = []
+                self._finish(slot, ("error", f"llama.cpp could not decode an image (status {status})"))
+                return False
+            slot.tokens.extend(job.pending[: span.n_tokens])
+            job.pending = job.pending[span.n_tokens :]
+        return True
 
     def _add(self, n: int, token: int, pos: int, seq: int, logits: bool) -> int:
         batch = self._batch
@@ -401,6 +448,23 @@ def _chunk_size(pending: int, share: int) -> int:
     if pending <= share:
         return pending
     return max(0, min(share, pending - MIN_LAST_CHUNK))
+
+
+def _outside_spans(keep: int, media: dict[int, Embedded]) -> int:
+    """A cached prefix of ``keep`` tokens, cut back to the start of a span of embeddings it would end inside."""
+    for start, span in media.items():
+        if start < keep < start + span.n_tokens:
+            return start
+    return keep
+
+
+def _text_share(position: int, job: Job, share: int) -> int:
+    """How many of a prompt's pending tokens to evaluate now when it holds spans of embeddings: the text up to
+    the next span (all of it, or ``share``), or by ``_chunk_size`` after the last one."""
+    following = [start for start in job.media if start >= position]
+    if not following:
+        return _chunk_size(len(job.pending), share)
+    return min(min(following) - position, share)
 
 
 def _common_prefix(a: list[int], b: list[int]) -> int:
