@@ -107,7 +107,8 @@ class StoreSettings(_Section):
     retention_seconds: int = Field(default=55 * 24 * 3600, gt=0)
     max_interactions_per_owner: int = Field(default=100_000, gt=0)
     sweep_interval_seconds: float = Field(default=300.0, gt=0)
-    # What one key may keep stored, in bytes: each row's request, input, output steps and event log as stored.
+    # What one key may keep stored, in bytes: each row's request, input, output steps and event log, an image
+    # counted in full in every interaction that shows it (as its client reads it, though stored once).
     max_bytes_per_owner: int = Field(default=4 * 1024**3, gt=0)
     # Several servers on one PostgreSQL database: a server that has not been alive on it (its membership
     # connection gone) for this long is taken for dead, and its runs are continued by another. It covers a
