@@ -14,7 +14,8 @@ import pg
 from inprocess import create, scripted_service
 from live import LiveServer
 from openinteractions.store.base import FinalState, StoredInteraction
-from openinteractions.store.sql import SqlStore, sqlite_url
+from openinteractions.store.sql import SqlStore
+from openinteractions.store.sqlite import sqlite_url
 
 SCRIPT = json.dumps({"script": [{"text": "one"}, {"text": " two"}, {"hang": True}]})
 

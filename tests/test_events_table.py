@@ -7,7 +7,8 @@ import asyncio
 import sqlite3
 from pathlib import Path
 
-from openinteractions.store.sql import SqlStore, sqlite_url
+from openinteractions.store.sql import SqlStore
+from openinteractions.store.sqlite import sqlite_url
 
 
 def _events_sql(path: Path) -> str:

@@ -24,7 +24,8 @@ import pg
 from live import LiveServer
 from openinteractions.engine.ratelimit import TokenBuckets
 from openinteractions.store.base import ChainTooBig, FinalState, StoredInteraction
-from openinteractions.store.sql import SqlStore, sqlite_url
+from openinteractions.store.sql import SqlStore
+from openinteractions.store.sqlite import sqlite_url
 
 MODEL = "gemini-3-flash-preview"
 ALICE, BOB, CAROL = "alice-key-0001", "bob-key-00002", "carol-key-003"

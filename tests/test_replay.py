@@ -20,7 +20,7 @@ from openinteractions.errors import ApiError
 from openinteractions.events import log as log_module
 from openinteractions.events.log import DONE, MAX_CHUNK_BYTES, MemoryEventLog, StreamCut, split_frames
 from openinteractions.schema.events import InteractionStatusUpdateEvent
-from openinteractions.store import blobs, sql
+from openinteractions.store import blobs, sql, sqlite
 from openinteractions.store.base import FinalState, StoredInteraction
 
 SCRIPT = json.dumps({"script": [{"text": "a few words"}, {"break": True}, {"text": "more"}, {"text": "and more"}]})
@@ -156,7 +156,7 @@ def test_a_large_log_is_written_in_pieces_whole_and_in_order(tmp_path: Path, mon
                                  updated_at=1.0, expires_at=4e9, request={}, input_steps="[]")  # fmt: skip
 
     async def main() -> list[tuple[str | None, bytes, int | None]]:
-        store = sql.SqlStore(sql.sqlite_url(tmp_path))
+        store = sql.SqlStore(sqlite.sqlite_url(tmp_path))
         await store.start()
         await store.insert(record("after"))
         await store.finish("after", final, frames)

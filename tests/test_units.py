@@ -21,7 +21,8 @@ from openinteractions.schema.events import ChunkEvent, StepDeltaEvent, StepStart
 from openinteractions.schema.requests import InputShapeError, normalize_input
 from openinteractions.store import sql as sql_module
 from openinteractions.store.base import BrokenChain, FinalState, StoredInteraction
-from openinteractions.store.sql import SqlStore, sqlite_url
+from openinteractions.store.sql import SqlStore
+from openinteractions.store.sqlite import sqlite_url
 
 
 def record(id: str, owner: str = "o", prev: str | None = None, created: float = 100.0, ttl: float = 50.0):
@@ -241,7 +242,8 @@ def test_owner_usage_is_summed_one_query_at_a_time_and_refreshed_in_the_backgrou
 
 def test_a_failing_write_batch_is_retried_one_by_one_and_the_store_goes_on(tmp_path: Path) -> None:
     from openinteractions.store.base import FinalState, StoredInteraction
-    from openinteractions.store.sql import SqlStore, sqlite_url
+    from openinteractions.store.sql import SqlStore
+    from openinteractions.store.sqlite import sqlite_url
 
     def record(interaction_id: str) -> StoredInteraction:
         return StoredInteraction(
@@ -341,7 +343,7 @@ def test_wal_checkpoints_run_in_the_writer_thread_every_so_many_writes(
     monkeypatch.setattr(sql, "_CHECKPOINT_EVERY", every)
 
     async def scenario() -> None:
-        store = sql.SqlStore(sql.sqlite_url(tmp_path))
+        store = sql.SqlStore(sqlite_url(tmp_path))
         await store.start()
         for name in "abcd":
             await store.insert(_stored_record(name))

@@ -21,7 +21,8 @@ from ..engine.signatures import ThoughtSigner, candidate_key
 from ..errors import ApiError
 from ..events.log import MemoryEventLog
 from ..schema.openapi import openapi_document
-from ..store.sql import SqlStore, sqlite_url
+from ..store.sql import SqlStore
+from ..store.sqlite import sqlite_url
 from ..tools.toolbox import Toolbox
 from ..webhooks import Webhooks
 from .auth import Authenticator

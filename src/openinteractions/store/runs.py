@@ -4,12 +4,14 @@ a connection the store hands it (a read, or a write transaction)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import Connection, and_, func, or_, select, text, update
 
 from . import media
+from .base import StoredInteraction
 from .replicas import CANCEL_CHANNEL, LIVE_SERVERS_SQL, server_of
 from .tables import UNFINISHED, events, interactions, server_secrets
 
@@ -99,3 +101,9 @@ def shared_secret(conn: Connection, name: str, candidate: str) -> str:
         conn.execute(_KEEP_SECRET, {"name": name, "value": candidate})  # the first server's wins
         kept = conn.execute(query).scalar_one()
     return str(kept)
+
+
+def row_to_record(row: Any) -> StoredInteraction:
+    m = dict(row._mapping)
+    m["request"] = json.loads(m["request"])
+    return StoredInteraction(**m)

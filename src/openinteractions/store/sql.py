@@ -26,14 +26,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import sqlite3
 from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
-from urllib.parse import quote, unquote
+from urllib.parse import unquote
 
 import psycopg
 from sqlalchemy import Connection, Engine, and_, create_engine, delete, event, func, select
@@ -46,40 +44,23 @@ from .base import BrokenChain, ChainTooBig, ChainTooLong, FinalState, Listener, 
 from .batch import Op, commit, utf8_size
 from .blobs import has_large_log, log_value, read_slice
 from .replicas import Membership
+from .run_queries import RunQueries
+from .runs import row_to_record
+from .sqlite import sqlite_pragmas
 from .tables import CHAIN_SQL, create_or_migrate, events, interactions
 
 logger = logging.getLogger(__name__)
 _RECORD_COLUMNS = runs.RECORD_COLUMNS
-_RUNS_PER_READ = 200  # runs whose new events one query reads (replicas following many runs)
 _CHECKPOINT_EVERY = 1000  # writes committed on the loop's thread between two WAL checkpoints
 
 
-def sqlite_url(data_dir: Path, exclusive: bool = True) -> URL:
-    """``exclusive``: SQLite's unix-excl VFS, which locks the file for this process and keeps the WAL index in
-    its memory instead of a shared-memory file locked with fcntl around every transaction (six lock calls a
-    commit). One server per database is then enforced (a second one would mark the first one's running
-    interactions failed at startup), and an insert and its result cost ~95 instead of ~107 us; other
-    processes cannot open the file while the server runs."""
-    path = str(data_dir / "openinteractions.db")
-    if not exclusive:
-        return URL.create("sqlite", database=path)
-    # An SQLite URI: '?', '#' and '%' in the path are escaped (URL.create passes the name on as it is).
-    return URL.create("sqlite", database=f"file:{quote(path)}", query={"vfs": "unix-excl", "uri": "true"})
-
-
-def _row_to_record(row: Any) -> StoredInteraction:
-    m = dict(row._mapping)
-    m["request"] = json.loads(m["request"])
-    return StoredInteraction(**m)
-
-
 def _record_with_media(conn: Connection, row: Any) -> StoredInteraction:
-    record = _row_to_record(row)
+    record = row_to_record(row)
     record.steps = media.expanded_text(conn, record.id, record.steps)
     return record
 
 
-class SqlStore:
+class SqlStore(RunQueries):
     def __init__(self, url: str | URL, outage_seconds: float = 60.0) -> None:
         self._url = make_url(url)
         self.outage_seconds = outage_seconds  # how long writes wait for an unreachable database
@@ -115,7 +96,7 @@ class SqlStore:
         connect_args = {"timeout": 2, "check_same_thread": False} if is_sqlite else {}
         engine = create_engine(self._url, connect_args=connect_args, pool_pre_ping=not is_sqlite)
         if is_sqlite:
-            event.listen(engine, "connect", _sqlite_pragmas)
+            event.listen(engine, "connect", sqlite_pragmas)
         try:
             await asyncio.get_running_loop().run_in_executor(self._write_thread, create_or_migrate, engine)
         except OperationalError as exc:
@@ -508,85 +489,6 @@ class SqlStore:
 
         frames: list[bytes] = await self._read(read)
         return frames
-
-    # ---- runs and replicas ----------------------------------------------------------------------------
-
-    @property
-    def shared(self) -> bool:
-        """Several servers may share this database (PostgreSQL); SQLite is one process's."""
-        return self._url.get_backend_name() != "sqlite"
-
-    def subscribe(self, listener: Listener) -> None:
-        """Who hears the other replicas' notifications (store/replicas.py); before ``join``."""
-        self._listener = listener
-
-    async def join(self, server_id: str) -> None:
-        """Run as ``server_id`` (16 hex digits): results are written only for runs whose lease it holds and,
-        on PostgreSQL, the other replicas see it alive as long as its membership connection lasts."""
-        self._server_id = server_id
-        if self.shared:
-            self._membership = Membership(self._url, server_id, self._listener)
-            await self._membership.start()
-
-    async def leases(self) -> tuple[dict[str, int], set[str]]:
-        """(the servers named by the leases of unfinished runs, with how many each, the servers alive on the
-        database)."""
-        named, alive = await self._read(lambda conn: runs.leases(conn, self.shared))
-        return named, alive if self.shared else {self._server_id}
-
-    async def lapsed(self, now: float) -> bool:
-        """Whether an unfinished run's lease has run out (or it has none): a read, before a claim's write."""
-        return bool(await self._read(lambda conn: runs.lapsed(conn, now)))
-
-    async def live_events(self, positions: dict[str, int]) -> dict[str, list[bytes] | None]:
-        """For each run, the committed events after its position (events so far); None if it has ended."""
-        found: dict[str, list[bytes] | None] = {}
-        pairs = list(positions.items())
-        for start in range(0, len(pairs), _RUNS_PER_READ):
-            part = dict(pairs[start : start + _RUNS_PER_READ])
-
-            def read(conn: Connection, part: dict[str, int] = part) -> dict[str, list[bytes] | None]:
-                return runs.live_events(conn, part)
-
-            found.update(await self._read(read))
-        return found
-
-    async def claim(
-        self, owner: str, now: float, until: float, dead: set[str], limit: int | None = None
-    ) -> list[StoredInteraction]:
-        """Take the lease of unfinished runs (up to ``limit``) whose lease ran out or names a server in
-        ``dead``. PostgreSQL skips rows another replica is claiming, so that replicas claim side by side."""
-        shared = self.shared
-        rows = await self._transaction(lambda conn: runs.claim(conn, owner, now, until, dead, shared, limit))
-        return [_row_to_record(row) for row in rows]
-
-    async def run_states(self, interaction_ids: Sequence[str]) -> dict[str, tuple[str | None, bool]]:
-        """For each of these runs still unfinished: (the server its lease names, whether a cancel is asked)."""
-        states: dict[str, tuple[str | None, bool]] = await self._read(lambda c: runs.states(c, interaction_ids))
-        return states
-
-    async def request_cancel(self, interaction_id: str, owner: str, now: float) -> bool:
-        """Ask whoever runs it (or takes it over) to cancel a run; False if it is not running."""
-        shared = self.shared
-        return bool(await self._transaction(lambda c: runs.request_cancel(c, interaction_id, owner, now, shared)))
-
-    async def shared_secret(self, name: str, candidate: str) -> str:
-        """The secret ``name`` every server on this database uses: ``candidate`` if none was kept before."""
-        return str(await self._transaction(lambda conn: runs.shared_secret(conn, name, candidate)))
-
-
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA wal_autocheckpoint=0")  # the store runs checkpoints in its writer thread
-    cursor.execute("PRAGMA busy_timeout=30000")
-    # Debian's SQLite zeroes every freed page (secure_delete=ON), so a run's result, which rewrites its row with
-    # the input in it, wrote the input three times (8 MiB in: 48 MiB of WAL). FAST zeroes what is written anyway;
-    # freed pages keep their bytes until reused, as with SQLite's default elsewhere, and as the WAL's own frames
-    # keep them until overwritten whatever this setting says.
-    cursor.execute("PRAGMA secure_delete=FAST")
-    cursor.close()
 
 
 def _ignore(*_: Any) -> None:
