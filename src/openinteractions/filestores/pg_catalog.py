@@ -136,6 +136,9 @@ class PostgresCatalog:
         with self.begin() as conn:
             return conn.execute(text(sql), params).all()
 
+    def _records(self, sql: str, params: dict[str, Any]) -> list[Record]:
+        return [dict(row._mapping) for row in self._all(sql, params)]
+
     # stores
 
     def add_store(self, name: str, owner: str, display_name: str, embedding_model: str, now: str) -> None:
@@ -146,14 +149,13 @@ class PostgresCatalog:
             )
 
     def store(self, owner: str, name: str) -> Record | None:
-        rows = self._all("SELECT * FROM file_search_stores WHERE name = :name AND owner = :owner",
-                         {"name": name, "owner": owner})  # fmt: skip
-        return dict(rows[0]._mapping) if rows else None
+        sql = "SELECT * FROM file_search_stores WHERE name = :name AND owner = :owner"
+        return next(iter(self._records(sql, {"name": name, "owner": owner})), None)
 
     def stores(self, owner: str, offset: int, limit: int) -> list[Record]:
         sql = """SELECT * FROM file_search_stores WHERE owner = :owner ORDER BY create_time, name
                  LIMIT :limit OFFSET :offset"""
-        return [dict(r._mapping) for r in self._all(sql, {"owner": owner, "limit": limit, "offset": offset})]
+        return self._records(sql, {"owner": owner, "limit": limit, "offset": offset})
 
     def store_count(self, owner: str) -> int:
         return int(self._all("SELECT count(*) FROM file_search_stores WHERE owner = :owner", {"owner": owner})[0][0])
@@ -210,14 +212,13 @@ class PostgresCatalog:
                          {"error": error.replace("\x00", ""), "now": now, "name": document})  # fmt: skip
 
     def document(self, store: str, name: str) -> Record | None:
-        rows = self._all("SELECT * FROM file_search_documents WHERE name = :name AND store = :store",
-                         {"name": name, "store": store})  # fmt: skip
-        return dict(rows[0]._mapping) if rows else None
+        sql = "SELECT * FROM file_search_documents WHERE name = :name AND store = :store"
+        return next(iter(self._records(sql, {"name": name, "store": store})), None)
 
     def documents(self, store: str, offset: int, limit: int) -> list[Record]:
         sql = """SELECT * FROM file_search_documents WHERE store = :store ORDER BY create_time, name
                  LIMIT :limit OFFSET :offset"""
-        return [dict(r._mapping) for r in self._all(sql, {"store": store, "limit": limit, "offset": offset})]
+        return self._records(sql, {"store": store, "limit": limit, "offset": offset})
 
     def active_documents(self, stores: list[str]) -> list[tuple[str, str]]:
         sql = """SELECT name, metadata FROM file_search_documents
