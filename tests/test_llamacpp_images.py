@@ -100,6 +100,13 @@ def test_an_image_adds_its_embeddings_to_the_prompt(client: genai.Client, model:
     assert seen.usage.total_input_tokens == alone.usage.total_input_tokens + per_image
     two = answer(client, image(CHECKERS), image(GRADIENT), model=model)
     assert two.usage.total_input_tokens == alone.usage.total_input_tokens + 2 * per_image
+    # The images' own tokens (their markup is text) are the image modality's; without an image, all are text.
+    images = 2 * IMAGE_TOKENS[MODELS[model]]
+    by_modality = {m.modality: m.tokens for m in two.usage.input_tokens_by_modality or []}
+    assert by_modality == {"text": two.usage.total_input_tokens - images, "image": images}
+    assert [(m.modality, m.tokens) for m in alone.usage.input_tokens_by_modality or []] == [
+        ("text", alone.usage.total_input_tokens)
+    ]
 
 
 # Long enough (over the engine's REUSE_MIN_TOKENS) that a request takes the sequence holding the previous one.

@@ -80,6 +80,13 @@ class UsageReport:
 
 
 @dataclass(frozen=True, slots=True)
+class VisionUsageReport(UsageReport):
+    """Usage of a prompt with images: ``image_input_tokens`` of its ``input_tokens`` are the images'."""
+
+    image_input_tokens: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class ImageUsageReport(UsageReport):
     """Usage of generated images: ``image_output_tokens`` of its ``output_tokens`` count images."""
 

@@ -24,6 +24,7 @@ from ..backends.base import (
     GenerationRequest,
     ImageUsageReport,
     UsageReport,
+    VisionUsageReport,
     continues,
 )
 from ..events.log import EventLog, LogLimitExceeded, LogWriteFailed
@@ -88,10 +89,13 @@ class _Tally:
     usage: UsageReport | None = None
     finish: str = "stop"
     images: int = 0  # of the output tokens, those of generated images
+    seen_images: int = 0  # of the input tokens, those of the prompts' images
 
     def add(self, report: UsageReport) -> None:
         if isinstance(report, ImageUsageReport):
             self.images += report.image_output_tokens
+        if isinstance(report, VisionUsageReport):
+            self.seen_images += report.image_input_tokens
         if self.usage is None:
             self.usage = report
             return
@@ -105,16 +109,20 @@ class _Tally:
         )
 
 
-def usage_model(report: UsageReport | None, text_only: bool = True, searches: int = 0, images: int = 0) -> Usage | None:
-    """``text_only``: every input was text, so all input tokens are text tokens. Otherwise the backends do
-    not say how the input splits by modality, and no breakdown is given rather than a wrong one."""
+def usage_model(
+    report: UsageReport | None, text_only: bool = True, searches: int = 0, images: int = 0, seen_images: int = 0
+) -> Usage | None:
+    """``text_only``: every input was text, so all input tokens are text tokens. ``seen_images``: the input
+    tokens a backend counted as the prompts' images (llama.cpp with a projector, whose prompts hold only text and
+    images). Otherwise the backends do not say how the input splits by modality, and no breakdown is given
+    rather than a wrong one."""
     if report is None:
         return None
     total = report.input_tokens + report.output_tokens + report.thought_tokens + report.tool_use_tokens
     return Usage(
         total_tokens=total,
         total_input_tokens=report.input_tokens,
-        input_tokens_by_modality=[ModalityTokens(modality="text", tokens=report.input_tokens)] if text_only else None,
+        input_tokens_by_modality=_input_modalities(report.input_tokens, text_only, seen_images),
         total_cached_tokens=report.cached_tokens,
         total_output_tokens=report.output_tokens,
         output_tokens_by_modality=_output_modalities(report.output_tokens, images),
@@ -122,6 +130,13 @@ def usage_model(report: UsageReport | None, text_only: bool = True, searches: in
         total_thought_tokens=report.thought_tokens,
         grounding_tool_count=[GroundingToolCount(type="google_search", count=searches)] if searches else None,
     )
+
+
+def _input_modalities(tokens: int, text_only: bool, seen_images: int) -> list[ModalityTokens] | None:
+    if seen_images:
+        return [ModalityTokens(modality="text", tokens=tokens - seen_images),
+                ModalityTokens(modality="image", tokens=seen_images)]  # fmt: skip
+    return [ModalityTokens(modality="text", tokens=tokens)] if text_only else None
 
 
 class Run:
@@ -451,7 +466,8 @@ class Run:
     def _save_usage(self, tally: _Tally) -> None:
         """Between rounds, a stored run keeps its usage so far: a run taken over after a crash counts it."""
         if self.spec.store and tally.usage is not None and self._inserted is not None:
-            usage = usage_model(tally.usage, _all_text(self.job.generation.history), images=tally.images)
+            usage = usage_model(tally.usage, _all_text(self.job.generation.history), images=tally.images,
+                                seen_images=tally.seen_images)  # fmt: skip
             if usage is not None:
                 self._store.save_usage(self.id, jsontext.dumps(usage.wire()))
 
@@ -485,7 +501,8 @@ class Run:
         self._ending = True
         self.updated_at = self._clock()
         searches = self.assembler.count("google_search_result")  # searches that ran to a result
-        usage = usage_model(tally.usage, _all_text(self.job.generation.history), searches, tally.images)
+        usage = usage_model(tally.usage, _all_text(self.job.generation.history), searches, tally.images,
+                            tally.seen_images)  # fmt: skip
         if self.job.speech is not None:
             usage = with_audio_usage(usage, self.assembler.steps())
         summary = self.summary(status, usage)

@@ -33,7 +33,7 @@ from ..base import (
     ModelEvent,
     TextChunk,
     ThoughtChunk,
-    UsageReport,
+    VisionUsageReport,
 )
 from .calls import CallReader, answer_or_calls_grammar, calls_grammar, json_grammar
 from .continued import SoFar, so_far
@@ -269,11 +269,12 @@ class LlamaCppBackend:
         if stats.get("reason") == "max_tokens" and answer.calls_open():
             raise BackendError("max_output_tokens ended the output inside a function call", "resource_exhausted")
         cached = think_stats["cached_tokens"]
-        yield UsageReport(
+        yield VisionUsageReport(
             input_tokens=len(plan.prompt),
             output_tokens=stats.get("generated_tokens", 0),
             thought_tokens=think_stats["generated_tokens"] or 0,
             cached_tokens=cached if cached is not None else stats.get("cached_tokens", 0),
+            image_input_tokens=sum(s.n_tokens for s in plan.media.values() if isinstance(s, ImageSlice)),
         )
         yield Finish("max_tokens" if stats.get("reason") in ("max_tokens", "context_full") else "stop")
 
