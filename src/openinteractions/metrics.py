@@ -19,6 +19,7 @@ from prometheus_client.registry import Collector
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 _FAST = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 _RATES = (1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
+_TOKEN_KEYS = ("total_input_tokens", "total_output_tokens", "total_thought_tokens")  # input, output, thought
 
 
 class Metrics:
@@ -46,6 +47,7 @@ class Metrics:
                               "stopped (lease re-claims)", registry=r)  # fmt: skip
         self.tool_calls = Counter("openinteractions_tool_calls", "Server tool calls, by tool and outcome (ok, "
                                   "error)", ["tool", "outcome"], registry=r)  # fmt: skip
+        self._ended: dict[tuple[str, str, str], tuple[Any, Any, Any, tuple[Any, ...], Any]] = {}
         self.deliveries = Counter("openinteractions_webhook_deliveries", "Webhook delivery attempts, by outcome "
                                   "(delivered, retrying, failed)", ["outcome"], registry=r)  # fmt: skip
 
@@ -55,17 +57,27 @@ class Metrics:
 
     def run_ended(self, model: str, backend: str, status: str, usage: dict[str, Any] | None, seconds: float,
                   events: int) -> None:  # fmt: skip
-        self.runs.labels(model, backend, status).inc()
-        self.events.labels(model).inc(events)
-        self.run_seconds.labels(model).observe(seconds)
+        """Called as every run ends, on the loop: the label children are looked up once per label set
+        (``labels()`` validates and takes a lock each time; this ran a third of a run's bookkeeping)."""
+        ended = self._ended.get((model, backend, status))
+        if ended is None:
+            ended = self._ended[(model, backend, status)] = self._children(model, backend, status)
+        runs, events_seen, run_seconds, tokens, token_rate = ended
+        runs.inc()
+        events_seen.inc(events)
+        run_seconds.observe(seconds)
         usage = usage or {}
         output = int(usage.get("total_output_tokens") or 0)
-        for kind, key in (("input", "total_input_tokens"), ("output", "total_output_tokens"),
-                          ("thought", "total_thought_tokens")):  # fmt: skip
+        for counter, key in zip(tokens, _TOKEN_KEYS, strict=True):
             if usage.get(key):
-                self.tokens.labels(model, backend, kind).inc(int(usage[key]))
+                counter.inc(int(usage[key]))
         if output and seconds > 0:
-            self.token_rate.labels(model, backend).observe(output / seconds)
+            token_rate.observe(output / seconds)
+
+    def _children(self, model: str, backend: str, status: str) -> tuple[Any, Any, Any, tuple[Any, ...], Any]:
+        tokens = tuple(self.tokens.labels(model, backend, kind) for kind in ("input", "output", "thought"))
+        return (self.runs.labels(model, backend, status), self.events.labels(model), self.run_seconds.labels(model),
+                tokens, self.token_rate.labels(model, backend))  # fmt: skip
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
