@@ -6,14 +6,32 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from google import genai
 
 from live import LiveServer
 from resuming import Follower, wait_for
+
+
+def through_a_crash(
+    server: LiveServer, interaction_id: str, cut: Callable[[list[dict[str, Any]]], bool]
+) -> tuple[Follower, Follower, dict[str, Any]]:
+    """Follow a background run, kill -9 the server once ``cut`` holds for the events so far, restart it and
+    follow the run from the last event seen: both followers, and the interaction once it ends."""
+    before = Follower(server, interaction_id)
+    wait_for(lambda: cut(before.events))
+    server.kill()
+    before.join(5)
+    server.start()
+    after = Follower(server, interaction_id, before.last_id())
+    after.join(60)
+    with server.http() as http:
+        got: dict[str, Any] = http.get(f"/v1beta/interactions/{interaction_id}").json()
+    return before, after, got
 
 
 def test_a_server_tool_cut_off_by_a_crash_runs_again_and_the_run_goes_on(tmp_path: Path) -> None:
@@ -30,15 +48,11 @@ def test_a_server_tool_cut_off_by_a_crash_runs_again_and_the_run_goes_on(tmp_pat
         with server.http() as http:
             reference = http.post("/v1beta/interactions", json=body).json()
             interaction_id = http.post("/v1beta/interactions", json={**body, "background": True}).json()["id"]
-        before = Follower(server, interaction_id)
-        wait_for(lambda: any(e.get("step", {}).get("type") == "code_execution_call" for e in before.events))
-        server.kill()  # the program sleeps in the sandbox
-        before.join(5)
-        server.start()
-        after = Follower(server, interaction_id, before.last_id())
-        after.join(60)
-        with server.http() as http:
-            got = http.get(f"/v1beta/interactions/{interaction_id}").json()
+        before, after, got = through_a_crash(
+            server,
+            interaction_id,  # the program sleeps in the sandbox when the server is killed
+            lambda events: any(e.get("step", {}).get("type") == "code_execution_call" for e in events),
+        )
     finally:
         server.stop()
     assert after.done
@@ -104,15 +118,8 @@ def test_a_file_search_cut_off_by_a_crash_is_answered_as_lost_and_the_model_asks
             body = {"model": "m", "input": json.dumps({"rounds": rounds}), "background": True,
                     "tools": [{"type": "file_search", "file_search_store_names": [store]}]}  # fmt: skip
             interaction_id = http.post("/v1beta/interactions", json=body).json()["id"]
-        before = Follower(server, interaction_id)
-        wait_for(lambda: "stall herons" in SlowEmbeddings.queries)  # the search waits on the embeddings server
-        server.kill()
-        before.join(5)
-        server.start()
-        after = Follower(server, interaction_id, before.last_id())
-        after.join(60)
-        with server.http() as http:
-            got = http.get(f"/v1beta/interactions/{interaction_id}").json()
+        # Killed while the search waits on the embeddings server.
+        before, after, got = through_a_crash(server, interaction_id, lambda _: "stall herons" in SlowEmbeddings.queries)
     finally:
         server.stop()
         embeddings.shutdown()

@@ -237,18 +237,23 @@ def test_a_deleted_document_is_no_longer_found(server: LiveServer, files: dict[s
         alice.file_search_stores.get(name=store)
 
 
-def test_a_resumable_upload_in_several_requests(server: LiveServer, library: dict[str, str]) -> None:
-    """As Google's: bytes at the offsets announced, ``active`` until the request that finalises; the upload URL
-    is the credential (no key); a wrong offset is refused."""
-    data = b"Puffins nest in burrows on the cliffs of Skomer island. " * 40
-    start = httpx.post(
-        f"{server.url}/upload/v1beta/{library['store']}:uploadToFileSearchStore",
+def start_upload(url: str, store: str, size: int) -> httpx.Response:
+    """The first request of a resumable upload of ``size`` bytes of text, with alice's key."""
+    return httpx.post(
+        f"{url}/upload/v1beta/{store}:uploadToFileSearchStore",
         headers={"x-goog-api-key": ALICE, "x-goog-upload-protocol": "resumable", "x-goog-upload-command": "start",
-                 "x-goog-upload-header-content-length": str(len(data)),
+                 "x-goog-upload-header-content-length": str(size),
                  "x-goog-upload-header-content-type": "text/plain"},
         json={"displayName": "puffins.txt"},
         timeout=60,
     )  # fmt: skip
+
+
+def test_a_resumable_upload_in_several_requests(server: LiveServer, library: dict[str, str]) -> None:
+    """As Google's: bytes at the offsets announced, ``active`` until the request that finalises; the upload URL
+    is the credential (no key); a wrong offset is refused."""
+    data = b"Puffins nest in burrows on the cliffs of Skomer island. " * 40
+    start = start_upload(server.url, library["store"], len(data))
     assert start.status_code == 200 and start.headers["x-goog-upload-status"] == "active"
     url = start.headers["x-goog-upload-url"]
     half = len(data) // 2

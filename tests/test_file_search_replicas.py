@@ -26,7 +26,7 @@ from openinteractions.tools.file_search import FileSearch, FileSearchTool
 from pgcluster import private_cluster
 from resuming import wait_for
 from test_crash_tool import SlowEmbeddings
-from test_file_search import ALICE, BOB, MARKDOWN, ask, client, steps_of, upload
+from test_file_search import ALICE, BOB, MARKDOWN, ask, client, start_upload, steps_of, upload
 from test_tools import MODEL
 
 
@@ -79,14 +79,7 @@ def test_a_store_filled_on_one_replica_is_searched_and_changed_on_the_other(
 
     # An upload started on A sends its bytes to B, in two requests; its operation is read on B.
     data = b"Puffins nest in burrows on the cliffs of Skomer island. " * 20
-    start = httpx.post(
-        f"{a.url}/upload/v1beta/{store}:uploadToFileSearchStore",
-        headers={"x-goog-api-key": ALICE, "x-goog-upload-protocol": "resumable", "x-goog-upload-command": "start",
-                 "x-goog-upload-header-content-length": str(len(data)),
-                 "x-goog-upload-header-content-type": "text/plain"},
-        json={"displayName": "puffins.txt"},
-        timeout=60,
-    )  # fmt: skip
+    start = start_upload(a.url, store, len(data))
     on_b = start.headers["x-goog-upload-url"].replace(a.url, b.url)
     half = len(data) // 2
     sent = httpx.post(on_b, headers={"x-goog-upload-command": "upload", "x-goog-upload-offset": "0"},
